@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine with only python3: `make demo` and `make test`.
+# Both create .venv when it is missing and install with the pins in constraints.txt.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-zoo bench install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-zoo: $(STAMP)
+	$(BIN)/python -m pytest -q -m zoo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/layer.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

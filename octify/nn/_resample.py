@@ -1,0 +1,76 @@
+"""Moving tensors between the high and the low grid.
+
+The low grid of an H x W map is ceil(H/octave) x ceil(W/octave): average pooling uses
+``ceil_mode`` (the last window averages what exists) and nearest upsampling targets the exact
+high size, so odd sizes round-trip. With octave == 1 both are the identity, which keeps every
+octave layer exact against its plain original.
+"""
+
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def low_size(size: int, octave: int) -> int:
+    return (size + octave - 1) // octave
+
+
+def downsample(x: Tensor, factor: int) -> Tensor:
+    """Average-pool by ``factor`` onto the ceil grid; identity for ``factor == 1``."""
+    if factor == 1:
+        return x
+    return F.avg_pool2d(x, factor, factor, 0, True, True)
+
+
+def upsample_to(x: Tensor, size: List[int]) -> Tensor:
+    """Nearest upsampling to exactly ``size`` (H, W); identity when the size already matches."""
+    if x.shape[-2] == size[0] and x.shape[-1] == size[1]:
+        return x
+    return F.interpolate(x, size=(size[0], size[1]), mode="nearest")
+
+
+def add_upsampled(high: Tensor, low: Tensor, octave: int) -> Tensor:
+    """``high + upsample(low)`` to high's size, without materialising the upsampled tensor when
+    high's size is an exact multiple of low's."""
+    h, w = high.shape[-2], high.shape[-1]
+    lh, lw = low.shape[-2], low.shape[-1]
+    if lh == h and lw == w:
+        return high + low
+    if octave > 1 and lh * octave == h and lw * octave == w and not high.requires_grad:
+        # In-place broadcast over a (.., lh, oct, lw, oct) view: one pass, no temporary. Kept out
+        # of autograd so that a graph never sees an in-place write on a view.
+        n, c = high.shape[0], high.shape[1]
+        high.view(n, c, lh, octave, lw, octave).add_(low.reshape(n, c, lh, 1, lw, 1))
+        return high
+    return high + upsample_to(low, [h, w])
+
+
+def check_low(high: Tensor, low: Tensor, octave: int, where: str) -> None:
+    """Raise a ValueError when ``low`` is not on ``high``'s low grid."""
+    eh = low_size(high.shape[-2], octave)
+    ew = low_size(high.shape[-1], octave)
+    if low.shape[-2] != eh or low.shape[-1] != ew:
+        raise ValueError(
+            "{}: the low tensor must be {}x{} (ceil of the high {}x{} over octave {}), found {}x{}".format(
+                where, eh, ew, high.shape[-2], high.shape[-1], octave, low.shape[-2], low.shape[-1]
+            )
+        )
+
+
+def as_pair(x: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tensor]:
+    return x[0], x[1]
+
+
+def reorder(x: Tensor, index: Tensor) -> Tensor:
+    """``x.index_select(1, index)``, skipped when ``index`` is empty (meaning: already in order)."""
+    if index.numel() == 0:
+        return x
+    return x.index_select(1, index)
+
+
+def merge(high: Tensor, low: Tensor, octave: int, order: Tensor) -> Tensor:
+    """Concatenate ``high`` and upsampled ``low`` over channels, then restore the plain order."""
+    up = upsample_to(low, [high.shape[-2], high.shape[-1]])
+    return reorder(torch.cat([high, up], 1), order)

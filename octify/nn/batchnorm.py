@@ -1,0 +1,94 @@
+"""OctBatchNorm2d: one batch norm per octave branch (Chen et al., 2019)."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from .octconv import OctaveInput, OctaveOutput
+from .partition import Partition, parse_alpha
+
+__all__ = ["OctBatchNorm2d"]
+
+
+class OctBatchNorm2d(nn.Module):
+    """Batch normalisation of an octave pair: ``bn_h`` on the high branch, ``bn_l`` on the low one.
+
+    >>> import torch
+    >>> bn = OctBatchNorm2d(8, alpha=0.5)
+    >>> h, l = bn((torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4)))
+    >>> tuple(h.shape), tuple(l.shape)
+    ((2, 4, 8, 8), (2, 4, 4, 4))
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        alpha: float = 0.5,
+        partition: Optional[Partition] = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"OctBatchNorm2d: num_features must be a positive integer, found {num_features!r}")
+        self.num_features = num_features
+        self.partition = (
+            Partition.split(num_features, parse_alpha(alpha)[1])
+            if partition is None
+            else Partition.coerce(partition, num_features, "partition")
+        )
+        kw = dict(eps=eps, momentum=momentum, affine=affine, track_running_stats=track_running_stats, device=device, dtype=dtype)
+        nh, nl = len(self.partition.high), len(self.partition.low)
+        self.bn_h = nn.BatchNorm2d(nh, **kw) if nh else None
+        self.bn_l = nn.BatchNorm2d(nl, **kw) if nl else None
+
+    @classmethod
+    def from_bn(cls, bn: nn.BatchNorm2d, partition: Union[Partition, tuple]) -> "OctBatchNorm2d":
+        """Split ``bn`` by ``partition``, carrying weights, running statistics and the batch counter."""
+        if not isinstance(bn, nn.BatchNorm2d):
+            raise TypeError(f"OctBatchNorm2d.from_bn expects an nn.BatchNorm2d, found {type(bn).__name__}")
+        ref = bn.weight if bn.weight is not None else bn.running_mean
+        layer = cls(
+            bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+            device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype, partition=partition,
+        )
+        with torch.no_grad():
+            for sub, idx in ((layer.bn_h, layer.partition.high), (layer.bn_l, layer.partition.low)):
+                if sub is None:
+                    continue
+                index = list(idx)
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    src = getattr(bn, name)
+                    if src is not None:
+                        getattr(sub, name).copy_(src[index])
+                if bn.num_batches_tracked is not None:
+                    sub.num_batches_tracked.copy_(bn.num_batches_tracked)
+        layer.train(bn.training)
+        return layer
+
+    def forward(self, x: OctaveInput) -> OctaveOutput:
+        if isinstance(x, Tensor):
+            if self.bn_l is None and self.bn_h is not None:
+                return self.bn_h(x)
+            if self.bn_h is None and self.bn_l is not None:
+                return self.bn_l(x)
+            raise ValueError(
+                "OctBatchNorm2d: expected a (high, low) pair ({} + {} channels), found a single Tensor".format(
+                    len(self.partition.high), len(self.partition.low)
+                )
+            )
+        bn_h, bn_l = self.bn_h, self.bn_l
+        if bn_h is None or bn_l is None:
+            raise ValueError("OctBatchNorm2d: this norm has a single branch and takes a plain Tensor, found a pair")
+        return bn_h(x[0]), bn_l(x[1])
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, high={len(self.partition.high)}, low={len(self.partition.low)}"
