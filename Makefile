@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	$(BIN)/octify convert examples/model.py --alpha 0.5
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -47,6 +47,7 @@ class OctBatchNorm2d(nn.Module):
         )
         kw = dict(eps=eps, momentum=momentum, affine=affine, track_running_stats=track_running_stats, device=device, dtype=dtype)
         nh, nl = len(self.partition.high), len(self.partition.low)
+        self._nh, self._nl = nh, nl  # plain ints for TorchScript (it cannot read a NamedTuple's fields)
         self.bn_h = nn.BatchNorm2d(nh, **kw) if nh else None
         self.bn_l = nn.BatchNorm2d(nl, **kw) if nl else None
 
@@ -75,20 +76,22 @@ class OctBatchNorm2d(nn.Module):
         return layer
 
     def forward(self, x: OctaveInput) -> OctaveOutput:
+        # Submodules are read as ``self.bn_*`` (not through locals) so that TorchScript can call
+        # them, and the ``is None`` tests fold away on a module whose branch is absent.
         if isinstance(x, Tensor):
-            if self.bn_l is None and self.bn_h is not None:
-                return self.bn_h(x)
-            if self.bn_h is None and self.bn_l is not None:
+            if self.bn_l is None:
+                if self.bn_h is not None:
+                    return self.bn_h(x)
+            elif self.bn_h is None:
                 return self.bn_l(x)
             raise ValueError(
                 "OctBatchNorm2d: expected a (high, low) pair ({} + {} channels), found a single Tensor".format(
-                    len(self.partition.high), len(self.partition.low)
+                    self._nh, self._nl
                 )
             )
-        bn_h, bn_l = self.bn_h, self.bn_l
-        if bn_h is None or bn_l is None:
+        if self.bn_h is None or self.bn_l is None:
             raise ValueError("OctBatchNorm2d: this norm has a single branch and takes a plain Tensor, found a pair")
-        return bn_h(x[0]), bn_l(x[1])
+        return self.bn_h(x[0]), self.bn_l(x[1])
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, high={len(self.partition.high)}, low={len(self.partition.low)}"

@@ -1,7 +1,7 @@
 """OctConv2d: octave convolution (Chen et al., "Drop an Octave", ICCV 2019, arXiv 1904.05049)."""
 
-from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -17,6 +17,7 @@ __all__ = ["OctConv2d", "OctaveInput", "OctaveOutput"]
 OctaveInput = Union[Tensor, Tuple[Tensor, Tensor]]
 OctaveOutput = Union[Tensor, Tuple[Tensor, Tensor]]
 _IntOr2 = Union[int, Tuple[int, int]]
+_SKIP_INIT = False
 
 
 def _index(values: Sequence[int]) -> Tensor:
@@ -49,6 +50,10 @@ class OctConv2d(nn.Module):
     >>> tuple(high.shape), tuple(low.shape)
     ((2, 5, 200, 200), (2, 5, 100, 100))
     """
+
+    # Class-level annotations: TorchScript needs the element type of lists that may be empty.
+    _ll_pos: List[int]
+    _pad4: List[int]
 
     def __init__(
         self,
@@ -93,6 +98,12 @@ class OctConv2d(nn.Module):
         self.out_channels = out_channels
         self.kernel_size: Tuple[int, int] = _pair(kernel_size)
         self.stride: Tuple[int, int] = _pair(stride)
+        if stride_mode == "pool" and any(s != 1 and s % octave for s in self.stride):
+            # The L->H path pools the low input by stride / octave onto the pooled high grid.
+            raise ValueError(
+                f"OctConv2d: stride_mode='pool' needs each stride to be 1 or a multiple of octave ({octave}), "
+                f"found stride={self.stride}; use stride_mode='conv'"
+            )
         self.dilation: Tuple[int, int] = _pair(dilation)
         self.padding: Tuple[int, int] = self._resolve_padding(padding)
         self.groups = groups
@@ -124,7 +135,7 @@ class OctConv2d(nn.Module):
         self.ih, self.il = len(self.in_partition.high), len(self.in_partition.low)
         self.oh, self.ol = len(self.out_partition.high), len(self.out_partition.low)
         # Reversed, doubled padding for F.pad when padding_mode is not zeros (as nn.Conv2d does).
-        self._pad4: List[int] = [self.padding[1], self.padding[1], self.padding[0], self.padding[0]]
+        self._pad4 = [self.padding[1], self.padding[1], self.padding[0], self.padding[0]]
 
         factory = {"device": device, "dtype": dtype}
         kh, kw = self.kernel_size
@@ -147,7 +158,7 @@ class OctConv2d(nn.Module):
             # Placeholders so that TorchScript sees one attribute set whatever the kind.
             self.weight_h = self.weight_l = None
             self._same = False
-            self._ll_pos: List[int] = []
+            self._ll_pos = []
             for name in ("_hh_sel", "_hl_sel", "_lh_sel", "_ll_sel", "_high_order", "_low_order"):
                 self.register_buffer(name, torch.empty(0, dtype=torch.long), persistent=False)
         self.has_bias = bias
@@ -211,12 +222,14 @@ class OctConv2d(nn.Module):
         return [(n, p) for n, p in self.named_parameters(recurse=False) if n.startswith("weight")]
 
     def reset_parameters(self) -> None:
-        """Initialise as the equivalent nn.Conv2d would, then slice: the paths tile one conv's weight."""
-        ref = nn.Conv2d(
-            self.in_channels, self.out_channels, self.kernel_size, groups=self.groups, bias=self.has_bias,
-            device="cpu", dtype=torch.float32,
-        )
-        self._load_from_dense(ref.weight.detach(), None if ref.bias is None else ref.bias.detach())
+        """Initialise as the equivalent nn.Conv2d would: uniform(+-1/sqrt(fan_in)) with the full conv's fan_in."""
+        if _SKIP_INIT:
+            return
+        fan_in = (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        with torch.no_grad():
+            for p in self.parameters(recurse=False):
+                p.uniform_(-bound, bound)
 
     # -- weight transfer -----------------------------------------------------------------------
     @torch.no_grad()
@@ -233,23 +246,32 @@ class OctConv2d(nn.Module):
                 if b is not None and bias is not None:
                     b.copy_(bias[chans])
             return
-        g = self.groups
-        cin_g = self.in_channels // g
-        cout_g = self.out_channels // g
-        for (out_name, out_idx) in (("h", pout.high), ("l", pout.low)):
-            for (in_name, in_idx) in (("h", pin.high), ("l", pin.low)):
+        for out_name, out_idx in (("h", pout.high), ("l", pout.low)):
+            for in_name, in_idx in (("h", pin.high), ("l", pin.low)):
                 p = getattr(self, f"weight_{in_name}{out_name}")
-                if p is None:
-                    continue
-                # Local (in-group) input indices of this branch, one row per group.
-                table = torch.tensor([[i % cin_g for i in in_idx if i // cin_g == gi] for gi in range(g)], dtype=torch.long)
-                rows = torch.tensor(out_idx, dtype=torch.long)
-                cols = table[rows // cout_g]
-                p.copy_(weight[rows.unsqueeze(1), cols])
+                if p is not None:
+                    for rows, dst, cols in self._blocks(out_idx, in_idx):
+                        p[dst] = weight.index_select(0, rows).index_select(1, cols)
         for name, idx in (("bias_h", pout.high), ("bias_l", pout.low)):
             b = getattr(self, name)
             if b is not None and bias is not None:
                 b.copy_(bias[list(idx)])
+
+    def _blocks(self, out_idx: Sequence[int], in_idx: Sequence[int]) -> List[Tuple[Tensor, slice, Tensor]]:
+        """Per group: (rows of the dense weight, rows of the path weight, in-group columns).
+
+        Partitions are sorted and groups contiguous, so each group's rows form one slice of the
+        path weight."""
+        g = self.groups
+        cin_g, cout_g = self.in_channels // g, self.out_channels // g
+        blocks, start = [], 0
+        for gi in range(g):
+            rows = [o for o in out_idx if o // cout_g == gi]
+            cols = [i - gi * cin_g for i in in_idx if i // cin_g == gi]
+            if rows:
+                blocks.append((_index(rows), slice(start, start + len(rows)), _index(cols)))
+                start += len(rows)
+        return blocks
 
     @classmethod
     def from_conv(
@@ -279,11 +301,16 @@ class OctConv2d(nn.Module):
             padding = tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))  # type: ignore[assignment]
             if any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
                 raise ValueError(f"OctConv2d.from_conv: padding='same' with an even kernel {conv.kernel_size} is not supported")
-        layer = cls(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation, conv.groups,
-            conv.bias is not None, conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype,
-            alpha=alpha, octave=octave, stride_mode=stride_mode, in_partition=in_partition, out_partition=out_partition,
-        )
+        global _SKIP_INIT
+        _SKIP_INIT = True  # the weights are overwritten right below: skip the random init
+        try:
+            layer = cls(
+                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation, conv.groups,
+                conv.bias is not None, conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype,
+                alpha=alpha, octave=octave, stride_mode=stride_mode, in_partition=in_partition, out_partition=out_partition,
+            )
+        finally:
+            _SKIP_INIT = False
         layer._load_from_dense(conv.weight.detach(), None if conv.bias is None else conv.bias.detach())
         layer.train(conv.training)
         return layer
@@ -304,15 +331,14 @@ class OctConv2d(nn.Module):
                 if b is not None and bias is not None:
                     bias[chans] = b
             return weight, bias
-        cin_g, cout_g, g = self.in_channels // self.groups, self.out_channels // self.groups, self.groups
         for out_name, out_idx in (("h", pout.high), ("l", pout.low)):
             for in_name, in_idx in (("h", pin.high), ("l", pin.low)):
                 p = getattr(self, f"weight_{in_name}{out_name}")
-                if p is None:
-                    continue
-                table = torch.tensor([[i % cin_g for i in in_idx if i // cin_g == gi] for gi in range(g)], dtype=torch.long)
-                rows = torch.tensor(out_idx, dtype=torch.long)
-                weight[rows.unsqueeze(1), table[rows // cout_g]] = p
+                if p is not None:
+                    for rows, src, cols in self._blocks(out_idx, in_idx):
+                        block = weight[rows]
+                        block[:, cols] = p[src]
+                        weight[rows] = block
         for name, idx in (("bias_h", pout.high), ("bias_l", pout.low)):
             b = getattr(self, name)
             if b is not None and bias is not None:
@@ -413,7 +439,7 @@ class OctConv2d(nn.Module):
         else:
             xl_lh = xl
         if self.depthwise:
-            yh, yl = self._forward_depthwise(xh, xl, xl_lh, hw, stride)
+            yh, yl = self._forward_depthwise(xh, xl, xl_lh, hw, stride, pool)
         else:
             yh, yl = self._forward_dense(xh, xl, xl_lh, hw, stride)
         if yl is not None:
@@ -459,7 +485,13 @@ class OctConv2d(nn.Module):
         return yh, yl
 
     def _forward_depthwise(
-        self, xh: Optional[Tensor], xl: Optional[Tensor], xl_lh: Optional[Tensor], hw: List[int], stride: Tuple[int, int]
+        self,
+        xh: Optional[Tensor],
+        xl: Optional[Tensor],
+        xl_lh: Optional[Tensor],
+        hw: List[int],
+        stride: Tuple[int, int],
+        pool: bool,
     ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         w_h, w_l = self.weight_h, self.weight_l
         yh: Optional[Tensor] = None
@@ -479,7 +511,17 @@ class OctConv2d(nn.Module):
         yl: Optional[Tensor] = None
         if low_all is not None:
             if self._lh_sel.numel() > 0:
-                up = upsample_to(low_all.index_select(1, self._lh_sel), hw)
+                if pool and xl_lh is not None and w_l is not None:
+                    # Strided pool mode: L->H channels are convolved on the low input pooled by
+                    # stride / octave (the pooled high grid), as in the dense L->H path.
+                    b_l = self.bias_l
+                    lh = self._conv(
+                        xl_lh.index_select(1, self._lh_sel), w_l.index_select(0, self._lh_sel),
+                        None if b_l is None else b_l.index_select(0, self._lh_sel), stride, self._lh_sel.numel(),
+                    )
+                else:
+                    lh = low_all.index_select(1, self._lh_sel)
+                up = upsample_to(lh, hw)
                 yh = up if yh is None else reorder(torch.cat([yh, up], 1), self._high_order)
             if len(self._ll_pos) > 0:
                 yl = reorder(reorder(low_all, self._ll_sel), self._low_order)

@@ -92,6 +92,7 @@ class OctaveMerge(nn.Module):
         self.partition = _partition(channels, alpha, partition, "OctaveMerge")
         self.channels = self.partition.channels
         self.octave = _check_octave(octave, "OctaveMerge")
+        self._nh, self._nl = len(self.partition.high), len(self.partition.low)  # ints for TorchScript
         flat = list(self.partition.high) + list(self.partition.low)
         order = [] if flat == sorted(flat) else sorted(range(len(flat)), key=flat.__getitem__)
         self.register_buffer("_order", torch.tensor(order, dtype=torch.long), persistent=False)
@@ -100,7 +101,7 @@ class OctaveMerge(nn.Module):
         if isinstance(x, Tensor):
             raise ValueError("OctaveMerge: expected a (high, low) pair, found a single Tensor")
         high, low = x[0], x[1]
-        nh, nl = len(self.partition.high), len(self.partition.low)
+        nh, nl = self._nh, self._nl
         if high.shape[1] != nh or low.shape[1] != nl:
             raise ValueError(
                 "OctaveMerge: expected {} high + {} low channels, found {} + {}".format(nh, nl, high.shape[1], low.shape[1])

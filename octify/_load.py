@@ -1,0 +1,490 @@
+"""Resolve a MODEL argument of the command line to an ``nn.Module`` (internal).
+
+MODEL is one of
+
+- ``path/to/file.py``: the file is imported and the first of these is taken: a ``build_model()``,
+  ``get_model()`` or ``create_model()`` function; a module-level ``model`` nn.Module instance; the
+  one nn.Module subclass defined in that file that builds without arguments.
+- ``path/to/file.py:NAME``: a class, factory function or nn.Module instance of that file
+  (``NAME`` may be dotted: ``file.py:zoo.small``).
+- ``torchvision:NAME``: a ``torchvision.models`` builder, called with ``weights=None``.
+- ``path/to/file.pt``: a whole model saved with ``octify.save`` or ``torch.save(model)``.
+
+Errors are :class:`LoadError` (exit code 1: loading failed) or its subclass :class:`SpecError`
+(exit code 2: the command line names something that cannot be used); their messages are one line
+that says what was expected, what was found and, where one helps, a hint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib.util
+import inspect
+import keyword
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+import torch
+from torch import nn
+
+__all__ = ["LoadError", "SpecError", "LoadedModel", "load_model", "load_weights", "FACTORY_NAMES"]
+
+FACTORY_NAMES = ("build_model", "get_model", "create_model")
+INSTANCE_NAME = "model"
+SAVED_SUFFIXES = (".pt", ".pth", ".pkl")
+_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
+_FORMS = "expected path/to/file.py, file.py:NAME, torchvision:NAME or a model saved as file.pt"
+
+
+class LoadError(Exception):
+    """A model or checkpoint could not be loaded (exit code 1)."""
+
+    exit_code = 1
+
+
+class SpecError(LoadError):
+    """The command line names something that cannot be used as asked (exit code 2)."""
+
+    exit_code = 2
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    name: str  # short name, used for the default output file: resnet18, custom_cnn, ...
+    source: str  # what was loaded, in words: "class CustomCNN() of examples/custom_cnn.py"
+    module_name: Optional[str] = None  # sys.modules name the model file was imported under
+
+
+# --------------------------------------------------------------------------- parsing MODEL
+
+
+def split_spec(spec: str) -> tuple[str, str, Optional[str]]:
+    """``(kind, where, name)`` with kind "zoo", "file" or "saved"."""
+    spec = spec.strip()
+    if not spec:
+        raise SpecError(f"empty MODEL: {_FORMS}")
+    if spec.lower().startswith(("torchvision:", "tv:")):
+        name = spec.split(":", 1)[1].strip()
+        if not name:
+            raise SpecError(f"'{spec}' names no torchvision model: expected torchvision:NAME, e.g. torchvision:resnet50")
+        return "zoo", "torchvision", name
+    head, sep, tail = spec.rpartition(":")
+    if sep and head.lower().endswith(".py") and tail and not tail.startswith(("\\", "/")):
+        return "file", head, tail.strip()
+    if spec.lower().endswith(SAVED_SUFFIXES):
+        return "saved", spec, None
+    return "file", spec, None
+
+
+def load_model(spec: str) -> LoadedModel:
+    """Resolve ``spec`` (see the module docstring) to a model, in whatever mode it builds in."""
+    kind, where, name = split_spec(spec)
+    if kind == "zoo":
+        return _from_zoo(name)
+    if kind == "saved":
+        return _from_saved(where)
+    return _from_file(where, name)
+
+
+# --------------------------------------------------------------------------- torchvision
+
+
+def _from_zoo(name: str) -> LoadedModel:
+    import torchvision.models as tvm
+
+    known = tvm.list_models()
+    try:
+        builder = tvm.get_model_builder(name)
+    except ValueError:
+        close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join('torchvision:' + c for c in close)}?" if close else ""
+        raise SpecError(
+            f"unknown torchvision model '{name}': expected one of the {len(known)} names of "
+            f"torchvision.models.list_models() (resnet50, mobilenet_v2, ...).{hint}"
+        ) from None
+    kwargs: dict[str, Any] = {"weights": None}
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        kwargs["weights_backbone"] = None  # detection models: never download a backbone
+    try:
+        model = builder(**kwargs)
+    except Exception as e:
+        raise LoadError(f"building torchvision:{name} failed: {_exc(e)}") from e
+    canonical = builder.__name__
+    return LoadedModel(model, canonical, f"torchvision:{canonical} (weights=None)")
+
+
+# --------------------------------------------------------------------------- saved whole models
+
+
+def _from_saved(path: str) -> LoadedModel:
+    p = Path(path)
+    _check_file(p, "a model saved with octify.save or torch.save(model)")
+    from .io import load
+
+    try:
+        # classes of a model file it refers to: importable from the cwd or from beside the file
+        with _path_first(os.getcwd()), _path_first(str(p.resolve().parent)):
+            model = load(p)
+    except (TypeError, ValueError) as e:  # load() names what it found instead of a model
+        raise SpecError(f"{e} Hint: give the model's code as MODEL and pass this file with --weights.") from e
+    except ModuleNotFoundError as e:
+        raise LoadError(
+            f"loading {path} failed: the model refers to classes of the module '{e.name}', which is not importable. "
+            f"Hint: run from the directory of {e.name}.py, or add it to PYTHONPATH."
+        ) from e
+    except Exception as e:
+        raise LoadError(f"loading {path} failed: {_exc(e)}") from e
+    stem = p.stem[:-4] if p.stem.endswith("_oct") else p.stem
+    return LoadedModel(model, stem, f"{type(model).__name__} saved in {path}")
+
+
+# --------------------------------------------------------------------------- python files
+
+
+def _check_file(p: Path, what: str) -> None:
+    if not p.exists():
+        hint = ""
+        if p.suffix == "" and p.name and "/" not in str(p):
+            try:
+                import torchvision.models as tvm
+
+                if p.name.lower() in tvm.list_models():
+                    hint = f" Hint: for the torchvision model, write torchvision:{p.name}."
+            except Exception:  # pragma: no cover - torchvision is a dependency
+                pass
+        raise SpecError(f"no such file: {p} ({_FORMS}).{hint}")
+    if p.is_dir():
+        raise SpecError(f"{p} is a directory: {_FORMS}.")
+    if not os.access(p, os.R_OK):
+        raise LoadError(f"cannot read {p}: permission denied.")
+
+
+def _module_name_for(p: Path) -> str:
+    stem = p.stem
+    if stem.isidentifier() and not keyword.iskeyword(stem) and stem not in sys.modules and _free_name(stem, p):
+        # Importable by its own name, so that a saved model which refers to its classes can be
+        # loaded again from the file's directory (or with it on PYTHONPATH).
+        return stem
+    safe = "".join(c if c.isalnum() else "_" for c in stem)
+    name, n = f"_octify_model_{safe}", 1
+    while name in sys.modules:
+        n += 1
+        name = f"_octify_model_{safe}_{n}"
+    return name
+
+
+def _free_name(name: str, p: Path) -> bool:
+    """True when importing ``name`` finds nothing else than the file ``p`` (no installed package of that name)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is None or (spec.origin is not None and Path(spec.origin).resolve() == p.resolve())
+
+
+@contextlib.contextmanager
+def _path_first(directory: str) -> Iterator[None]:
+    sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(directory)
+
+
+def import_file(path: str) -> ModuleType:
+    """Import a python file as a module, with its directory on sys.path while it runs."""
+    p = Path(path)
+    _check_file(p, "a python file")
+    if p.suffix != ".py":
+        raise SpecError(f"{p} is not a python file: {_FORMS}.")
+    resolved = p.resolve()
+    name = _module_name_for(p)
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:  # pragma: no cover - .py files always have a loader
+        raise LoadError(f"cannot import {p}.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        with _path_first(str(resolved.parent)):
+            spec.loader.exec_module(module)
+    except SyntaxError as e:
+        sys.modules.pop(name, None)
+        where = f"{e.filename or p}:{e.lineno}" if e.lineno else str(e.filename or p)
+        line = f": {e.text.strip()}" if e.text and e.text.strip() else ""
+        raise LoadError(f"syntax error in {where}: {e.msg}{line}") from e
+    except BaseException as e:
+        sys.modules.pop(name, None)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        if isinstance(e, SystemExit):
+            raise LoadError(f"importing {p} called sys.exit({e.code}). Hint: guard scripts with if __name__ == '__main__':") from None
+        raise LoadError(f"importing {p} failed: {_exc(e)}{_where(e, resolved)}") from e
+    return module
+
+
+def _from_file(path: str, name: Optional[str]) -> LoadedModel:
+    module = import_file(path)
+    stem = Path(path).stem
+    if name is not None:
+        obj = _getattr_dotted(module, name, path)
+        model, how = _build(obj, name, path)
+        short = stem if name in FACTORY_NAMES + (INSTANCE_NAME,) else name.rsplit(".", 1)[-1]
+        return LoadedModel(model, short, f"{how} of {path}", module.__name__)
+
+    for fname in FACTORY_NAMES:
+        fn = module.__dict__.get(fname)
+        if callable(fn):
+            model, how = _build(fn, fname, path)
+            return LoadedModel(model, stem, f"{how} of {path}", module.__name__)
+    inst = module.__dict__.get(INSTANCE_NAME)
+    if isinstance(inst, nn.Module):
+        return LoadedModel(inst, stem, f"module-level `{INSTANCE_NAME}` ({type(inst).__name__}) of {path}", module.__name__)
+
+    classes = _module_classes(module)
+    if not classes:
+        found = _found_summary(module)
+        raise SpecError(
+            f"no model found in {path}: expected a {'/'.join(f + '()' for f in FACTORY_NAMES)} function, "
+            f"a module-level `{INSTANCE_NAME}` nn.Module instance, or an nn.Module subclass defined there; "
+            f"found {found}. Hint: add `def build_model(): return MyNet()` to the file, or name one with {path}:NAME."
+        )
+    buildable = [c for c in classes if _needs_args(c) is None]
+    if not buildable:
+        if len(classes) == 1:
+            cls = classes[0]
+            raise SpecError(
+                f"{cls.__name__}() in {path} needs arguments ({_needs_args(cls)}): expected a model that builds "
+                f"without arguments. Hint: add `def build_model(): return {cls.__name__}(...)` with the arguments "
+                f"to the file, or name such a factory with {path}:NAME."
+            )
+        raise SpecError(
+            f"every nn.Module subclass in {path} needs arguments ({', '.join(f'{c.__name__}({_needs_args(c)})' for c in classes)}): "
+            f"expected one that builds without arguments. Hint: add `def build_model(): return MyNet(...)` to the file."
+        )
+    if len(buildable) > 1:
+        buildable = _top_level(buildable, path)
+    if len(buildable) > 1:
+        names = ", ".join(c.__name__ for c in buildable)
+        raise SpecError(
+            f"more than one model in {path}: {names} all build without arguments. "
+            f"Hint: name one, e.g. {path}:{buildable[0].__name__}, or add a build_model() function."
+        )
+    cls = buildable[0]
+    model, how = _build(cls, cls.__name__, path)
+    return LoadedModel(model, stem, f"{how} of {path}", module.__name__)
+
+
+def _getattr_dotted(module: ModuleType, name: str, path: str) -> Any:
+    obj: Any = module
+    for i, part in enumerate(name.split(".")):
+        if not hasattr(obj, part):
+            prefix = ".".join(name.split(".")[:i])
+            if i == 0:
+                avail = _candidates(module)
+                close = difflib.get_close_matches(part, avail, n=1)
+                hint = f" Did you mean {path}:{close[0]}?" if close else ""
+                raise SpecError(
+                    f"{path} has no '{name}': expected a class, factory function or nn.Module instance; "
+                    f"found {', '.join(avail) if avail else 'none'}.{hint}"
+                )
+            raise SpecError(f"{path}:{prefix} has no attribute '{part}'.")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _build(obj: Any, name: str, path: str) -> tuple[nn.Module, str]:
+    """Turn a class, factory or instance into a model; ``how`` describes it."""
+    if isinstance(obj, nn.Module):
+        return obj, f"`{name}` ({type(obj).__name__})"
+    if isinstance(obj, type) and not issubclass(obj, nn.Module):
+        raise SpecError(f"{path}:{name} is a class {obj.__name__} that is not an nn.Module: expected an nn.Module subclass, a factory function or an instance.")
+    if not callable(obj):
+        raise SpecError(f"{path}:{name} is a {type(obj).__name__}: expected an nn.Module class, a factory function or an instance.")
+    what = f"class {name}()" if isinstance(obj, type) else f"{name}()"
+    missing = _needs_args(obj)
+    if missing is not None:
+        raise SpecError(
+            f"{what} in {path} needs arguments ({missing}): expected a model that builds without arguments. "
+            f"Hint: add `def build_model(): return {name}(...)` with the arguments to the file, and use {path}:build_model."
+        )
+    try:
+        model = obj()
+    except TypeError as e:
+        if "argument" in str(e):
+            raise SpecError(f"{what} in {path} needs arguments: {e}. Hint: add a build_model() function that passes them.") from e
+        raise LoadError(f"building the model with {what} failed: {_exc(e)}{_where(e, Path(path).resolve())}") from e
+    except Exception as e:
+        raise LoadError(f"building the model with {what} failed: {_exc(e)}{_where(e, Path(path).resolve())}") from e
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"{what} in {path} returned a {type(model).__name__}: expected an nn.Module.")
+    return model, what
+
+
+def _needs_args(obj: Callable) -> Optional[str]:
+    """The required parameters of ``obj()``, as text; None when it can be called without any."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    required = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    return ", ".join(required) if required else None
+
+
+def _module_classes(module: ModuleType) -> list[type]:
+    """nn.Module subclasses defined in that file (not imported into it), in definition order."""
+    out = []
+    for value in module.__dict__.values():
+        if isinstance(value, type) and issubclass(value, nn.Module) and value.__module__ == module.__name__:
+            if not inspect.isabstract(value):
+                out.append(value)
+    return out
+
+
+def _top_level(classes: list[type], path: str) -> list[type]:
+    """Among classes that all build without arguments, the ones no other one uses as a submodule."""
+    instances = {}
+    for cls in classes:
+        try:
+            instances[cls] = cls()
+        except Exception:
+            continue
+    if not instances:
+        return classes
+    used = set()
+    for cls, inst in instances.items():
+        for sub in inst.modules():
+            if sub is not inst and type(sub) in instances:
+                used.add(type(sub))
+    top = [c for c in instances if c not in used]
+    return top or classes
+
+
+def _candidates(module: ModuleType) -> list[str]:
+    out = []
+    for key, value in module.__dict__.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, nn.Module):
+            out.append(key)
+        elif isinstance(value, type) and issubclass(value, nn.Module) and value.__module__ == module.__name__:
+            out.append(key)
+        elif inspect.isfunction(value) and value.__module__ == module.__name__:
+            out.append(key)
+    return out
+
+
+def _found_summary(module: ModuleType) -> str:
+    funcs = [k for k, v in module.__dict__.items() if inspect.isfunction(v) and v.__module__ == module.__name__ and not k.startswith("_")]
+    if funcs:
+        return f"only the functions {', '.join(f + '()' for f in funcs)}"
+    return "no functions, classes or instances of nn.Module"
+
+
+# --------------------------------------------------------------------------- --weights
+
+
+def load_weights(model: nn.Module, ckpt: str) -> str:
+    """Load a state_dict, or a checkpoint dict holding one, into ``model``; returns a description."""
+    p = Path(ckpt)
+    if not p.exists():
+        raise SpecError(f"no such checkpoint file: {ckpt} (expected a state_dict saved with torch.save(model.state_dict(), path)).")
+    if p.is_dir():
+        raise SpecError(f"--weights {ckpt} is a directory: expected a checkpoint file.")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise LoadError(
+                f"{ckpt} holds Python objects other than tensors, and is not loaded with weights_only=False for safety. "
+                f"Hint: re-save it with torch.save(model.state_dict(), path)."
+            ) from e
+        raise LoadError(f"cannot read checkpoint {ckpt}: {text}") from e
+
+    where = ""
+    state = obj
+    if isinstance(obj, Mapping) and not _is_state_dict(obj):
+        for key in _STATE_DICT_KEYS:
+            if key in obj and isinstance(obj[key], Mapping):
+                state, where = obj[key], f"['{key}']"
+                break
+        else:
+            keys = ", ".join(map(str, list(obj)[:8])) + (", ..." if len(obj) > 8 else "")
+            raise LoadError(
+                f"{ckpt} holds a dict with keys {keys}: expected a state_dict, or a checkpoint with one under "
+                f"{', '.join(repr(k) for k in _STATE_DICT_KEYS)}."
+            )
+    if not isinstance(state, Mapping) or not _is_state_dict(state):
+        raise LoadError(f"{ckpt}{where} holds a {type(state).__name__}: expected a state_dict (a dict of tensors).")
+
+    state = dict(state)
+    expected = model.state_dict()
+    for prefix in ("module.", "_orig_mod."):  # DataParallel / torch.compile wrappers
+        if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key{'s' * (len(missing) != 1)} ({_few(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) != 1)} ({_few(unexpected)})")
+        raise LoadError(
+            f"the weights in {ckpt}{where} do not fit the model: {' and '.join(parts)}. "
+            f"Hint: check that MODEL builds the same architecture the checkpoint was trained with."
+        )
+    for k, v in state.items():
+        want = expected[k]
+        if isinstance(v, torch.Tensor) and v.shape != want.shape:
+            raise LoadError(
+                f"the weights in {ckpt}{where} do not fit the model: {k} has shape {tuple(v.shape)} in the "
+                f"checkpoint, {tuple(want.shape)} in the model."
+            )
+    try:
+        model.load_state_dict(state, strict=True)
+    except Exception as e:
+        raise LoadError(f"loading {ckpt} into the model failed: {_exc(e)}") from e
+    return f"{ckpt}{where} ({len(state)} tensors)"
+
+
+def _is_state_dict(obj: Mapping) -> bool:
+    return len(obj) > 0 and all(isinstance(k, str) for k in obj) and all(
+        isinstance(v, torch.Tensor) for v in obj.values()
+    )
+
+
+def _few(keys: list[str], n: int = 4) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _exc(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _where(e: BaseException, file: Path) -> str:
+    """' (file.py, line N)' for the deepest frame of the traceback that is in ``file``."""
+    tb = e.__traceback__
+    line = None
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == file:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" ({file.name}, line {line})" if line else ""

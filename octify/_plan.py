@@ -1,0 +1,162 @@
+"""Plan: decide, before rewriting, each conv's output-side alpha and why.
+
+The default policy follows the official models (Chen et al., 2019): the stem stays plain, the
+conv after it starts the octave, maps smaller than ``min_size`` merge back (alpha_out = 0), a
+conv too narrow to split keeps one branch. The input side of every conv follows whatever pair
+actually arrives, so only the output side is planned here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import torch.fx as fx
+from torch import nn
+
+from .nn._resample import low_size
+from .nn.octconv import _conv_out
+from .nn.partition import low_channels
+
+AlphaFor = Union[Mapping[str, float], Callable[[str, nn.Conv2d, tuple], Optional[float]], None]
+
+
+@dataclass
+class ConvPlan:
+    alpha_out: float
+    reason: Optional[str] = None  # why alpha_out is 0, or why the conv stays plain
+    keep_plain: bool = False  # excluded or stem: an nn.Conv2d whatever arrives
+    split_groups: int = 1  # output split per this many groups (to feed a grouped consumer)
+    stride_mode: str = "conv"
+
+
+# Ops that hand a pair straight to their single consumer, so a grouped conv behind them still
+# sees the partition of the conv in front.
+_TRANSPARENT_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU, nn.Dropout, nn.Identity)
+
+
+def _is_conv(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    return node.op == "call_module" and isinstance(modules.get(node.target), nn.Conv2d)
+
+
+def _glob_alpha(patterns: Mapping[str, float], name: str) -> Optional[float]:
+    for pattern, a in patterns.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return a
+    return None
+
+
+def _grouped_consumer(node: fx.Node, modules: Mapping[str, nn.Module]) -> int:
+    """Groups of the first grouped (non-depthwise) conv reached through transparent ops."""
+    frontier, seen = list(node.users), set()
+    while frontier:
+        user = frontier.pop()
+        if user in seen:
+            continue
+        seen.add(user)
+        if user.op != "call_module":
+            if user.op == "call_function" and getattr(user.target, "__name__", "") in ("relu", "relu_", "silu", "gelu"):
+                frontier.extend(user.users)
+            continue
+        mod = modules.get(user.target)
+        if isinstance(mod, nn.Conv2d):
+            depthwise = mod.groups == mod.in_channels == mod.out_channels
+            if mod.groups > 1 and not depthwise:
+                return mod.groups
+        elif isinstance(mod, _TRANSPARENT_MODULES):
+            frontier.extend(user.users)
+    return 1
+
+
+def plan(
+    gm: fx.GraphModule,
+    *,
+    alpha: float,
+    octave: int,
+    stride_mode: str,
+    min_size: int,
+    exclude: Sequence[str],
+    alpha_for: AlphaFor,
+) -> dict[fx.Node, ConvPlan]:
+    modules = dict(gm.named_modules())
+    plans: dict[fx.Node, ConvPlan] = {}
+    after_conv: dict[fx.Node, bool] = {}
+    for node in gm.graph.nodes:
+        upstream = any(after_conv.get(a, False) or _is_conv(a, modules) for a in node.all_input_nodes)
+        after_conv[node] = upstream
+        if not _is_conv(node, modules):
+            continue
+        conv: nn.Conv2d = modules[node.target]
+        name = str(node.target)
+        out = tuple(node.meta["val"].shape)
+        inp = tuple(node.args[0].meta["val"].shape) if isinstance(node.args[0], fx.Node) else out
+        if any(fnmatch.fnmatchcase(name, g) for g in exclude):
+            plans[node] = ConvPlan(0.0, "excluded", keep_plain=True)
+            continue
+        if not upstream:
+            plans[node] = ConvPlan(0.0, "stem (first conv on the model input)", keep_plain=True)
+            continue
+        a, reason = alpha, None
+        if alpha_for is not None:
+            chosen = alpha_for(name, conv, out) if callable(alpha_for) else _glob_alpha(alpha_for, name)
+            if chosen is not None:
+                a = float(chosen)
+                if not 0.0 <= a <= 1.0:
+                    raise ValueError(f"alpha_for gave alpha={chosen!r} for conv '{name}'; expected a number in [0, 1]")
+                if a == 0.0:
+                    reason = "alpha_for sets alpha 0"
+        plans[node] = p = ConvPlan(a, reason)
+        if a == 0.0:
+            continue
+        h, w = out[-2], out[-1]
+        if h < min_size or w < min_size:
+            p.alpha_out, p.reason = 0.0, f"output {h}x{w} below min_size {min_size}"
+            continue
+        depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+        groups = 1 if depthwise else conv.groups
+        per = conv.out_channels // groups
+        n_low = low_channels(per, a)
+        if n_low == 0 or n_low == per:
+            p.alpha_out = 0.0
+            p.reason = f"too narrow to split ({per} channels per group at alpha {a:g})" if n_low == 0 else (
+                f"alpha {a:g} leaves no high channel"
+            )
+            continue
+        if not _keeps_grid(conv, inp, out, octave):
+            p.alpha_out, p.reason = 0.0, "its padding does not keep the low branch on the octave grid"
+            continue
+        if stride_mode == "pool" and conv.stride != (1, 1):
+            pooled = [_conv_out(low_size(s, st), k, 1, pd, d) for s, st, k, pd, d in
+                      zip(inp[-2:], conv.stride, conv.kernel_size, _padding(conv), conv.dilation)]
+            p.stride_mode = "pool" if tuple(pooled) == out[-2:] else "conv"
+        if groups == 1:
+            p.split_groups = _grouped_consumer(node, modules)
+            if conv.out_channels % p.split_groups or low_channels(conv.out_channels // p.split_groups, a) == 0:
+                p.split_groups = 1
+    return plans
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, int]:
+    if isinstance(conv.padding, str):
+        if conv.padding == "valid":
+            return (0, 0)
+        return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))  # type: ignore[return-value]
+    return conv.padding  # type: ignore[return-value]
+
+
+def _keeps_grid(conv: nn.Conv2d, inp: tuple, out: tuple, octave: int) -> bool:
+    """Whether the conv maps the low grid of its input onto the low grid of its output."""
+    if octave == 1:
+        return True
+    pads = _padding(conv)
+    for size, o, k, s, p, d in zip(inp[-2:], out[-2:], conv.kernel_size, conv.stride, pads, conv.dilation):
+        if _conv_out(low_size(size, octave), k, s, p, d) != low_size(o, octave):
+            return False
+    if isinstance(conv.padding, str) and conv.padding == "same" and any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
+        return False
+    return True
+
+
+def is_depthwise(conv: Any) -> bool:
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels

@@ -1,0 +1,89 @@
+"""The conversion record: what convert() did to each conv, and every merge or split it inserted."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+
+__all__ = ["ConvRecord", "MergeRecord", "ConversionRecord", "record_of"]
+
+
+@dataclass(frozen=True)
+class ConvRecord:
+    """One Conv2d of the original model."""
+
+    name: str  # qualified module name, kept by the OctConv2d that replaces it
+    alpha_in: float
+    alpha_out: float
+    in_shape: tuple[int, ...]  # the original plain input and output shapes at example_inputs
+    out_shape: tuple[int, ...]
+    plain_reason: Optional[str] = None  # why it was left a plain nn.Conv2d (None: converted)
+
+    @property
+    def converted(self) -> bool:
+        return self.plain_reason is None
+
+
+@dataclass(frozen=True)
+class MergeRecord:
+    """A pair turned back into a plain tensor (merge), a plain tensor split into a pair (split),
+    or two partitions aligned (align), in front of ``node``."""
+
+    kind: str  # "merge" | "split" | "align"
+    node: str  # the fx node (original graph) that needed it
+    target: str  # the op of that node, as text
+    reason: str
+
+
+@dataclass
+class ConversionRecord:
+    """Everything convert() decided; ``record_of(model)`` returns it."""
+
+    alpha: float
+    octave: int
+    stride_mode: str
+    convs: list[ConvRecord] = field(default_factory=list)
+    merges: list[MergeRecord] = field(default_factory=list)
+    threaded: dict[str, int] = field(default_factory=dict)  # op kind -> nodes run per branch
+
+    @property
+    def converted(self) -> list[ConvRecord]:
+        return [c for c in self.convs if c.converted]
+
+    @property
+    def plain(self) -> list[ConvRecord]:
+        return [c for c in self.convs if not c.converted]
+
+    def count(self, kind: str = "merge") -> int:
+        return sum(1 for m in self.merges if m.kind == kind)
+
+    def to_dict(self) -> dict:
+        return {
+            "alpha": self.alpha,
+            "octave": self.octave,
+            "stride_mode": self.stride_mode,
+            "convs": [asdict(c) for c in self.convs],
+            "merges": [asdict(m) for m in self.merges],
+            "threaded": dict(self.threaded),
+        }
+
+
+def record_of(model: torch.nn.Module) -> ConversionRecord:
+    """The ConversionRecord of a model returned by ``octify.convert``.
+
+    >>> import torch, octify
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1))
+    >>> rec = octify.record_of(octify.convert(net, example_inputs=torch.randn(1, 3, 32, 32)))
+    >>> [(c.name, c.alpha_in, c.alpha_out) for c in rec.convs]
+    [('0', 0.0, 0.0), ('1', 0.0, 0.5)]
+    """
+    meta = getattr(model, "meta", None)
+    rec = meta.get("octify") if isinstance(meta, dict) else None
+    if not isinstance(rec, ConversionRecord):
+        raise ValueError(
+            f"expected a model returned by octify.convert, found a {type(model).__name__} with no conversion record. "
+            "Hint: call octify.convert(model) first."
+        )
+    return rec

@@ -1,0 +1,123 @@
+"""Latency: the median of timed runs after warm-up, several models alternated in one process."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Latency:
+    """Wall-clock time of one forward pass (eval mode, ``torch.inference_mode``), in milliseconds."""
+
+    median_ms: float
+    runs: int
+    warmup: int
+    threads: int
+    device: str
+    times_ms: List[float] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "median_ms": self.median_ms,
+            "runs": self.runs,
+            "warmup": self.warmup,
+            "threads": self.threads,
+            "device": self.device,
+            "mode": "eval, torch.inference_mode",
+            "times_ms": list(self.times_ms),
+        }
+
+    def describe(self) -> str:
+        return (
+            f"median {self.median_ms:.2f} ms of {self.runs} runs after {self.warmup} warm-up, "
+            f"{self.threads} thread{'s' if self.threads != 1 else ''}, {self.device}, eval + inference_mode"
+        )
+
+
+def _check_count(value: Any, name: str, minimum: int, who: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{who}: {name} must be an integer >= {minimum}, found {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{who}: {name} must be an integer >= {minimum}, found {value}")
+    return value
+
+
+def check_timing_args(runs: Any, warmup: Any, threads: Any, who: str) -> None:
+    _check_count(runs, "runs", 1, who)
+    _check_count(warmup, "warmup", 0, who)
+    if threads is not None:
+        _check_count(threads, "threads", 1, who)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    models: Sequence[nn.Module],
+    inputs: Tuple[Any, ...],
+    device: torch.device,
+    *,
+    runs: int,
+    warmup: int,
+    threads: Optional[int],
+    console: Any = None,
+) -> List[Latency]:
+    """Time ``models`` on the same inputs, alternating them run by run (ABAB...; BA on odd runs).
+
+    Each model is put in eval mode for the timing and its modules' ``training`` flags are
+    restored afterwards; the thread count is restored as well.
+    """
+    previous_threads = torch.get_num_threads()
+    flags = [[(m, m.training) for m in model.modules()] for model in models]
+    times: List[List[float]] = [[] for _ in models]
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        used_threads = torch.get_num_threads()
+        for model in models:
+            model.eval()
+        with ExitStack() as stack:
+            progress = None
+            task = None
+            if console is not None and getattr(console, "is_terminal", False):
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+                progress = stack.enter_context(
+                    Progress(
+                        TextColumn("timing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=console, transient=True,
+                    )
+                )
+                task = progress.add_task("timing", total=(warmup + runs) * len(models))
+            stack.enter_context(torch.inference_mode())
+            for i in range(warmup + runs):
+                order = list(range(len(models)))
+                if i % 2:
+                    order.reverse()
+                for k in order:
+                    _sync(device)
+                    start = time.perf_counter()
+                    models[k](*inputs)
+                    _sync(device)
+                    elapsed = (time.perf_counter() - start) * 1e3
+                    if i >= warmup:
+                        times[k].append(elapsed)
+                    if progress is not None:
+                        progress.advance(task)
+    finally:
+        torch.set_num_threads(previous_threads)
+        for saved in flags:
+            for m, training in saved:
+                m.training = training
+    return [
+        Latency(statistics.median(t), runs, warmup, used_threads, str(device), t) for t in times
+    ]

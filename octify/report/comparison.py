@@ -1,0 +1,316 @@
+"""compare(): two profiles of the same inputs matched layer by layer, with the octave convs' theory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from torch import nn
+
+from ..nn import OctConv2d
+from . import _format as fmt
+from ._inputs import normalize_inputs
+from ._timing import check_timing_args, measure
+from .profiling import LayerRow, Profile, _build, _check_model, _console, _device_of
+from .theory import conv_macs_ratio, octave_bytes_ratio
+
+__all__ = ["Comparison", "LayerPair", "ConvRow", "compare"]
+
+_TOTALS = ("macs", "flops", "params", "feature_map_bytes")
+
+
+@dataclass
+class LayerPair:
+    """A layer name with its row in each profile (None where the name is only on one side)."""
+
+    name: str
+    before: Optional[LayerRow]
+    after: Optional[LayerRow]
+
+    def _get(self, side: Optional[LayerRow], key: str) -> Optional[int]:
+        return None if side is None else getattr(side, key)
+
+    def ratio(self, key: str) -> Optional[float]:
+        return fmt.div(self._get(self.after, key), self._get(self.before, key))
+
+    def to_dict(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {
+            "name": self.name,
+            "type_before": None if self.before is None else self.before.type,
+            "type_after": None if self.after is None else self.after.type,
+        }
+        for key in _TOTALS:
+            d[f"{key}_before"] = self._get(self.before, key)
+            d[f"{key}_after"] = self._get(self.after, key)
+            d[f"{key}_ratio"] = self.ratio(key)
+        return d
+
+
+@dataclass
+class ConvRow:
+    """One OctConv2d of the converted model beside the layer of the same name in the original."""
+
+    name: str
+    alpha_in: float
+    alpha_out: float
+    octave: int
+    depthwise: bool
+    macs_before: Optional[int]
+    macs_after: Optional[int]
+    theoretical_macs_ratio: float
+    feature_map_bytes_before: Optional[int]
+    feature_map_bytes_after: Optional[int]
+    theoretical_feature_map_bytes_ratio: float
+
+    @property
+    def measured_macs_ratio(self) -> Optional[float]:
+        return fmt.div(self.macs_after, self.macs_before)
+
+    @property
+    def measured_feature_map_bytes_ratio(self) -> Optional[float]:
+        return fmt.div(self.feature_map_bytes_after, self.feature_map_bytes_before)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "alpha_in": self.alpha_in,
+            "alpha_out": self.alpha_out,
+            "octave": self.octave,
+            "depthwise": self.depthwise,
+            "macs_before": self.macs_before,
+            "macs_after": self.macs_after,
+            "measured_macs_ratio": self.measured_macs_ratio,
+            "theoretical_macs_ratio": self.theoretical_macs_ratio,
+            "feature_map_bytes_before": self.feature_map_bytes_before,
+            "feature_map_bytes_after": self.feature_map_bytes_after,
+            "measured_feature_map_bytes_ratio": self.measured_feature_map_bytes_ratio,
+            "theoretical_feature_map_bytes_ratio": self.theoretical_feature_map_bytes_ratio,
+        }
+
+
+@dataclass
+class Comparison:
+    """``before`` (the original) and ``after`` (the converted model) on the same inputs."""
+
+    before: Profile
+    after: Profile
+    layers: List[LayerPair] = field(default_factory=list)
+    convs: List[ConvRow] = field(default_factory=list)
+
+    def ratio(self, key: str) -> Optional[float]:
+        """after / before of a total: 'macs', 'flops', 'params', 'feature_map_bytes' or 'latency'."""
+        if key == "latency":
+            if self.before.latency is None or self.after.latency is None:
+                return None
+            return fmt.div(self.after.latency.median_ms, self.before.latency.median_ms)
+        if key not in _TOTALS:
+            raise KeyError(f"no total named {key!r}; expected one of {', '.join(_TOTALS + ('latency',))}")
+        return fmt.div(getattr(self.after, key), getattr(self.before, key))
+
+    @property
+    def ratios(self) -> Dict[str, Optional[float]]:
+        return {k: self.ratio(k) for k in _TOTALS + ("latency",)}
+
+    def layer(self, name: str) -> LayerPair:
+        for pair in self.layers:
+            if pair.name == name:
+                return pair
+        raise KeyError(f"no layer named {name!r} in this comparison")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "schema_version": fmt.SCHEMA_VERSION,
+            "kind": "octify.comparison",
+            "inputs": [dict(d, shape=list(d["shape"])) for d in self.before.inputs],
+            "batch": self.before.batch,
+            "conventions": dict(fmt.CONVENTIONS),
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "ratios": self.ratios,
+            "layers": [p.to_dict() for p in self.layers],
+            "convs": [c.to_dict() for c in self.convs],
+        }
+
+    # -- rendering -------------------------------------------------------------------------
+    def _header(self) -> Any:
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+        from rich.console import Group
+
+        b, a = self.before, self.after
+        title = Text()
+        title.append(f"{b.model} -> {a.model}", style="bold")
+        title.append(f"   input {fmt.inputs_text(b.inputs, b.batch)}")
+        totals = Table(box=None, header_style="bold", pad_edge=False)
+        totals.add_column("Total")
+        totals.add_column("Before", justify="right")
+        totals.add_column("After", justify="right")
+        totals.add_column("After/Before", justify="right")
+        totals.add_row("MACs", f"{b.macs:,}", f"{a.macs:,}", fmt.ratio(self.ratio("macs")))
+        totals.add_row("FLOPs", f"{b.flops:,}", f"{a.flops:,}", fmt.ratio(self.ratio("flops")))
+        totals.add_row("Params", f"{b.params:,}", f"{a.params:,}", fmt.ratio(self.ratio("params")))
+        totals.add_row(
+            "Feature-map bytes", f"{b.feature_map_bytes:,}", f"{a.feature_map_bytes:,}",
+            fmt.ratio(self.ratio("feature_map_bytes")),
+        )
+        parts: List[Any] = [title, totals]
+        if b.latency is not None and a.latency is not None:
+            totals.add_row(
+                "Latency (ms)", f"{b.latency.median_ms:.2f}", f"{a.latency.median_ms:.2f}", fmt.ratio(self.ratio("latency"))
+            )
+            parts.append(Text(f"Latency: {a.latency.describe()}, the two models alternated run by run"))
+        parts.append(
+            Text(
+                fmt.header_text() + " Theory: MACs ratio (1-ai)(1-ao) + ((1-ai)ao + ai(1-ao) + ai ao)/octave^2, "
+                "exact on sizes divisible by the octave.",
+                style="dim",
+            )
+        )
+        return Panel(Group(*parts), title="octify comparison", title_align="left")
+
+    def _conv_table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title="Octave convolutions", header_style="bold")
+        for col in ("Layer", "alpha_in", "alpha_out", "MACs before", "MACs after"):
+            table.add_column(col, justify="left" if col == "Layer" else "right")
+        table.add_column("MACs ratio", justify="right")
+        table.add_column("theory", justify="right")
+        table.add_column("Bytes ratio", justify="right")
+        table.add_column("theory", justify="right")
+        for c in self.convs:
+            table.add_row(
+                c.name, f"{c.alpha_in:g}", f"{c.alpha_out:g}", fmt.si(c.macs_before), fmt.si(c.macs_after),
+                fmt.ratio(c.measured_macs_ratio), fmt.ratio(c.theoretical_macs_ratio),
+                fmt.ratio(c.measured_feature_map_bytes_ratio), fmt.ratio(c.theoretical_feature_map_bytes_ratio),
+            )
+        return table
+
+    def _layer_table(self) -> Any:
+        from rich.table import Table
+
+        b, a = self.before, self.after
+        table = Table(title="Layers", header_style="bold", show_footer=True)
+        table.add_column("Layer", footer="total")
+        table.add_column("Type")
+        table.add_column("MACs before", justify="right", footer=fmt.si(b.macs))
+        table.add_column("MACs after", justify="right", footer=fmt.si(a.macs))
+        table.add_column("ratio", justify="right", footer=fmt.ratio(self.ratio("macs")))
+        table.add_column("Bytes before", justify="right", footer=fmt.nbytes(b.feature_map_bytes))
+        table.add_column("Bytes after", justify="right", footer=fmt.nbytes(a.feature_map_bytes))
+        table.add_column("ratio", justify="right", footer=fmt.ratio(self.ratio("feature_map_bytes")))
+        for p in self.layers:
+            tb = "-" if p.before is None else p.before.type
+            ta = "-" if p.after is None else p.after.type
+            kind = tb if tb == ta else f"{tb} -> {ta}"
+            table.add_row(
+                p.name or "(model)", kind,
+                fmt.si(p._get(p.before, "macs")), fmt.si(p._get(p.after, "macs")), fmt.ratio(p.ratio("macs")),
+                fmt.nbytes(p._get(p.before, "feature_map_bytes")), fmt.nbytes(p._get(p.after, "feature_map_bytes")),
+                fmt.ratio(p.ratio("feature_map_bytes")),
+            )
+        return table
+
+    def __rich__(self) -> Any:
+        from rich.console import Group
+
+        parts = [self._header()]
+        if self.convs:
+            parts.append(self._conv_table())
+        parts.append(self._layer_table())
+        return Group(*parts)
+
+    def render(self, console: Any = None) -> None:
+        """Print the header, the octave-conv table and the per-layer table on ``console``."""
+        if console is None:
+            from rich.console import Console
+
+            console = Console()
+        console.print(self)
+
+    def __str__(self) -> str:
+        return fmt.to_text(self)
+
+
+def _match(before: List[LayerRow], after: List[LayerRow]) -> List[LayerPair]:
+    """Rows matched by name, in the original's order; names only in ``after`` follow the
+    nearest preceding name they share."""
+    b = {r.name: r for r in before}
+    a = {r.name: r for r in after}
+    order = [r.name for r in before]
+    position = {n: i for i, n in enumerate(order)}
+    inserted: Dict[int, List[str]] = {}
+    anchor = -1
+    for r in after:
+        if r.name in position:
+            anchor = position[r.name]
+        else:
+            inserted.setdefault(anchor, []).append(r.name)
+    names = inserted.get(-1, [])[:]
+    for i, n in enumerate(order):
+        names.append(n)
+        names.extend(inserted.get(i, []))
+    return [LayerPair(n, b.get(n), a.get(n)) for n in names]
+
+
+def _convs(converted: nn.Module, before: Profile, after: Profile) -> List[ConvRow]:
+    b = {r.name: r for r in before.layers}
+    a = {r.name: r for r in after.layers}
+    rank = {r.name: i for i, r in enumerate(after.layers)}
+    rows = []
+    for name, module in converted.named_modules():
+        if not isinstance(module, OctConv2d):
+            continue
+        rb, ra = b.get(name), a.get(name)
+        rows.append(
+            ConvRow(
+                name=name,
+                alpha_in=module.alpha_in,
+                alpha_out=module.alpha_out,
+                octave=module.octave,
+                depthwise=module.depthwise,
+                macs_before=None if rb is None else rb.macs,
+                macs_after=None if ra is None else ra.macs,
+                theoretical_macs_ratio=conv_macs_ratio(module),
+                feature_map_bytes_before=None if rb is None else rb.feature_map_bytes,
+                feature_map_bytes_after=None if ra is None else ra.feature_map_bytes,
+                theoretical_feature_map_bytes_ratio=octave_bytes_ratio(module.alpha_out, module.octave),
+            )
+        )
+    rows.sort(key=lambda c: rank.get(c.name, len(rank)))
+    return rows
+
+
+def compare(
+    original: nn.Module,
+    converted: nn.Module,
+    example_inputs: Any,
+    *,
+    latency: bool = False,
+    threads: Optional[int] = None,
+    runs: int = 20,
+    warmup: int = 3,
+    console: Any = None,
+) -> Comparison:
+    """Profile ``original`` and ``converted`` on the same inputs and match them layer by layer.
+
+    Layers are matched by qualified module name (``octify.convert`` keeps the names of the
+    convs and batch norms it replaces). For each OctConv2d of ``converted`` the comparison
+    lists its (alpha_in, alpha_out) and its theoretical MACs ratio beside the measured one.
+    With ``latency=True`` both models are timed in one process, alternated run by run.
+    """
+    who = "octify.compare"
+    _check_model(original, "original", who)
+    _check_model(converted, "converted", who)
+    inputs = normalize_inputs(example_inputs, who)
+    if latency:
+        check_timing_args(runs, warmup, threads, who)
+    before = _build(original, inputs, who)
+    after = _build(converted, inputs, who)
+    if latency:
+        before.latency, after.latency = measure(
+            [original, converted], inputs, _device_of(inputs), runs=runs, warmup=warmup, threads=threads,
+            console=_console(console),
+        )
+    return Comparison(before, after, _match(before.layers, after.layers), _convs(converted, before, after))

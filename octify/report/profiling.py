@@ -1,0 +1,205 @@
+"""profile(): MACs, FLOPs, parameters and feature-map bytes of a model, per leaf module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from . import _format as fmt
+from ._counting import count
+from ._inputs import batch_of, describe, normalize_inputs, tensors_of
+from ._timing import Latency, check_timing_args, measure
+
+__all__ = ["Profile", "LayerRow", "profile"]
+
+
+@dataclass
+class LayerRow:
+    """One leaf module (``name`` is its qualified name; '' for a model that is itself a leaf)."""
+
+    name: str
+    type: str
+    calls: int
+    output_shapes: List[List[int]]
+    params: int
+    macs: int
+    flops: int
+    feature_map_bytes: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "calls": self.calls,
+            "output_shapes": [list(s) for s in self.output_shapes],
+            "params": self.params,
+            "macs": self.macs,
+            "flops": self.flops,
+            "feature_map_bytes": self.feature_map_bytes,
+        }
+
+
+@dataclass
+class Profile:
+    """What ``profile(model, example_inputs)`` measured. Totals equal the sums of ``layers``."""
+
+    model: str
+    inputs: List[Dict[str, Any]]
+    batch: Optional[int]
+    macs: int
+    flops: int
+    params: int
+    feature_map_bytes: int
+    layers: List[LayerRow] = field(default_factory=list)
+    latency: Optional[Latency] = None
+
+    def layer(self, name: str) -> LayerRow:
+        for row in self.layers:
+            if row.name == name:
+                return row
+        raise KeyError(f"no layer named {name!r} in this profile of {self.model}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "schema_version": fmt.SCHEMA_VERSION,
+            "kind": "octify.profile",
+            "model": self.model,
+            "inputs": [dict(d, shape=list(d["shape"])) for d in self.inputs],
+            "batch": self.batch,
+            "conventions": dict(fmt.CONVENTIONS),
+            "macs": self.macs,
+            "flops": self.flops,
+            "params": self.params,
+            "feature_map_bytes": self.feature_map_bytes,
+            "latency": None if self.latency is None else self.latency.to_dict(),
+            "layers": [r.to_dict() for r in self.layers],
+        }
+
+    # -- rendering -------------------------------------------------------------------------
+    def _header(self) -> Any:
+        from rich.panel import Panel
+        from rich.text import Text
+
+        text = Text()
+        text.append(f"{self.model}", style="bold")
+        text.append(f"   input {fmt.inputs_text(self.inputs, self.batch)}\n")
+        text.append(
+            f"MACs {fmt.si(self.macs)} ({self.macs:,})   FLOPs {fmt.si(self.flops)} ({self.flops:,})   "
+            f"params {fmt.si(self.params)} ({self.params:,})   "
+            f"feature maps {fmt.nbytes(self.feature_map_bytes)} ({self.feature_map_bytes:,} B)\n",
+            style="bold",
+        )
+        if self.latency is not None:
+            text.append(f"Latency: {self.latency.describe()}\n")
+        text.append(fmt.header_text(), style="dim")
+        return Panel(text, title="octify profile", title_align="left")
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(show_footer=True, header_style="bold")
+        table.add_column("Layer", footer="total")
+        table.add_column("Type")
+        table.add_column("Output")
+        table.add_column("Params", justify="right", footer=f"{self.params:,}")
+        table.add_column("MACs", justify="right", footer=fmt.si(self.macs))
+        table.add_column("FLOPs", justify="right", footer=fmt.si(self.flops))
+        table.add_column("Feature maps", justify="right", footer=fmt.nbytes(self.feature_map_bytes))
+        for r in self.layers:
+            table.add_row(
+                r.name or "(model)", r.type, fmt.shapes(r.output_shapes, r.calls), f"{r.params:,}",
+                fmt.si(r.macs), fmt.si(r.flops), fmt.nbytes(r.feature_map_bytes),
+            )
+        return table
+
+    def __rich__(self) -> Any:
+        from rich.console import Group
+
+        return Group(self._header(), self._table())
+
+    def render(self, console: Any = None) -> None:
+        """Print the header and the per-layer table on ``console`` (default: a new rich Console)."""
+        if console is None:
+            from rich.console import Console
+
+            console = Console()
+        console.print(self)
+
+    def __str__(self) -> str:
+        return fmt.to_text(self)
+
+
+def _check_model(model: Any, what: str, who: str) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{who}: {what} must be a torch.nn.Module, found {type(model).__name__}")
+    return model
+
+
+def _device_of(inputs: Any) -> torch.device:
+    return tensors_of(inputs)[0].device
+
+
+def _build(model: nn.Module, inputs: Any, who: str) -> Profile:
+    raw = count(model, inputs, who)
+    rows = [
+        LayerRow(r.name, r.type, r.calls, r.output_shapes, r.params, r.flops // 2, r.flops, r.feature_map_bytes)
+        for r in raw.rows
+    ]
+    return Profile(
+        model=type(model).__name__,
+        inputs=describe(inputs),
+        batch=batch_of(inputs),
+        macs=sum(r.macs for r in rows),
+        flops=raw.flops,
+        params=raw.params,
+        feature_map_bytes=sum(r.feature_map_bytes for r in rows),
+        layers=rows,
+    )
+
+
+def _console(console: Any) -> Any:
+    if console is not None:
+        return console
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def profile(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    latency: bool = False,
+    threads: Optional[int] = None,
+    runs: int = 20,
+    warmup: int = 3,
+    console: Any = None,
+) -> Profile:
+    """MACs, FLOPs, parameters and feature-map bytes of ``model(*example_inputs)``, per leaf module.
+
+    ``example_inputs`` is a Tensor or a tuple of positional inputs (an OctConv2d alone takes
+    ``((high, low),)``). Counting runs on fake tensors: no real compute, the model untouched.
+    With ``latency=True`` the model also runs for real: the median of ``runs`` timed forward
+    passes after ``warmup`` (eval mode, inference_mode, ``threads`` CPU threads, default: the
+    current setting), with a progress bar on ``console`` when it is a terminal.
+
+    >>> import torch
+    >>> p = profile(torch.nn.Conv2d(3, 8, 3, padding=1), torch.randn(1, 3, 32, 32))
+    >>> p.macs, p.flops, p.params      # 8*3*9*32*32 MACs, bias not counted
+    (221184, 442368, 224)
+    """
+    who = "octify.profile"
+    _check_model(model, "model", who)
+    inputs = normalize_inputs(example_inputs, who)
+    if latency:
+        check_timing_args(runs, warmup, threads, who)
+    result = _build(model, inputs, who)
+    if latency:
+        (result.latency,) = measure(
+            [model], inputs, _device_of(inputs), runs=runs, warmup=warmup, threads=threads, console=_console(console)
+        )
+    return result
+

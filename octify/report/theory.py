@@ -1,0 +1,60 @@
+"""The theoretical cost of an octave conv relative to the plain conv it replaces (Chen et al., 2019).
+
+Four paths, with ``ai = alpha_in``, ``ao = alpha_out`` and ``f = 1 / octave**2`` (the area of
+the low grid relative to the high one, a quarter for octave 2)::
+
+    H->H  (1-ai)(1-ao)  at full resolution
+    H->L  (1-ai) ao     pooled first: at 1/octave^2 of the area
+    L->H  ai (1-ao)     at low resolution, then upsampled: 1/octave^2
+    L->L  ai ao         1/octave^2
+
+    MACs ratio = (1-ai)(1-ao) + f * ((1-ai) ao + ai (1-ao) + ai ao)
+               = (1-ai)(1-ao) + f * (1 - (1-ai)(1-ao))
+
+For ai = ao = a and octave 2 this is 1 - 3/4 a (2 - a). The output feature map keeps
+(1-ao) of the channels at full size and ao at 1/octave^2: ``(1-ao) + f ao`` (1 - 3/4 a).
+Pooling and upsampling are not counted. Exact on sizes divisible by the octave (and stride).
+"""
+
+from __future__ import annotations
+
+from ..nn import OctConv2d
+
+__all__ = ["octave_macs_ratio", "octave_bytes_ratio", "conv_macs_ratio"]
+
+
+def octave_macs_ratio(alpha_in: float, alpha_out: float, octave: int = 2, *, depthwise: bool = False) -> float:
+    """MACs of an octave conv over those of the plain conv (the four paths above).
+
+    A depthwise octave conv has no cross paths: with octify's nested split (the last
+    ``floor(alpha * C)`` channels low) the channels low on either side run at low resolution.
+
+    >>> octave_macs_ratio(0.5, 0.5)
+    0.4375
+    >>> octave_macs_ratio(0.0, 0.5)    # first layer: H->H and H->L
+    0.625
+    """
+    f = 1.0 / (octave * octave)
+    if depthwise:
+        a = max(alpha_in, alpha_out)
+        return (1.0 - a) + a * f
+    hh = (1.0 - alpha_in) * (1.0 - alpha_out)
+    return hh + f * ((1.0 - alpha_in) * alpha_out + alpha_in * (1.0 - alpha_out) + alpha_in * alpha_out)
+
+
+def octave_bytes_ratio(alpha_out: float, octave: int = 2) -> float:
+    """Output feature-map bytes of an octave conv over the plain conv's: ``(1-ao) + ao / octave**2``.
+
+    >>> octave_bytes_ratio(0.5)
+    0.625
+    """
+    return (1.0 - alpha_out) + alpha_out / (octave * octave)
+
+
+def conv_macs_ratio(conv: OctConv2d) -> float:
+    """``octave_macs_ratio`` from a layer's own channel counts (exact for any partition)."""
+    f = 1.0 / (conv.octave * conv.octave)
+    if conv.depthwise:
+        return (len(conv._hh) + f * len(conv._low_res)) / conv.in_channels
+    full = conv.in_channels * conv.out_channels
+    return (conv.ih * conv.oh + f * (conv.ih * conv.ol + conv.il * conv.oh + conv.il * conv.ol)) / full

@@ -1,0 +1,392 @@
+"""The `octify` command line (octify/cli.py, octify/_load.py, octify/io.py), driven with typer's CliRunner."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import octify
+from octify import _load
+from octify.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+CUSTOM = ROOT / "examples" / "custom_cnn.py"
+SHAPE = "1,3,32,32"
+
+runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+@pytest.fixture(autouse=True)
+def _forget_model_files(tmp_path_factory):
+    """The CLI imports model files under their own names; drop the ones these tests created."""
+    before = set(sys.modules)
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for name in set(sys.modules) - before:
+        if str(getattr(sys.modules[name], "__file__", "") or "").startswith(base):
+            del sys.modules[name]
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write(tmp_path: Path, name: str, source: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def custom_cnn_class():
+    spec = importlib.util.spec_from_file_location("_test_custom_cnn", CUSTOM)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CustomCNN
+
+
+def assert_error(result, code: int, *needles: str) -> None:
+    """Exit code, a one-line message on stderr that names the problem, and no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    err = result.stderr.strip()
+    assert err.startswith("octify: error:"), err
+    assert "\n" not in err, err
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+# --------------------------------------------------------------------------- help and version
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0
+    assert f"octify {octify.__version__}" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["-h"], ["--help"], ["convert", "-h"], ["report", "--help"]])
+def test_help_has_examples(args):
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "Examples" in result.stdout
+    assert "torchvision:" in result.stdout
+
+
+def test_no_arguments_shows_help():
+    result = run()
+    assert "convert" in result.output and "report" in result.output
+
+
+def test_console_script_installed():
+    script = Path(sys.executable).parent / "octify"
+    if not script.exists():
+        pytest.skip("the octify console script is not installed next to this python")
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"octify {octify.__version__}")
+
+
+# --------------------------------------------------------------------------- convert: the happy path
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """One conversion of the custom CNN with known weights (a checkpoint dict), a file output and a JSON report."""
+    tmp = tmp_path_factory.mktemp("convert")
+    torch.manual_seed(0)
+    net = custom_cnn_class()().eval()
+    state = net.state_dict()
+    torch.save({"state_dict": state, "epoch": 3}, tmp / "ckpt.pth")
+    result = run(
+        "convert", CUSTOM, "--input-shape", SHAPE, "--weights", tmp / "ckpt.pth",
+        "-o", tmp / "out.pt", "--json", tmp / "out.json",
+    )
+    return tmp, state, result
+
+
+def test_convert_prints_the_report(converted):
+    tmp, _, result = converted
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    out = result.stdout
+    assert "Loaded class CustomCNN()" in out and "ckpt.pth['state_dict']" in out
+    assert "Converted" in out and "Conv2d layers at alpha=0.5" in out
+    assert "Convs left plain" in out and "stem.0" in out  # the stem stays plain, with its reason
+    assert "Saved" in out and "reloads with identical outputs" in out
+    assert result.stderr == ""
+
+
+def test_convert_writes_json(converted):
+    tmp, _, _ = converted
+    data = json.loads((tmp / "out.json").read_text())
+    for side in ("before", "after"):
+        assert {"macs", "flops", "params", "feature_map_bytes", "layers"} <= set(data[side])
+    assert data["after"]["macs"] < data["before"]["macs"]
+    assert data["conversion"]["alpha"] == 0.5
+
+
+def test_saved_model_reloads_with_identical_outputs(converted):
+    """The file equals an in-process conversion of the same weights, through octify.load and torch.load."""
+    tmp, state, _ = converted
+    net = custom_cnn_class()()
+    net.load_state_dict(state)
+    net.eval()
+    x = torch.randn(1, 3, 32, 32)
+    expected = octify.convert(net, 0.5, example_inputs=x)(x)
+    loaded = octify.load(tmp / "out.pt")
+    plain_loaded = torch.load(tmp / "out.pt", weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), expected)
+        assert torch.equal(plain_loaded(x), expected)
+    assert not loaded.training
+    rec = octify.record_of(loaded)  # the conversion record survives the round trip
+    assert rec.alpha == 0.5 and any(c.name == "stem.0" and not c.converted for c in rec.convs)
+
+
+def test_report_on_the_saved_model(converted):
+    tmp, _, _ = converted
+    result = run("report", tmp / "out.pt", "-i", SHAPE, "--json", "-")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["macs"] > 0 and data["layers"]
+
+
+def test_json_to_stdout_is_only_json(tmp_path):
+    result = run("convert", CUSTOM, "-i", SHAPE, "--alpha", "0.25", "-o", tmp_path / "m.pt", "--json", "-")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)  # nothing else on stdout
+    assert {"before", "after"} <= set(data)
+    assert "Saved" in result.stderr  # the human report moved to stderr
+
+
+def test_default_output_name_and_quiet(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("convert", CUSTOM, "-i", SHAPE, "-q", "--no-verify", "--exclude", "stage3*", "--alpha-for", "stage1.*=0.25")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    assert (tmp_path / "custom_cnn_oct.pt").is_file()
+    rec = octify.record_of(octify.load(tmp_path / "custom_cnn_oct.pt"))
+    assert all(not c.converted for c in rec.convs if c.name.startswith("stage3"))
+    assert any(c.alpha_out == 0.25 for c in rec.convs if c.name.startswith("stage1."))
+
+
+def test_leaf_by_class_name_keeps_the_block_whole(tmp_path):
+    result = run("convert", CUSTOM, "-i", SHAPE, "--leaf", "SqueezeExcite", "--leaf", "stage3.*", "-o", tmp_path / "leaf.pt")
+    assert result.exit_code == 0, result.stderr
+    assert "keeps SqueezeExcite" in result.stdout  # the saved file needs custom_cnn importable
+    gm = octify.load(tmp_path / "leaf.pt")
+    assert type(gm.get_submodule("stage1.0.se")).__name__ == "SqueezeExcite"
+
+
+def test_model_without_conv_converts_to_itself(tmp_path):
+    model_py = write(tmp_path, "mlp.py", """
+        from torch import nn
+        model = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    """)
+    result = run("convert", model_py, "-i", "1,3,2,2", "-o", tmp_path / "mlp_oct.pt")
+    assert result.exit_code == 0, result.stderr
+    assert "no Conv2d" in result.stdout
+    loaded = octify.load(tmp_path / "mlp_oct.pt")
+    assert isinstance(loaded[1], torch.nn.Linear)
+
+
+def test_report_zoo_model():
+    result = run("report", "torchvision:resnet18", "--input-shape", "1,3,64,64")
+    assert result.exit_code == 0, result.stderr
+    assert "Loaded torchvision:resnet18" in result.stdout
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_missing_file():
+    assert_error(run("convert", "no/such/model.py"), 2, "no such file: no/such/model.py", "torchvision:NAME")
+
+
+def test_bare_zoo_name_gets_a_hint():
+    assert_error(run("convert", "resnet18"), 2, "torchvision:resnet18")
+
+
+def test_syntax_error_names_the_line(tmp_path):
+    bad = write(tmp_path, "bad.py", """
+        import torch
+
+        def build_model(:
+            return None
+    """)
+    assert_error(run("convert", bad), 1, "syntax error in", "bad.py:4")
+
+
+def test_import_error_in_model_file(tmp_path):
+    bad = write(tmp_path, "boom.py", """
+        raise RuntimeError("no GPU here")
+    """)
+    assert_error(run("convert", bad), 1, "importing", "RuntimeError: no GPU here", "line 2")
+
+
+def test_file_with_no_model(tmp_path):
+    empty = write(tmp_path, "helpers.py", """
+        def preprocess(x):
+            return x
+    """)
+    assert_error(run("convert", empty), 2, "no model found in", "build_model()", "preprocess()")
+
+
+def test_constructor_needs_arguments(tmp_path):
+    net = write(tmp_path, "net.py", """
+        from torch import nn
+        class Net(nn.Module):
+            def __init__(self, depth, width=8):
+                super().__init__()
+                self.conv = nn.Conv2d(3, width, 3)
+            def forward(self, x):
+                return self.conv(x)
+    """)
+    assert_error(run("convert", net), 2, "Net() in", "needs arguments (depth)", "build_model")
+    assert_error(run("convert", f"{net}:Net"), 2, "needs arguments (depth)")
+
+
+def test_ambiguous_model_lists_candidates(tmp_path):
+    two = write(tmp_path, "two.py", """
+        from torch import nn
+        class A(nn.Module):
+            def __init__(self):
+                super().__init__(); self.c = nn.Conv2d(3, 4, 3)
+        class B(nn.Module):
+            def __init__(self):
+                super().__init__(); self.c = nn.Conv2d(3, 4, 3)
+    """)
+    assert_error(run("convert", two), 2, "more than one model", "A, B", "two.py:A")
+
+
+def test_unknown_name_in_file():
+    assert_error(run("convert", f"{CUSTOM}:CustomCN"), 2, "has no 'CustomCN'", "CustomCNN")
+
+
+@pytest.mark.parametrize("alpha, needle", [("1.5", "outside [0, 1]"), ("-0.1", "outside [0, 1]"), ("half", "not a number"), ("nan", "outside [0, 1]")])
+def test_bad_alpha(alpha, needle):
+    assert_error(run("convert", CUSTOM, "--alpha", alpha), 2, "--alpha", needle)
+
+
+@pytest.mark.parametrize("shape", ["1,3,a,32", "1,3,32", "1,3,0,32", ""])
+def test_malformed_input_shape(shape):
+    assert_error(run("convert", CUSTOM, "--input-shape", shape), 2, "malformed --input-shape", "N,C,H,W")
+
+
+def test_input_shape_the_model_cannot_take():
+    assert_error(
+        run("convert", CUSTOM, "--input-shape", "1,1,32,32"), 2,
+        "cannot take an input of shape 1x1x32x32", "takes 3 channels",
+    )
+
+
+def test_bad_alpha_for_and_octave():
+    assert_error(run("convert", CUSTOM, "--alpha-for", "stage1"), 2, "--alpha-for", "GLOB=ALPHA")
+    assert_error(run("convert", CUSTOM, "--alpha-for", "stage1*=2"), 2, "outside [0, 1]")
+    assert_error(run("convert", CUSTOM, "--octave", "two"), 2, "--octave")
+    assert_error(run("convert", CUSTOM, "--stride-mode", "fast"), 2, "conv, pool")
+
+
+def test_untraceable_model(tmp_path):
+    dyn = write(tmp_path, "dyn.py", """
+        from torch import nn
+        class Dyn(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 8, 3, padding=1)
+                self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+            def forward(self, x):
+                y = self.conv(x)
+                if y.sum() > 0:
+                    return self.conv2(y)
+                return y
+    """)
+    result = run("convert", dyn, "-i", SHAPE, "-o", tmp_path / "dyn_oct.pt")
+    assert_error(result, 1, "torch.fx cannot trace", "--leaf")
+    assert not (tmp_path / "dyn_oct.pt").exists()
+
+
+def test_unknown_zoo_name():
+    assert_error(run("convert", "torchvision:resnet19"), 2, "unknown torchvision model 'resnet19'", "torchvision:resnet18")
+
+
+@pytest.mark.parametrize("target", ["missing_dir/m.pt", "."])
+def test_output_path_that_cannot_be_written(tmp_path, target):
+    out = tmp_path / target
+    assert_error(run("convert", CUSTOM, "-i", SHAPE, "-o", out), 1, "cannot write the converted model")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    bad = write(tmp_path, "boom.py", "raise ValueError('broken')\n")
+    result = run("convert", bad, "--debug")
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr and "ValueError: broken" in result.stderr
+
+
+def test_state_dict_given_as_model(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "sd.pt")
+    assert_error(run("report", tmp_path / "sd.pt"), 2, "state_dict", "--weights")
+
+
+def test_weights_that_do_not_fit(tmp_path):
+    torch.save({"model": {"stem.0.weight": torch.zeros(1), "extra.bias": torch.zeros(1)}}, tmp_path / "w.pth")
+    assert_error(run("report", CUSTOM, "--weights", tmp_path / "w.pth"), 1, "do not fit the model", "missing keys", "1 unexpected key (extra.bias)")
+    torch.save({"epoch": 1, "optimizer": {}}, tmp_path / "o.pth")
+    assert_error(run("report", CUSTOM, "--weights", tmp_path / "o.pth"), 1, "expected a state_dict")
+    assert_error(run("report", CUSTOM, "--weights", tmp_path / "none.pth"), 2, "no such checkpoint file")
+
+
+# --------------------------------------------------------------------------- model resolution (no CLI)
+
+
+def test_resolution_order(tmp_path):
+    f = write(tmp_path, "order.py", """
+        from torch import nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__(); self.c = nn.Conv2d(3, 4, 3)
+        model = nn.Conv2d(3, 2, 1)
+        def get_model():
+            return nn.Conv2d(3, 5, 1)
+    """)
+    assert _load.load_model(str(f)).model.out_channels == 5  # a factory first
+    assert _load.load_model(f"{f}:model").model.out_channels == 2
+    assert isinstance(_load.load_model(f"{f}:Net").model.c, torch.nn.Conv2d)
+
+
+def test_top_level_class_is_picked(tmp_path):
+    f = write(tmp_path, "nested.py", """
+        from torch import nn
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__(); self.c = nn.Conv2d(4, 4, 3)
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__(); self.b = Block()
+    """)
+    assert type(_load.load_model(str(f)).model).__name__ == "Net"
+
+
+def test_spec_parsing():
+    assert _load.split_spec("torchvision:resnet50") == ("zoo", "torchvision", "resnet50")
+    assert _load.split_spec("dir/m.py:Net") == ("file", "dir/m.py", "Net")
+    assert _load.split_spec("dir/m.py") == ("file", "dir/m.py", None)
+    assert _load.split_spec("m_oct.pt") == ("saved", "m_oct.pt", None)
+
+
+def test_save_load_round_trip(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    path = octify.save(net, tmp_path / "net.pt")
+    x = torch.randn(2, 3, 8, 8)
+    back = octify.load(path)
+    assert torch.equal(back(x), net(x)) and not back.training
+    with pytest.raises(TypeError, match="state_dict"):
+        torch.save(net.state_dict(), tmp_path / "sd.pt")
+        octify.load(tmp_path / "sd.pt")
