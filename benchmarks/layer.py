@@ -12,6 +12,7 @@ upsampling are not MACs): 1 - 3/4 a (2 - a) = 0.4375 at a = 0.5.
 """
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -86,10 +87,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     layouts = ["contiguous", "channels_last"] if args.layout == "both" else [args.layout]
     print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, "
+        f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads, "
         f"float32, batch {args.batch}, alpha {args.alpha}, eval + no_grad, {args.iters} alternated iterations"
     )
+    load0 = os.getloadavg()[0]
     rows = [bench(c, s, layout, args) for layout in layouts for c, s in SHAPES]
+    # Other processes on the machine distort 2-thread timings (a thread waiting for a core stalls
+    # every parallel region, and the octave layer has more of them): say how busy it was.
+    print(f"load average (1 min) before / after: {load0:.2f} / {os.getloadavg()[0]:.2f}")
     print()
     print("| shape | layout | conv ms | octconv ms | ratio | MACs ratio |")
     print("|---|---|---:|---:|---:|---:|")

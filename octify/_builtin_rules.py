@@ -141,13 +141,13 @@ def global_pool(rw: Rewriter, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     if not isinstance(x, Octave):
         raise Decline("the pair is not its first argument")
     rest_args, rest_kwargs = args[1:], dict(kwargs)
-    if node.op == "call_module":
-        if not _is_one(rw.original_module(node.target).output_size):
-            raise Decline("it does not pool to 1x1")
-    elif node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
-        size = rest_args[0] if rest_args else rest_kwargs.get("output_size")
+    if node.op == "call_module" or node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
+        if node.op == "call_module":
+            size = rw.original_module(node.target).output_size
+        else:
+            size = rest_args[0] if rest_args else rest_kwargs.get("output_size")
         if not _is_one(size):
-            raise Decline("it does not pool to 1x1")
+            return _adaptive_to_size(rw, node, x, size)
     else:
         dim = rest_args[0] if rest_args else rest_kwargs.get("dim")
         dims = {d % 4 for d in dim} if isinstance(dim, (tuple, list)) else None
@@ -158,6 +158,22 @@ def global_pool(rw: Rewriter, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     name = rw.add_module("pool_merge", ChannelMerge(x.partition))
     rw.threaded(node)
     return rw.emit("call_module", name, ((h, l),))
+
+
+def _adaptive_to_size(rw: Rewriter, node: fx.Node, x: Octave, size: Any) -> Octave:
+    """Adaptive pooling to S x S: the high branch to S, the low branch to its octave grid ceil(S / octave)."""
+    sizes = (size, size) if isinstance(size, int) else tuple(size)
+    if any(s is None for s in sizes):
+        raise Decline("it keeps an input dimension (output_size None)")
+    low = tuple((s + rw.octave - 1) // rw.octave for s in sizes)
+    mod = rw.original_module(node.target) if node.op == "call_module" else None
+    fn = node.target if mod is None else (F.adaptive_avg_pool2d if isinstance(mod, nn.AdaptiveAvgPool2d) else F.adaptive_max_pool2d)
+    if fn is F.adaptive_max_pool2d and mod is not None and mod.return_indices:
+        raise Decline("it returns indices")
+    h = rw.emit("call_function", fn, (x.high, sizes))
+    l = rw.emit("call_function", fn, (x.low, low))
+    rw.threaded(node)
+    return Octave(h, l, x.partition)
 
 
 # -- arithmetic ----------------------------------------------------------------------------------

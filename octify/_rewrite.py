@@ -285,6 +285,12 @@ class Rewriter:
                 reason = "its rule returned nothing"
             except Decline as d:
                 reason = f"{describe(node, self.orig_modules)} rule declined: {d}"
+            except _EmitError as e:
+                raise ConversionError(
+                    f"the octave rule {entry.rule.__name__} failed on `{node.format_node()}`: {e}. "
+                    "Hint: the rule should raise octify.rules.Decline for inputs it cannot handle; "
+                    "override it with rules={...: None} to merge there instead."
+                ) from e
         else:
             reason = f"no octave rule for {describe(node, self.orig_modules)}"
         if not has_pair:

@@ -9,7 +9,12 @@ from typing import Any, Iterator, Sequence, Union
 import torch
 import torch.fx as fx
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensorMode,
+    unset_fake_temporarily,
+)
 
 from ._errors import ConversionError
 from .nn.batchnorm import OctBatchNorm2d
@@ -92,16 +97,41 @@ def fakeify(fm: FakeTensorMode, value: Any) -> Any:
 _SAME_SHAPE = (nn.BatchNorm2d, OctBatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Dropout, nn.Identity)
 
 
+def _real(v: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    if v.is_floating_point():
+        return torch.randn(tuple(v.shape), dtype=v.dtype, generator=g).to(v.device)
+    return torch.zeros(tuple(v.shape), dtype=v.dtype).to(v.device)
+
+
+def call_module(fm: FakeTensorMode, mod: nn.Module, args: Any, kwargs: Any) -> Any:
+    """``mod(*args, **kwargs)`` on fake values. A module whose forward reads tensor values (the
+    usual reason to make it a leaf: ``if x.sum() > 0``) runs once on real random tensors of
+    those shapes instead, and its output is made fake."""
+    try:
+        with fm:
+            return mod(*args, **kwargs)
+    except (DataDependentOutputException, DynamicOutputShapeException):
+        pass
+    g = torch.Generator().manual_seed(0)
+    with unset_fake_temporarily(), torch.no_grad():
+        real_args, real_kwargs = fx.node.map_aggregate(
+            (args, kwargs), lambda v: _real(v, g) if isinstance(v, torch.Tensor) else v
+        )
+        out = mod(*real_args, **real_kwargs)
+    return fakeify(fm, out)
+
+
 def run_node(fm: FakeTensorMode, modules: dict[str, nn.Module], node: fx.Node, owner: nn.Module) -> Any:
     """Evaluate one node on the fake values of its inputs (``meta['val']``)."""
     args = fx.node.map_arg(node.args, lambda n: n.meta["val"])
     kwargs = fx.node.map_arg(node.kwargs, lambda n: n.meta["val"])
-    with fm:
-        if node.op == "call_module":
-            mod = modules[node.target]
-            if type(mod) in _SAME_SHAPE and len(args) == 1 and not kwargs:
+    if node.op == "call_module":
+        mod = modules[node.target]
+        if type(mod) in _SAME_SHAPE and len(args) == 1 and not kwargs:
+            with fm:
                 return fx.node.map_aggregate(args[0], lambda t: torch.empty_like(t) if isinstance(t, torch.Tensor) else t)
-            return mod(*args, **kwargs)
+        return call_module(fm, mod, args, kwargs)
+    with fm:
         if node.op == "call_function":
             return node.target(*args, **kwargs)
         if node.op == "call_method":

@@ -9,7 +9,26 @@ import torch.fx as fx
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ._errors import ConversionError
-from ._trace import eval_mode
+from ._trace import call_module, eval_mode
+
+
+class _FakeRun(fx.Interpreter):
+    """Runs a GraphModule on fake tensors, leaf modules that read tensor values included."""
+
+    def __init__(self, module: fx.GraphModule, fm: FakeTensorMode) -> None:
+        super().__init__(module)
+        self.fm = fm
+
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        return call_module(self.fm, self.fetch_attr(target), args, kwargs)
+
+    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
+        with self.fm:
+            return super().call_function(target, args, kwargs)
+
+    def call_method(self, target: Any, args: Any, kwargs: Any) -> Any:
+        with self.fm:
+            return super().call_method(target, args, kwargs)
 
 
 def _structure(value: Any) -> Any:
@@ -20,8 +39,8 @@ def _structure(value: Any) -> Any:
 def verify(original: fx.GraphModule, converted: fx.GraphModule, fm: FakeTensorMode, fake_inputs: tuple) -> None:
     expected = next(n for n in original.graph.nodes if n.op == "output").meta["val"]
     try:
-        with eval_mode(converted), fm:
-            got = converted(*fake_inputs)
+        with eval_mode(converted):
+            got = _FakeRun(converted, fm).run(*fake_inputs)
     except Exception as e:
         raise ConversionError(
             f"the converted model fails on example_inputs: {type(e).__name__}: {e}. "

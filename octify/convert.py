@@ -117,6 +117,11 @@ def convert(
         out.get_submodule(name).train(flag)
     out.training = model.training
     out.meta["octify"] = record
+    # torch.save/torch.load of a GraphModule drops its meta but keeps plain attributes, and
+    # copy.deepcopy keeps meta but re-creates attributes only from "_user_preserved_attributes":
+    # the record goes in all three places so that record_of works after either.
+    out._octify_record = record
+    out.meta.setdefault("_user_preserved_attributes", {})["_octify_record"] = record
     if verify:
         _verify(gm, out, fm, fake_inputs)
     return out

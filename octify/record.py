@@ -81,6 +81,8 @@ def record_of(model: torch.nn.Module) -> ConversionRecord:
     """
     meta = getattr(model, "meta", None)
     rec = meta.get("octify") if isinstance(meta, dict) else None
+    if rec is None:  # a GraphModule back from torch.load has lost its meta (see convert())
+        rec = getattr(model, "_octify_record", None)
     if not isinstance(rec, ConversionRecord):
         raise ValueError(
             f"expected a model returned by octify.convert, found a {type(model).__name__} with no conversion record. "

@@ -21,6 +21,13 @@ def downsample(x: Tensor, factor: int) -> Tensor:
     """Average-pool by ``factor`` onto the ceil grid; identity for ``factor == 1``."""
     if factor == 1:
         return x
+    if factor == 2 and x.dim() == 4 and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0 and x.is_contiguous():
+        # NCHW 2x2 pooling as two strided adds: about 4x faster on CPU than avg_pool2d, whose
+        # NCHW kernel is slow (its channels_last kernel is fast, so channels_last stays there).
+        n, c, h, w = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+        rows = x.view(n, c, h // 2, 2 * w)
+        pairs = (rows[:, :, :, :w] + rows[:, :, :, w:]).view(n, c, h // 2, w // 2, 2)
+        return (pairs[:, :, :, :, 0] + pairs[:, :, :, :, 1]).mul_(0.25)
     return F.avg_pool2d(x, factor, factor, 0, True, True)
 
 
@@ -32,18 +39,25 @@ def upsample_to(x: Tensor, size: List[int]) -> Tensor:
 
 
 def add_upsampled(high: Tensor, low: Tensor, octave: int) -> Tensor:
-    """``high + upsample(low)`` to high's size, without materialising the upsampled tensor when
-    high's size is an exact multiple of low's."""
+    """``high + upsample(low)`` to high's size. Outside autograd, when high's size is an exact
+    multiple of low's, the sum is written into ``high`` without materialising the upsampled tensor."""
     h, w = high.shape[-2], high.shape[-1]
     lh, lw = low.shape[-2], low.shape[-1]
     if lh == h and lw == w:
-        return high + low
+        return high + low if high.requires_grad else high.add_(low)
     if octave > 1 and lh * octave == h and lw * octave == w and not high.requires_grad:
-        # In-place broadcast over a (.., lh, oct, lw, oct) view: one pass, no temporary. Kept out
-        # of autograd so that a graph never sees an in-place write on a view.
+        # In place, kept out of autograd so that a graph never sees an in-place write on a view.
         n, c = high.shape[0], high.shape[1]
-        high.view(n, c, lh, octave, lw, octave).add_(low.reshape(n, c, lh, 1, lw, 1))
-        return high
+        if high.is_contiguous() and low.is_contiguous():
+            # NCHW: repeat the low columns once (a quarter-size temporary for octave 2), then
+            # broadcast the rows over a (.., lh, oct, W) view: the inner loop stays contiguous.
+            cols = low.unsqueeze(-1).expand(n, c, lh, lw, octave).reshape(n, c, lh, 1, w)
+            high.view(n, c, lh, octave, w).add_(cols)
+            return high
+        elif high.is_contiguous(memory_format=torch.channels_last):
+            # channels_last: one broadcast pass over a (.., lh, oct, lw, oct) view (channels innermost).
+            high.view(n, c, lh, octave, lw, octave).add_(low.reshape(n, c, lh, 1, lw, 1))
+            return high
     return high + upsample_to(low, [h, w])
 
 
