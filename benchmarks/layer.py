@@ -28,6 +28,7 @@ from octify.nn import OctConv2d  # noqa: E402
 
 SHAPES = [(64, 56), (128, 28), (256, 14)]
 TARGET = 0.70
+NOISY = 1.5  # p90/p10 of the conv times above which a row counts as disturbed
 
 
 def macs(fn, *args) -> int:
@@ -68,10 +69,24 @@ def bench(channels: int, size: int, layout: str, args) -> dict:
             t_conv.append(tc)
             t_oct.append(to)
             ratios.append(to / tc)
+    deciles = statistics.quantiles(t_conv, n=10)
     return dict(
         shape=f"{channels}ch@{size}x{size}", layout=layout, conv_ms=1e3 * statistics.median(t_conv),
         oct_ms=1e3 * statistics.median(t_oct), ratio=statistics.median(ratios), macs=mac_ratio,
+        spread=deciles[-1] / deciles[0],  # p90 / p10 of the plain conv's times: ~1.1 on an idle machine
     )
+
+
+def bench_row(channels: int, size: int, layout: str, args) -> dict:
+    """Measure; while another process visibly competes for the cores (a wide spread of the plain
+    conv's times), measure again, up to --retries times, and keep the steadiest attempt."""
+    best = bench(channels, size, layout, args)
+    for _ in range(args.retries):
+        if best["spread"] <= NOISY:
+            break
+        again = bench(channels, size, layout, args)
+        best = min(best, again, key=lambda r: r["spread"])
+    return best
 
 
 def main() -> None:
@@ -82,6 +97,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--bias", action="store_true", help="give the conv a bias (default: none, as in ResNets)")
+    parser.add_argument("--retries", type=int, default=3, help="re-measure a disturbed row up to this many times")
     parser.add_argument("--layout", choices=["both", "contiguous", "channels_last"], default="both")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -91,7 +107,7 @@ def main() -> None:
         f"float32, batch {args.batch}, alpha {args.alpha}, eval + no_grad, {args.iters} alternated iterations"
     )
     load0 = os.getloadavg()[0]
-    rows = [bench(c, s, layout, args) for layout in layouts for c, s in SHAPES]
+    rows = [bench_row(c, s, layout, args) for layout in layouts for c, s in SHAPES]
     # Other processes on the machine distort 2-thread timings (a thread waiting for a core stalls
     # every parallel region, and the octave layer has more of them): say how busy it was.
     print(f"load average (1 min) before / after: {load0:.2f} / {os.getloadavg()[0]:.2f}")
@@ -99,7 +115,10 @@ def main() -> None:
     print("| shape | layout | conv ms | octconv ms | ratio | MACs ratio |")
     print("|---|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['shape']} | {r['layout']} | {r['conv_ms']:.2f} | {r['oct_ms']:.2f} | {r['ratio']:.2f} | {r['macs']:.4f} |")
+        mark = " *" if r["spread"] > NOISY else ""
+        print(f"| {r['shape']} | {r['layout']} | {r['conv_ms']:.2f} | {r['oct_ms']:.2f} | {r['ratio']:.2f}{mark} | {r['macs']:.4f} |")
+    if any(r["spread"] > NOISY for r in rows):
+        print(f"* disturbed by other processes (p90/p10 of the conv times > {NOISY}): not representative, run again on an idle machine")
     missed = [f"{r['shape']} {r['layout']}" for r in rows if r["ratio"] > TARGET]
     print()
     print(f"target: ratio <= {TARGET:.2f} in every row: " + ("met" if not missed else "missed in " + ", ".join(missed)))

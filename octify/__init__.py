@@ -2,6 +2,7 @@
 
 from ._errors import ConversionError
 from .convert import convert
+from .fold import fold_bn
 from .nn import OctBatchNorm2d, OctConv2d, OctaveDual, OctaveMerge, OctaveSplit, Partition
 from .record import ConversionRecord, ConvRecord, MergeRecord, record_of
 from .rules import register_rule
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "convert",
+    "fold_bn",
     "record_of",
     "ConversionError",
     "ConversionRecord",

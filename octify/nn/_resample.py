@@ -26,8 +26,8 @@ def downsample(x: Tensor, factor: int) -> Tensor:
         # NCHW kernel is slow (its channels_last kernel is fast, so channels_last stays there).
         n, c, h, w = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
         rows = x.view(n, c, h // 2, 2 * w)
-        pairs = (rows[:, :, :, :w] + rows[:, :, :, w:]).view(n, c, h // 2, w // 2, 2)
-        return (pairs[:, :, :, :, 0] + pairs[:, :, :, :, 1]).mul_(0.25)
+        pairs = (rows.narrow(3, 0, w) + rows.narrow(3, w, w)).view(n, c, h // 2, w // 2, 2)
+        return (pairs.select(4, 0) + pairs.select(4, 1)).mul_(0.25)
     return F.avg_pool2d(x, factor, factor, 0, True, True)
 
 
