@@ -78,9 +78,11 @@ def plan(
     min_size: int,
     exclude: Sequence[str],
     alpha_for: AlphaFor,
+    policy: str = "default",
 ) -> dict[fx.Node, ConvPlan]:
     modules = dict(gm.named_modules())
     plans: dict[fx.Node, ConvPlan] = {}
+    latency_plain = _latency_blocks(gm, modules) if policy == "latency" else {}
     after_conv: dict[fx.Node, bool] = {}
     for node in gm.graph.nodes:
         upstream = any(after_conv.get(a, False) or _is_conv(a, modules) for a in node.all_input_nodes)
@@ -114,6 +116,14 @@ def plan(
             p.alpha_out, p.reason = 0.0, f"output {h}x{w} below min_size {min_size}"
             continue
         depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+        if policy == "latency":
+            block = _block_of(node, modules)
+            why = latency_plain.get(block) if block is not None else None
+            if why is None and min(h, w) < LATENCY_MIN_SIZE:
+                why = f"output {h}x{w} below {LATENCY_MIN_SIZE}"
+            if why is not None:
+                p.alpha_out, p.reason = 0.0, f"latency policy: {why}"
+                continue
         groups = 1 if depthwise else conv.groups
         per = conv.out_channels // groups
         n_low = low_channels(per, a)
@@ -135,6 +145,42 @@ def plan(
             if conv.out_channels % p.split_groups or low_channels(conv.out_channels // p.split_groups, a) == 0:
                 p.split_groups = 1
     return plans
+
+
+# Where an octave conv cannot pay for itself on a CPU (measured with benchmarks/latency.py):
+# its paths and resampling cost launches and passes over memory that only big enough convs
+# amortise. Depthwise and thin-group convs are memory-bound, so a block holding one is kept
+# plain whole: an octave 1x1 conv around a plain depthwise conv would only add splits and merges.
+LATENCY_MIN_SIZE = 14  # a 7x7 map's 4x4 low branch is too small for efficient kernels
+LATENCY_MIN_GROUP_WIDTH = 16
+
+
+def _block_of(node: fx.Node, modules: Mapping[str, nn.Module]) -> Optional[str]:
+    """The innermost enclosing module that is not a container: the conv's block (None at top level)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    block = None
+    # The traced GraphModule rebuilds containers as plain Modules: the types come from the stack.
+    for path, mtype in list(stack.values())[:-1]:
+        if isinstance(mtype, type) and not issubclass(mtype, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            block = path
+    return block
+
+
+def _latency_blocks(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> dict[str, str]:
+    """Blocks the latency policy keeps plain, with the reason."""
+    plain: dict[str, str] = {}
+    for node in gm.graph.nodes:
+        if not _is_conv(node, modules):
+            continue
+        conv = modules[node.target]
+        block = _block_of(node, modules)
+        if block is None or block in plain:
+            continue
+        if is_depthwise(conv):
+            plain[block] = f"block {block} has a depthwise conv ({node.target}), memory-bound"
+        elif conv.groups > 1 and conv.out_channels // conv.groups < LATENCY_MIN_GROUP_WIDTH:
+            plain[block] = f"block {block} has a grouped conv of {conv.out_channels // conv.groups} channels per group"
+    return plain
 
 
 def _padding(conv: nn.Conv2d) -> tuple[int, int]:

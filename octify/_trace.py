@@ -31,6 +31,9 @@ class _Tracer(fx.Tracer):
         self._leaf_globs = leaf_globs
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        # octify's own layers branch on their input's type: trace them whole.
+        if type(m).__module__.startswith("octify.nn."):
+            return True
         if isinstance(m, self._leaf_types) or any(fnmatch.fnmatchcase(qualname, g) for g in self._leaf_globs):
             return True
         return super().is_leaf_module(m, qualname)

@@ -59,6 +59,8 @@ def convert(
     transfer_weights: bool = True,
     verify: bool = True,
     inplace: bool = False,
+    policy: str = "default",
+    memory_format: str = "channels_last",
 ) -> fx.GraphModule:
     """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them.
 
@@ -67,6 +69,12 @@ def convert(
     ``octify.record_of(...)`` tells what was done to each conv and every merge inserted.
     ``model`` is left untouched unless ``inplace=True`` (which reuses its modules instead of
     copying them; the model itself must not be used afterwards).
+
+    ``policy="latency"`` keeps plain the regions where octave layers cannot pay for themselves on
+    a CPU (small maps, depthwise and thin convs), each recorded with its reason.
+    ``memory_format="channels_last"`` (the default) lays the converted model's 4-D weights out
+    channels-last, the layout in which its many small convolutions run fast; inputs in either
+    layout are accepted. ``"preserve"`` keeps the original layout.
 
     >>> import torch, torchvision, octify
     >>> net = torchvision.models.resnet18().eval()
@@ -91,6 +99,10 @@ def convert(
     if isinstance(alpha_for, Mapping):
         for pattern, a in alpha_for.items():
             _check_alpha(a, f"alpha_for[{pattern!r}]")
+    if policy not in ("default", "latency"):
+        raise ValueError(f"policy must be 'default' or 'latency', found {policy!r}")
+    if memory_format not in ("channels_last", "preserve"):
+        raise ValueError(f"memory_format must be 'channels_last' or 'preserve', found {memory_format!r}")
     exclude = _globs(exclude, "exclude")
     inputs = _example_inputs(model, example_inputs)
     leaf_types, leaf_globs = split_leaf_specs(leaf_modules)
@@ -102,7 +114,10 @@ def convert(
     fm = fake_mode()
     fake_inputs = fakeify(fm, inputs)
     propagate(gm, fm, fake_inputs)
-    plans = plan(gm, alpha=alpha, octave=octave, stride_mode=stride_mode, min_size=min_size, exclude=exclude, alpha_for=alpha_for)
+    plans = plan(
+        gm, alpha=alpha, octave=octave, stride_mode=stride_mode, min_size=min_size, exclude=exclude,
+        alpha_for=alpha_for, policy=policy,
+    )
 
     record = ConversionRecord(alpha=alpha, octave=octave, stride_mode=stride_mode)
     training = {name: m.training for name, m in model.named_modules()}
@@ -116,6 +131,8 @@ def convert(
     for name, flag in rw.new_modules.items():
         out.get_submodule(name).train(flag)
     out.training = model.training
+    if memory_format == "channels_last":
+        out.to(memory_format=torch.channels_last)
     out.meta["octify"] = record
     # torch.save/torch.load of a GraphModule drops its meta but keeps plain attributes, and
     # copy.deepcopy keeps meta but re-creates attributes only from "_user_preserved_attributes":

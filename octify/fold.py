@@ -10,6 +10,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from ._trace import trace
 from .nn.batchnorm import OctBatchNorm2d
 from .nn.octconv import OctConv2d
 
@@ -99,7 +100,7 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
     if isinstance(model, fx.GraphModule):
         gm = model if inplace else copy.deepcopy(model)
     else:
-        gm = fx.symbolic_trace(model if inplace else copy.deepcopy(model))
+        gm = trace(model if inplace else copy.deepcopy(model), (), ())
     modules = dict(gm.named_modules())
 
     def conv_of(arg: object) -> Optional[fx.Node]:

@@ -390,3 +390,13 @@ def test_save_load_round_trip(tmp_path):
     with pytest.raises(TypeError, match="state_dict"):
         torch.save(net.state_dict(), tmp_path / "sd.pt")
         octify.load(tmp_path / "sd.pt")
+
+
+def test_policy_option(tmp_path):
+    assert_error(run("convert", CUSTOM, "--policy", "fast"), 2, "--policy", "default, latency")
+    result = run("convert", "torchvision:mobilenet_v2", "-i", "1,3,64,64", "--policy", "latency", "-o", tmp_path / "m.pt", "--json", "-")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    # The latency policy keeps every depthwise block plain: no conv converted, MACs unchanged.
+    assert data["after"]["macs"] == data["before"]["macs"]
+    assert all(c["alpha_out"] == 0.0 for c in data["conversion"]["convs"])

@@ -1,0 +1,119 @@
+"""Inference-side features: fold_bn, the latency policy, the channels-last layout of converted models."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import octify
+from octify import OctBatchNorm2d, OctConv2d
+
+
+def _randomise_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial running statistics, so that folding them is really exercised."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 2 - 1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "regnet_y_400mf"])
+def test_fold_bn_keeps_outputs_and_removes_every_bn(name: str) -> None:
+    torch.manual_seed(0)
+    model = _randomise_bn(torchvision.models.get_model(name)).eval()
+    x = torch.randn(2, 3, 96, 96)
+    converted = octify.convert(model, alpha=0.5, example_inputs=x).eval()
+    folded = octify.fold_bn(converted)
+    with torch.no_grad():
+        want, got = converted(x), folded(x)
+    assert _rel(got, want) < 1e-4
+    assert not any(isinstance(m, (nn.BatchNorm2d, OctBatchNorm2d)) for m in folded.modules())
+    # The converted model itself is untouched: its norms are all still there.
+    assert sum(isinstance(m, OctBatchNorm2d) for m in converted.modules()) > 0
+
+
+def test_fold_bn_plain_model_and_conv_without_bias() -> None:
+    model = _randomise_bn(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())).eval()
+    folded = octify.fold_bn(model)
+    x = torch.randn(1, 3, 16, 16)
+    assert _rel(folded(x), model(x)) < 1e-5
+    convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1 and convs[0].bias is not None
+    assert model[0].bias is None  # the original keeps its bias-free conv
+
+
+def test_fold_bn_after_octconv_with_plain_output() -> None:
+    # An OctConv2d with alpha_out 0 feeds an ordinary BatchNorm2d: folded too.
+    conv = OctConv2d(8, 6, 3, padding=1, alpha=(0.5, 0.0), bias=False)
+    model = nn.Sequential(conv, _randomise_bn(nn.BatchNorm2d(6))).eval()
+    folded = octify.fold_bn(model)
+    pair = (torch.randn(1, 4, 10, 10), torch.randn(1, 4, 5, 5))
+    assert _rel(folded(pair), model(pair)) < 1e-5
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+
+
+def test_fold_bn_refuses_training_mode() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    with pytest.raises(ValueError, match=r"call model.eval\(\) first"):
+        octify.fold_bn(model)
+
+
+def test_converted_weights_are_channels_last_unless_preserved() -> None:
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 64, 64)
+    cl = octify.convert(model, example_inputs=x)
+    kept = octify.convert(model, example_inputs=x, memory_format="preserve")
+    w_cl = cl.get_submodule("layer1.0.conv1").weight_hh
+    w_kept = kept.get_submodule("layer1.0.conv1").weight_hh
+    assert w_cl.is_contiguous(memory_format=torch.channels_last) and not w_cl.is_contiguous()
+    assert w_kept.is_contiguous()
+    with torch.no_grad():
+        assert _rel(cl(x), kept(x)) < 1e-5
+    with pytest.raises(ValueError, match="memory_format must be 'channels_last' or 'preserve', found 'nhwc'"):
+        octify.convert(model, example_inputs=x, memory_format="nhwc")
+
+
+def test_latency_policy_keeps_depthwise_blocks_plain_whole() -> None:
+    model = torchvision.models.mobilenet_v2().eval()
+    x = torch.randn(1, 3, 224, 224)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = octify.record_of(octify.convert(model, example_inputs=x, policy="latency"))
+        default = octify.record_of(octify.convert(model, example_inputs=x))
+    by_name = {c.name: c for c in rec.convs}
+    # Every conv of an inverted-residual block (expand, depthwise, project) stays plain, so that
+    # no split or merge lands inside a block; the reason names the block and its depthwise conv.
+    for name in ("features.3.conv.0.0", "features.3.conv.1.0", "features.3.conv.2"):
+        assert by_name[name].alpha_out == 0.0 and by_name[name].alpha_in == 0.0
+        assert by_name[name].plain_reason == "latency policy: block features.3 has a depthwise conv (features.3.conv.1.0), memory-bound"
+    assert rec.converted == [] and rec.merges == []
+    assert len(default.converted) == 40  # the default policy converts them
+
+
+def test_latency_policy_keeps_small_maps_plain_and_leaves_resnets_as_default() -> None:
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 224, 224)
+    latency = octify.record_of(octify.convert(model, example_inputs=x, policy="latency", min_size=4))
+    default = octify.record_of(octify.convert(model, example_inputs=x, min_size=4))
+    lat = {c.name: c for c in latency.convs}
+    # layer4 works on 7x7 maps: octave under min_size=4, plain under the latency policy.
+    assert {c.name: c.alpha_out for c in default.convs}["layer4.0.conv2"] == 0.5
+    assert lat["layer4.0.conv2"].alpha_out == 0.0
+    assert lat["layer4.0.conv2"].plain_reason == "latency policy: output 7x7 below 14"
+    # Elsewhere ResNet's blocks pay for themselves: the same plan as the default policy.
+    same = [c.name for c in default.convs if not c.name.startswith("layer4")]
+    assert all(lat[n].alpha_out == {c.name: c.alpha_out for c in default.convs}[n] for n in same)
+    with pytest.raises(ValueError, match="policy must be 'default' or 'latency', found 'fast'"):
+        octify.convert(model, example_inputs=x, policy="fast")
