@@ -133,6 +133,13 @@ def plan(
                 f"alpha {a:g} leaves no high channel"
             )
             continue
+        if policy == "latency" and n_low < (LATENCY_MIN_LOW_PER_GROUP if groups > 1 else LATENCY_MIN_LOW):
+            why = f"a low branch of {n_low} channels{' per group' if groups > 1 else ''} in {name}, too thin to pay"
+            p.alpha_out, p.reason = 0.0, f"latency policy: {why}"
+            block = _block_of(node, modules)
+            if block is not None:
+                latency_plain.setdefault(block, f"block {block} has {why}")
+            continue
         if not _keeps_grid(conv, inp, out, octave):
             p.alpha_out, p.reason = 0.0, "its padding does not keep the low branch on the octave grid"
             continue
@@ -144,6 +151,13 @@ def plan(
             p.split_groups = _grouped_consumer(node, modules)
             if conv.out_channels % p.split_groups or low_channels(conv.out_channels // p.split_groups, a) == 0:
                 p.split_groups = 1
+    if policy == "latency":
+        # Whole blocks at a time: a block with one conv the policy keeps plain is kept plain
+        # whole, so that no block pays for splitting and merging around it.
+        for node, p in plans.items():
+            block = _block_of(node, modules)
+            if p.alpha_out > 0.0 and block in latency_plain:
+                p.alpha_out, p.reason = 0.0, f"latency policy: {latency_plain[block]}"
     return plans
 
 
@@ -153,6 +167,8 @@ def plan(
 # plain whole: an octave 1x1 conv around a plain depthwise conv would only add splits and merges.
 LATENCY_MIN_SIZE = 14  # a 7x7 map's 4x4 low branch is too small for efficient kernels
 LATENCY_MIN_GROUP_WIDTH = 16
+LATENCY_MIN_LOW = 16  # low-branch channels below which the extra paths cost more than they save
+LATENCY_MIN_LOW_PER_GROUP = 8
 
 
 def _block_of(node: fx.Node, modules: Mapping[str, nn.Module]) -> Optional[str]:
