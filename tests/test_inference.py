@@ -117,3 +117,18 @@ def test_latency_policy_keeps_small_maps_plain_and_leaves_resnets_as_default() -
     assert all(lat[n].alpha_out == {c.name: c.alpha_out for c in default.convs}[n] for n in same)
     with pytest.raises(ValueError, match="policy must be 'default' or 'latency', found 'fast'"):
         octify.convert(model, example_inputs=x, policy="fast")
+
+
+def test_latency_policy_keeps_a_block_with_a_thin_low_branch_plain_whole() -> None:
+    model = torchvision.models.densenet121().eval()
+    x = torch.randn(1, 3, 64, 64)
+    rec = octify.record_of(octify.convert(model, alpha=0.25, example_inputs=x, policy="latency", min_size=1))
+    by_name = {c.name: c for c in rec.convs}
+    block = "features.denseblock1.denselayer2"
+    # conv2 makes 32 channels: 8 low at alpha 0.25, under the policy's 16; its 1x1 partner conv1
+    # (128 channels, 32 low) is kept plain with it, so the layer pays for no split or merge.
+    why = f"latency policy: block {block} has a low branch of 8 channels in {block}.conv2, too thin to pay"
+    assert by_name[f"{block}.conv1"].alpha_out == 0.0 and by_name[f"{block}.conv1"].plain_reason == why
+    assert by_name[f"{block}.conv2"].alpha_out == 0.0
+    default = octify.record_of(octify.convert(model, alpha=0.25, example_inputs=x, min_size=1))
+    assert {c.name: c.alpha_out for c in default.convs}[f"{block}.conv1"] == 0.25
