@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-zoo bench install clean
+.PHONY: demo test test-zoo bench bench-latency install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,9 @@ test-zoo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/layer.py
+
+bench-latency: $(STAMP)
+	$(BIN)/python benchmarks/latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

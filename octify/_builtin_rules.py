@@ -93,13 +93,11 @@ _ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.GELU, nn.Mish, nn.LeakyReLU,
     nn.ELU, nn.CELU, nn.SELU, nn.Tanh, nn.Hardtanh, nn.Softplus,
     nn.Dropout, nn.Dropout2d, nn.AlphaDropout,
-    nn.MaxPool2d, nn.AvgPool2d,
 )
 _ELEMENTWISE_FUNCTIONS = (
     torch.relu, torch.relu_, F.relu, F.relu_, F.relu6, F.silu, F.hardswish, F.hardsigmoid, torch.sigmoid,
     F.sigmoid, F.gelu, F.mish, F.leaky_relu, F.elu, F.selu, F.celu, torch.tanh, F.tanh, F.hardtanh, F.softplus,
     torch.clamp, F.dropout, F.dropout2d,
-    F.max_pool2d, F.avg_pool2d, torch.max_pool2d,
 )
 _ELEMENTWISE_METHODS = (
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clamp_min", "clamp_min_",
@@ -108,6 +106,54 @@ _ELEMENTWISE_METHODS = (
 # Some torch functions are aliases of each other (F.relu_ is torch.relu_): register each once.
 register_rule(*dict.fromkeys((*_ELEMENTWISE_MODULES, *_ELEMENTWISE_FUNCTIONS, *_ELEMENTWISE_METHODS)))(per_branch)
 register_rule(nn.Identity)(passthrough)
+
+
+# Positional parameter names of the pooling functions, to set ceil_mode on a call.
+_POOL_PARAMS = {
+    F.max_pool2d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    torch.max_pool2d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    F.avg_pool2d: ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+}
+
+
+@register_rule(nn.MaxPool2d, nn.AvgPool2d, *_POOL_PARAMS)
+def pool2d(rw: Rewriter, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Max / average pooling per branch. The low grid is a ceil grid (ceil(H / octave)), so when
+    floor-mode pooling takes the low branch off the grid of the pooled high branch, the low
+    branch pools in ceil mode, which lands on it (135 -> 67 high, 68 -> 34 low)."""
+    try:
+        return rw.per_branch(node, args, kwargs)
+    except Decline as first:
+        x = args[0] if args else None
+        if not isinstance(x, Octave) or "octave grid" not in str(first):
+            raise
+    if node.op == "call_module":
+        m = rw.original_module(node.target)
+        if isinstance(m, nn.MaxPool2d):
+            if m.return_indices:
+                raise Decline("it returns indices")
+            fn, params = F.max_pool2d, dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation)
+        else:
+            fn, params = F.avg_pool2d, dict(
+                kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                count_include_pad=m.count_include_pad, divisor_override=m.divisor_override,
+            )
+    else:
+        fn = node.target
+        params = dict(zip(_POOL_PARAMS[fn], args[1:]))
+        params.update(kwargs)
+        if params.get("return_indices"):
+            raise Decline("it returns indices")
+    params["ceil_mode"] = True
+    h = rw.emit(node.op, node.target, (x.high, *args[1:]), kwargs)
+    l = rw.emit("call_function", fn, (x.low,), params)
+    why = rw.low_fits(h, l)
+    if why is not None:
+        rw.graph.erase_node(l)
+        rw.graph.erase_node(h)
+        raise Decline(why)
+    rw.threaded(node)
+    return Octave(h, l, x.partition)
 
 
 def _stochastic_depth(rw: Rewriter, node: fx.Node, args: tuple, kwargs: dict) -> Any:

@@ -115,9 +115,9 @@ def plan(
         if h < min_size or w < min_size:
             p.alpha_out, p.reason = 0.0, f"output {h}x{w} below min_size {min_size}"
             continue
-        depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+        depthwise = is_depthwise(conv)
         if policy == "latency":
-            block = _block_of(node, modules)
+            block = _block_of(node)
             why = latency_plain.get(block) if block is not None else None
             if why is None and min(h, w) < LATENCY_MIN_SIZE:
                 why = f"output {h}x{w} below {LATENCY_MIN_SIZE}"
@@ -136,7 +136,7 @@ def plan(
         if policy == "latency" and n_low < (LATENCY_MIN_LOW_PER_GROUP if groups > 1 else LATENCY_MIN_LOW):
             why = f"a low branch of {n_low} channels{' per group' if groups > 1 else ''} in {name}, too thin to pay"
             p.alpha_out, p.reason = 0.0, f"latency policy: {why}"
-            block = _block_of(node, modules)
+            block = _block_of(node)
             if block is not None:
                 latency_plain.setdefault(block, f"block {block} has {why}")
             continue
@@ -155,7 +155,7 @@ def plan(
         # Whole blocks at a time: a block with one conv the policy keeps plain is kept plain
         # whole, so that no block pays for splitting and merging around it.
         for node, p in plans.items():
-            block = _block_of(node, modules)
+            block = _block_of(node)
             if p.alpha_out > 0.0 and block in latency_plain:
                 p.alpha_out, p.reason = 0.0, f"latency policy: {latency_plain[block]}"
     return plans
@@ -171,7 +171,7 @@ LATENCY_MIN_LOW = 16  # low-branch channels below which the extra paths cost mor
 LATENCY_MIN_LOW_PER_GROUP = 8
 
 
-def _block_of(node: fx.Node, modules: Mapping[str, nn.Module]) -> Optional[str]:
+def _block_of(node: fx.Node) -> Optional[str]:
     """The innermost enclosing module that is not a container: the conv's block (None at top level)."""
     stack = node.meta.get("nn_module_stack") or {}
     block = None
@@ -189,7 +189,7 @@ def _latency_blocks(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> dic
         if not _is_conv(node, modules):
             continue
         conv = modules[node.target]
-        block = _block_of(node, modules)
+        block = _block_of(node)
         if block is None or block in plain:
             continue
         if is_depthwise(conv):
