@@ -81,3 +81,14 @@ def to_text(renderable: Any, width: int = 160) -> str:
     buf = io.StringIO()
     Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False).print(renderable)
     return buf.getvalue()
+
+
+def envelope(kind: str, inputs: List[Dict[str, Any]], batch: Optional[int]) -> Dict[str, Any]:
+    """The keys every to_dict() starts with: schema, kind, inputs and conventions."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "inputs": [dict(d, shape=list(d["shape"])) for d in inputs],
+        "batch": batch,
+        "conventions": dict(CONVENTIONS),
+    }

@@ -119,11 +119,7 @@ class Comparison:
 
     def to_dict(self) -> Dict[str, Any]:
         return {
-            "schema_version": fmt.SCHEMA_VERSION,
-            "kind": "octify.comparison",
-            "inputs": [dict(d, shape=list(d["shape"])) for d in self.before.inputs],
-            "batch": self.before.batch,
-            "conventions": dict(fmt.CONVENTIONS),
+            **fmt.envelope("octify.comparison", self.before.inputs, self.before.batch),
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
             "ratios": self.ratios,

@@ -64,12 +64,8 @@ class Profile:
 
     def to_dict(self) -> Dict[str, Any]:
         return {
-            "schema_version": fmt.SCHEMA_VERSION,
-            "kind": "octify.profile",
+            **fmt.envelope("octify.profile", self.inputs, self.batch),
             "model": self.model,
-            "inputs": [dict(d, shape=list(d["shape"])) for d in self.inputs],
-            "batch": self.batch,
-            "conventions": dict(fmt.CONVENTIONS),
             "macs": self.macs,
             "flops": self.flops,
             "params": self.params,
