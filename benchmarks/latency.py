@@ -13,6 +13,7 @@ ratios. Two comparisons per row:
     python benchmarks/latency.py                       # the full table (about 15 minutes here)
     python benchmarks/latency.py --models resnet50 --batches 8 --iters 9
     python benchmarks/latency.py --convert-times       # conversion seconds vs graph nodes
+    python benchmarks/latency.py --compile --models resnet50 --alphas 0.5 --policies default
 """
 
 from __future__ import annotations
@@ -122,6 +123,28 @@ def latency_table(args: argparse.Namespace) -> None:
                     )
 
 
+def compiled_table(args: argparse.Namespace) -> None:
+    """Both sides through torch.compile (inductor): the converted model compiles as one graph."""
+    print("| model | policy | alpha | batch | original compiled ms | converted compiled ms | ratio | MACs ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name in args.models:
+        model = build(name)
+        x224 = torch.randn(1, 3, 224, 224)
+        base_macs = macs(model, x224)
+        original = torch.compile(model)
+        for policy in args.policies:
+            for alpha in args.alphas:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    conv = octify.convert(model, alpha=alpha, example_inputs=x224, policy=policy).eval()
+                ratio_macs = macs(conv, x224) / base_macs
+                compiled = torch.compile(conv)
+                for batch in args.batches:
+                    x = torch.randn(batch, 3, 224, 224)
+                    o_ms, c_ms, r = alternate(original, compiled, x, x, args.iters)
+                    print(f"| {name} | {policy} | {alpha:g} | {batch} | {o_ms:.1f} | {c_ms:.1f} | {r:.2f} | {ratio_macs:.2f} |", flush=True)
+
+
 def convert_times(args: argparse.Namespace) -> None:
     print("| model | graph nodes | convert s (trace + plan + rewrite + verify) | s per 1000 nodes |")
     print("|---|---:|---:|---:|")
@@ -149,6 +172,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=9)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--convert-times", action="store_true", help="print the conversion-time table instead")
+    p.add_argument("--compile", action="store_true", help="compile both sides with torch.compile (eager table otherwise)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -157,6 +181,8 @@ def main() -> None:
     )
     if args.convert_times:
         convert_times(args)
+    elif args.compile:
+        compiled_table(args)
     else:
         latency_table(args)
 

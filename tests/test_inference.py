@@ -132,3 +132,13 @@ def test_latency_policy_keeps_a_block_with_a_thin_low_branch_plain_whole() -> No
     assert by_name[f"{block}.conv2"].alpha_out == 0.0
     default = octify.record_of(octify.convert(model, alpha=0.25, example_inputs=x, min_size=1))
     assert {c.name: c.alpha_out for c in default.convs}[f"{block}.conv1"] == 0.25
+
+
+def test_converted_model_compiles_without_graph_breaks() -> None:
+    # torch.compile sees one graph: octify's modules branch only on Python-level facts
+    # (shapes, the module's own configuration), never on tensor values.
+    model = torchvision.models.resnet18().eval()
+    converted = octify.convert(model, example_inputs=torch.randn(1, 3, 64, 64)).eval()
+    explained = torch._dynamo.explain(converted)(torch.randn(1, 3, 64, 64))
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
