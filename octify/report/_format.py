@@ -92,3 +92,18 @@ def envelope(kind: str, inputs: List[Dict[str, Any]], batch: Optional[int]) -> D
         "batch": batch,
         "conventions": dict(CONVENTIONS),
     }
+
+
+class Renderable:
+    """render() and str() for the report objects, both through their ``__rich__``."""
+
+    def render(self, console: Any = None) -> None:
+        """Print the report on ``console`` (default: a new rich Console)."""
+        if console is None:
+            from rich.console import Console
+
+            console = Console()
+        console.print(self)
+
+    def __str__(self) -> str:
+        return to_text(self)

@@ -89,7 +89,7 @@ class ConvRow:
 
 
 @dataclass
-class Comparison:
+class Comparison(fmt.Renderable):
     """``before`` (the original) and ``after`` (the converted model) on the same inputs."""
 
     before: Profile
@@ -217,16 +217,6 @@ class Comparison:
         parts.append(self._layer_table())
         return Group(*parts)
 
-    def render(self, console: Any = None) -> None:
-        """Print the header, the octave-conv table and the per-layer table on ``console``."""
-        if console is None:
-            from rich.console import Console
-
-            console = Console()
-        console.print(self)
-
-    def __str__(self) -> str:
-        return fmt.to_text(self)
 
 
 def _match(before: List[LayerRow], after: List[LayerRow]) -> List[LayerPair]:

@@ -43,7 +43,7 @@ class LayerRow:
 
 
 @dataclass
-class Profile:
+class Profile(fmt.Renderable):
     """What ``profile(model, example_inputs)`` measured. Totals equal the sums of ``layers``."""
 
     model: str
@@ -116,16 +116,6 @@ class Profile:
 
         return Group(self._header(), self._table())
 
-    def render(self, console: Any = None) -> None:
-        """Print the header and the per-layer table on ``console`` (default: a new rich Console)."""
-        if console is None:
-            from rich.console import Console
-
-            console = Console()
-        console.print(self)
-
-    def __str__(self) -> str:
-        return fmt.to_text(self)
 
 
 def _check_model(model: Any, what: str, who: str) -> nn.Module:
