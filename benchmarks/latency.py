@@ -89,8 +89,16 @@ def macs(model: nn.Module, x: torch.Tensor) -> int:
     return octify.profile(model, x).macs
 
 
+def converted(model: nn.Module, alpha: float, policy: str, x224: torch.Tensor, base_macs: int) -> tuple[nn.Module, float]:
+    """The eval-mode conversion and its MACs ratio to the original."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conv = octify.convert(model, alpha=alpha, example_inputs=x224, policy=policy).eval()
+    return conv, macs(conv, x224) / base_macs
+
+
 def latency_table(args: argparse.Namespace) -> None:
-    print(f"| model | policy | alpha | batch | original ms | converted ms | ratio (given) | best plain | best plain ms | converted same ms | ratio (best plain) | MACs ratio |")
+    print("| model | policy | alpha | batch | original ms | converted ms | ratio (given) | best plain | best plain ms | converted same ms | ratio (best plain) | MACs ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for name in args.models:
         model = build(name)
@@ -107,14 +115,10 @@ def latency_table(args: argparse.Namespace) -> None:
             best_label = {(False, False): "as given", (False, True): "channels_last", (True, False): "BN folded", (True, True): "folded+CL"}[best]
             for policy in args.policies:
                 for alpha in args.alphas:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        conv = octify.convert(model, alpha=alpha, example_inputs=x224, policy=policy).eval()
-                    ratio_macs = macs(conv, x224) / base_macs
+                    conv, ratio_macs = converted(model, alpha, policy, x224, base_macs)
                     o_ms, c_ms, r_given = alternate(model, conv, x, x, args.iters)
-                    fold, cl = best
-                    conv_same = configure(conv, fold, True) if cl else configure(conv, fold, False)
-                    xb = xcl if cl else x
+                    conv_same = configure(conv, *best)
+                    xb = xcl if best[1] else x
                     b_ms, cs_ms, r_best = alternate(plain[best], conv_same, xb, xb, args.iters)
                     print(
                         f"| {name} | {policy} | {alpha:g} | {batch} | {o_ms:.1f} | {c_ms:.1f} | {r_given:.2f} | {best_label} | "
@@ -134,10 +138,7 @@ def compiled_table(args: argparse.Namespace) -> None:
         original = torch.compile(model)
         for policy in args.policies:
             for alpha in args.alphas:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    conv = octify.convert(model, alpha=alpha, example_inputs=x224, policy=policy).eval()
-                ratio_macs = macs(conv, x224) / base_macs
+                conv, ratio_macs = converted(model, alpha, policy, x224, base_macs)
                 compiled = torch.compile(conv)
                 for batch in args.batches:
                     x = torch.randn(batch, 3, 224, 224)

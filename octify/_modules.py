@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import List, Tuple, Union
+from typing import Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from .nn._resample import downsample, reorder, upsample_to
+from .nn._resample import downsample, reorder, sort_order, upsample_to
 from .nn.partition import Partition
-
-
-def _order_of(flat: List[int]) -> Tensor:
-    if flat == sorted(flat):
-        return torch.empty(0, dtype=torch.long)
-    return torch.tensor(sorted(range(len(flat)), key=flat.__getitem__), dtype=torch.long)
 
 
 class ChannelMerge(nn.Module):
@@ -23,7 +17,7 @@ class ChannelMerge(nn.Module):
     def __init__(self, partition: Partition) -> None:
         super().__init__()
         self.partition = partition
-        self.register_buffer("_order", _order_of(list(partition.high) + list(partition.low)), persistent=False)
+        self.register_buffer("_order", sort_order(list(partition.high) + list(partition.low)), persistent=False)
 
     def forward(self, x: Tuple[Tensor, Tensor]) -> Tensor:
         return reorder(torch.cat([x[0], x[1]], 1), self._order)
@@ -60,8 +54,8 @@ class Realign(nn.Module):
         self.register_buffer("_to_low", idx(pos_h, to_low), persistent=False)
         self.register_buffer("_keep_l", idx(pos_l, keep_l), persistent=False)
         self.register_buffer("_to_high", idx(pos_l, to_high), persistent=False)
-        self.register_buffer("_high_order", _order_of(keep_h + to_high), persistent=False)
-        self.register_buffer("_low_order", _order_of(keep_l + to_low), persistent=False)
+        self.register_buffer("_high_order", sort_order(keep_h + to_high), persistent=False)
+        self.register_buffer("_low_order", sort_order(keep_l + to_low), persistent=False)
 
     def forward(self, x: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tensor]:
         h, l = x

@@ -19,7 +19,7 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ._errors import ConversionError
-from ._modules import ChannelMerge, ChannelSplit, Realign
+from ._modules import ChannelSplit, Realign
 from ._plan import ConvPlan
 from ._trace import run_node
 from .nn._resample import low_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.fx as fx

@@ -9,7 +9,7 @@ and put the outputs back with the output partition.
 
 import math
 import warnings
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Tuple, Union
 
 import pytest
 import torch
@@ -552,7 +552,7 @@ def masked_reference(conv: nn.Conv2d, pin: Partition, pout: Partition, xh: Tenso
     }
     stride = conv.stride
     pool = lambda t, f: t if f == 1 else F.avg_pool2d(t, f, f, 0, True, True)  # noqa: E731
-    XH_lh = XL_lh = XL_ll = None
+    XL_lh = XL_ll = None
     if stride_mode == "pool" and stride != (1, 1):
         s = stride[0]
         XH, XL_lh, XL_ll = pool(XH, s), pool(XL, max(1, s // octave)), pool(XL, s)

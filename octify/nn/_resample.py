@@ -77,6 +77,14 @@ def as_pair(x: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tensor]:
     return x[0], x[1]
 
 
+def sort_order(channels: List[int]) -> Tensor:
+    """The index that puts ``channels`` (the original indices of a concatenation) back in
+    ascending order, for :func:`reorder`; empty when they already are."""
+    if channels == sorted(channels):
+        return torch.empty(0, dtype=torch.long)
+    return torch.tensor(sorted(range(len(channels)), key=channels.__getitem__), dtype=torch.long)
+
+
 def reorder(x: Tensor, index: Tensor) -> Tensor:
     """``x.index_select(1, index)``, skipped when ``index`` is empty (meaning: already in order)."""
     if index.numel() == 0:

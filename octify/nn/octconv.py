@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from ._resample import add_upsampled, check_low, downsample, low_size, reorder, upsample_to
+from ._resample import add_upsampled, check_low, downsample, low_size, reorder, sort_order, upsample_to
 from .partition import AlphaLike, Partition, parse_alpha
 
 __all__ = ["OctConv2d", "OctaveInput", "OctaveOutput"]
@@ -22,14 +22,6 @@ _SKIP_INIT = False
 
 def _index(values: Sequence[int]) -> Tensor:
     return torch.tensor(list(values), dtype=torch.long)
-
-
-def _order(parts: Sequence[Sequence[int]]) -> Tensor:
-    """Index that sorts the channels of ``cat(parts)`` back into ascending order; empty if already sorted."""
-    flat = [i for p in parts for i in p]
-    if flat == sorted(flat):
-        return torch.empty(0, dtype=torch.long)
-    return torch.tensor(sorted(range(len(flat)), key=flat.__getitem__), dtype=torch.long)
 
 
 def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -215,8 +207,8 @@ class OctConv2d(nn.Module):
         self.register_buffer(
             "_ll_sel", torch.empty(0, dtype=torch.long) if ll_pos == list(range(len(low_res))) else _index(ll_pos), persistent=False
         )
-        self.register_buffer("_high_order", _order([hh, [low_res[i] for i in lh_pos]]), persistent=False)
-        self.register_buffer("_low_order", _order([[low_res[i] for i in ll_pos]]), persistent=False)
+        self.register_buffer("_high_order", sort_order(hh + [low_res[i] for i in lh_pos]), persistent=False)
+        self.register_buffer("_low_order", sort_order([low_res[i] for i in ll_pos]), persistent=False)
 
     def _path_weights(self) -> List[Tuple[str, Tensor]]:
         return [(n, p) for n, p in self.named_parameters(recurse=False) if n.startswith("weight")]

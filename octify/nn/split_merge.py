@@ -7,7 +7,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._resample import check_low, downsample, merge
+from ._resample import check_low, downsample, merge, sort_order
 from .octconv import OctaveOutput
 from .partition import Partition, parse_alpha
 
@@ -93,9 +93,7 @@ class OctaveMerge(nn.Module):
         self.channels = self.partition.channels
         self.octave = _check_octave(octave, "OctaveMerge")
         self._nh, self._nl = len(self.partition.high), len(self.partition.low)  # ints for TorchScript
-        flat = list(self.partition.high) + list(self.partition.low)
-        order = [] if flat == sorted(flat) else sorted(range(len(flat)), key=flat.__getitem__)
-        self.register_buffer("_order", torch.tensor(order, dtype=torch.long), persistent=False)
+        self.register_buffer("_order", sort_order(list(self.partition.high) + list(self.partition.low)), persistent=False)
 
     def forward(self, x: Tuple[Tensor, Tensor]) -> Tensor:
         if isinstance(x, Tensor):
