@@ -19,6 +19,7 @@ ratios. Two comparisons per row:
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import time
@@ -47,7 +48,9 @@ def build(name: str) -> nn.Module:
 
 
 def configure(model: nn.Module, fold: bool, channels_last: bool) -> nn.Module:
-    out = octify.fold_bn(model) if fold else model
+    """A copy of ``model`` with the plain tricks applied (``model`` itself stays as it is:
+    ``Module.to`` works in place)."""
+    out = octify.fold_bn(model) if fold else copy.deepcopy(model)
     return out.to(memory_format=CL) if channels_last else out
 
 

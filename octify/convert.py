@@ -11,6 +11,8 @@ import torch.fx as fx
 from torch import nn
 
 from . import _builtin_rules  # noqa: F401  (fills the rule registry)
+from ._fuse import fuse_conv_bn
+from ._inplace import inplace_adds
 from ._plan import AlphaFor, plan
 from ._rewrite import Rewriter
 from ._trace import LeafSpec, eval_mode, fake_mode, fakeify, propagate, split_leaf_specs, trace
@@ -61,6 +63,7 @@ def convert(
     inplace: bool = False,
     policy: str = "default",
     memory_format: str = "channels_last",
+    fuse_bn: bool = True,
 ) -> fx.GraphModule:
     """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them.
 
@@ -75,6 +78,10 @@ def convert(
     ``memory_format="channels_last"`` (the default) lays the converted model's 4-D weights out
     channels-last, the layout in which its many small convolutions run fast; inputs in either
     layout are accepted. ``"preserve"`` keeps the original layout.
+    ``fuse_bn=True`` (the default) runs each conv -> batch norm pair as one call: in training it is
+    the conv then the batch norm, as before; in eval mode outside autograd it is one conv whose
+    weights have the batch norm folded in, cached until a parameter or statistic changes. Both
+    modules keep their names and parameters (``record_of(...).fused`` lists the pairs).
 
     >>> import torch, torchvision, octify
     >>> net = torchvision.models.resnet18().eval()
@@ -131,6 +138,9 @@ def convert(
     for name, flag in rw.new_modules.items():
         out.get_submodule(name).train(flag)
     out.training = model.training
+    if fuse_bn:
+        record.fused = fuse_conv_bn(out)
+    inplace_adds(out)
     if memory_format == "channels_last":
         out.to(memory_format=torch.channels_last)
     out.meta["octify"] = record

@@ -10,24 +10,12 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from ._fuse import bn_affine, conv_feeding, unfuse_conv_bn
 from ._trace import trace
 from .nn.batchnorm import OctBatchNorm2d
 from .nn.octconv import OctConv2d
 
 __all__ = ["fold_bn"]
-
-
-def _bn_affine(bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor]:
-    """The per-channel (scale, shift) an eval-mode batch norm applies."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("fold_bn needs batch norms that track running statistics")
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
-    return scale, shift
 
 
 def _oct_bn_affine(bn: OctBatchNorm2d) -> Tuple[Tensor, Tensor]:
@@ -37,7 +25,7 @@ def _oct_bn_affine(bn: OctBatchNorm2d) -> Tuple[Tensor, Tensor]:
     shift = torch.empty_like(scale)
     for sub, idx in ((bn.bn_h, part.high), (bn.bn_l, part.low)):
         if sub is not None:
-            s, t = _bn_affine(sub)
+            s, t = bn_affine(sub)
             scale[list(idx)], shift[list(idx)] = s, t
     return scale, shift
 
@@ -50,7 +38,7 @@ def _folded_dense(weight: Tensor, bias: Optional[Tensor], scale: Tensor, shift: 
 
 
 def _fold_plain(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    scale, shift = _bn_affine(bn)
+    scale, shift = bn_affine(bn)
     w, b = _folded_dense(conv.weight, conv.bias, scale, shift)
     out = copy.deepcopy(conv)
     out.weight = nn.Parameter(w)
@@ -101,23 +89,8 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
         gm = model if inplace else copy.deepcopy(model)
     else:
         gm = trace(model if inplace else copy.deepcopy(model), (), ())
+    unfuse_conv_bn(gm)  # a converted model runs its conv -> BN pairs through conv_bn: fold them for good
     modules = dict(gm.named_modules())
-
-    def conv_of(arg: object) -> Optional[fx.Node]:
-        """The conv node whose output is ``arg`` and nothing else uses (plain, or a (high, low) getitem pair)."""
-        if isinstance(arg, fx.Node):
-            ok = arg.op == "call_module" and isinstance(modules.get(arg.target), (nn.Conv2d, OctConv2d)) and len(arg.users) == 1
-            return arg if ok else None
-        if isinstance(arg, tuple) and len(arg) == 2 and all(isinstance(a, fx.Node) for a in arg):
-            h, l = arg
-            if not all(a.op == "call_function" and a.target is operator.getitem and len(a.users) == 1 for a in arg):
-                return None
-            src = h.args[0]
-            if src is not l.args[0] or (h.args[1], l.args[1]) != (0, 1):
-                return None
-            ok = src.op == "call_module" and isinstance(modules.get(src.target), OctConv2d) and len(src.users) == 2
-            return src if ok else None
-        return None
 
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
@@ -125,7 +98,7 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
         bn = modules.get(node.target)
         if type(bn) not in (nn.BatchNorm2d, OctBatchNorm2d):
             continue
-        conv_node = conv_of(node.args[0])
+        conv_node = conv_feeding(node.args[0], modules)
         if conv_node is None:
             continue
         conv = modules[conv_node.target]
@@ -143,7 +116,7 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
             _set(gm, conv_node.target, _fold_plain(conv, bn))
             node.replace_all_uses_with(conv_node)
         elif type(bn) is nn.BatchNorm2d and isinstance(conv, OctConv2d) and not conv.out_partition.low:
-            _set(gm, conv_node.target, _fold_octave(conv, *_bn_affine(bn)))  # alpha_out 0: a plain output
+            _set(gm, conv_node.target, _fold_octave(conv, *bn_affine(bn)))  # alpha_out 0: a plain output
             node.replace_all_uses_with(conv_node)
         else:
             continue

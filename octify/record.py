@@ -47,6 +47,7 @@ class ConversionRecord:
     convs: list[ConvRecord] = field(default_factory=list)
     merges: list[MergeRecord] = field(default_factory=list)
     threaded: dict[str, int] = field(default_factory=dict)  # op kind -> nodes run per branch
+    fused: list[tuple[str, str]] = field(default_factory=list)  # (conv, batch norm) run as one conv in eval
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -67,6 +68,7 @@ class ConversionRecord:
             "convs": [asdict(c) for c in self.convs],
             "merges": [asdict(m) for m in self.merges],
             "threaded": dict(self.threaded),
+            "fused": [list(p) for p in self.fused],
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import warnings
 
 import pytest
@@ -142,3 +143,112 @@ def test_converted_model_compiles_without_graph_breaks() -> None:
     explained = torch._dynamo.explain(converted)(torch.randn(1, 3, 64, 64))
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
+
+
+# -- conv -> batch norm pairs run as one conv in inference ------------------------------------------
+class _AtenCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the aten ops a forward runs (by overload packet name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        name = func.overloadpacket.__name__
+        self.ops[name] = self.ops.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def _bn_ops(model: nn.Module, x: torch.Tensor) -> int:
+    with _AtenCounter() as counter:
+        model(x)
+    return sum(n for op, n in counter.ops.items() if "batch_norm" in op)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnext50_32x4d", "mobilenet_v2"])
+def test_fused_conv_bn_matches_unfused_and_runs_no_batch_norm_in_inference(name: str) -> None:
+    torch.manual_seed(0)
+    model = _randomise_bn(torchvision.models.get_model(name)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    fused = octify.convert(model, alpha=0.5, example_inputs=x).eval()
+    unfused = octify.convert(model, alpha=0.5, example_inputs=x, fuse_bn=False).eval()
+    rec = octify.record_of(fused)
+    assert rec.fused and not octify.record_of(unfused).fused
+    n_bn = sum(isinstance(m, (nn.BatchNorm2d, OctBatchNorm2d)) for m in model.modules())
+    with torch.no_grad():
+        assert _rel(fused(x), unfused(x)) < 1e-4
+        bn_left = _bn_ops(fused, x)
+    # Every fused pair skips its batch norm; only norms not fed by a conv alone (or after a
+    # depthwise octave conv, whose outputs are reassembled) still run.
+    n_oct_bn = sum(isinstance(m, OctBatchNorm2d) and m.bn_h is not None and m.bn_l is not None for m in fused.modules())
+    assert 0 < len(rec.fused) <= n_bn
+    with torch.no_grad():
+        assert _bn_ops(unfused, x) - bn_left >= len(rec.fused)
+    # With autograd on, the pair runs as conv then batch norm: the same function.
+    assert _rel(fused(x).detach(), unfused(x).detach()) < 1e-4
+    assert n_oct_bn > 0
+
+
+def test_fused_pairs_keep_names_parameters_and_training_behaviour() -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(4, 3, 64, 64)
+    fused = octify.convert(model, alpha=0.5, example_inputs=x)
+    unfused = octify.convert(model, alpha=0.5, example_inputs=x, fuse_bn=False)
+    assert fused.state_dict().keys() == unfused.state_dict().keys()
+    assert ("layer1.0.conv1", "layer1.0.bn1") in octify.record_of(fused).fused
+    fused.train()
+    bn = fused.get_submodule("layer1.0.bn1")
+    before = bn.bn_h.running_mean.clone()
+    fused(x).sum().backward()  # training: batch statistics, running statistics move, gradients reach both
+    assert not torch.equal(bn.bn_h.running_mean, before)
+    assert bn.bn_h.weight.grad is not None and fused.get_submodule("layer1.0.conv1").weight_hh.grad is not None
+
+
+def test_fused_inference_follows_parameter_and_statistic_changes() -> None:
+    torch.manual_seed(0)
+    model = _randomise_bn(torchvision.models.resnet18()).eval()
+    x = torch.randn(1, 3, 64, 64)
+    fused = octify.convert(model, alpha=0.5, example_inputs=x).eval()
+    unfused = octify.convert(model, alpha=0.5, example_inputs=x, fuse_bn=False).eval()
+    with torch.no_grad():
+        fused(x)  # fills the cache of folded weights
+        # In place (an optimizer step, a statistics update), then load_state_dict, then a new tensor.
+        for m in (fused, unfused):
+            m.get_submodule("layer2.0.bn1").bn_l.running_var.mul_(3.0)
+            m.get_submodule("layer2.0.conv1").weight_hh.add_(0.05)
+        assert _rel(fused(x), unfused(x)) < 1e-4
+        state = {k: v + 0.01 if v.is_floating_point() else v for k, v in unfused.state_dict().items()}
+        fused.load_state_dict(state)
+        unfused.load_state_dict(state)
+        assert _rel(fused(x), unfused(x)) < 1e-4
+        for m in (fused, unfused):
+            m.get_submodule("layer2.1.conv2").weight_ll.data = torch.randn_like(m.get_submodule("layer2.1.conv2").weight_ll)
+        unfused.get_submodule("layer2.1.conv2").weight_ll.data.copy_(fused.get_submodule("layer2.1.conv2").weight_ll)
+        assert _rel(fused(x), unfused(x)) < 1e-4
+
+
+def test_fused_pair_with_a_hook_runs_both_modules() -> None:
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 64, 64)
+    fused = octify.convert(model, alpha=0.5, example_inputs=x).eval()
+    seen = []
+    fused.get_submodule("layer1.0.bn1").register_forward_hook(lambda m, i, o: seen.append(tuple(o[0].shape)))
+    with torch.no_grad():
+        fused(x)
+    assert seen == [(1, 32, 16, 16)]
+
+
+def test_residual_sums_are_in_place_and_gradients_match_the_original() -> None:
+    torch.manual_seed(0)
+    model = _randomise_bn(torchvision.models.resnet18()).train()
+    x = torch.randn(2, 3, 64, 64)
+    oracle = octify.convert(model, alpha=0.5, octave=1, example_inputs=x).train()
+    sums = [n.target for n in oracle.graph.nodes if n.target in (operator.add, operator.iadd)]
+    # resnet18's eight residual sums (per branch where the maps are octave pairs), all written
+    # in place as the original's `out += identity` is.
+    assert len(sums) == 12 and set(sums) == {operator.iadd}
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    model(xa).square().sum().backward()
+    oracle(xb).square().sum().backward()
+    assert _rel(xb.grad, xa.grad) < 1e-4

@@ -906,3 +906,59 @@ def test_torch_compile_matches_eager():
         got = compiled(x)
     assert tuple(got.shape) == (2, 4, 7, 7)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_inference_reuses_the_fused_low_weight_until_a_weight_changes():
+    # In eval mode without autograd the [hl | ll] weight comes from a cache, not a copy per call;
+    # an optimizer step (an in-place update) must be seen at once.
+    torch.manual_seed(0)
+    layer = OctConv2d(16, 16, 3, padding=1, alpha=0.5).eval()
+    pair = (torch.randn(2, 8, 12, 12), torch.randn(2, 8, 6, 6))
+    with torch.no_grad():
+        first = layer(pair)
+    with_grad = layer(pair)  # autograd on: the live weights
+    for a, b in zip(first, with_grad):
+        assert torch.allclose(a, b, atol=1e-6)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    sum(t.sum() for t in layer(pair)).backward()
+    opt.step()
+    with torch.no_grad():
+        after = layer(pair)
+        layer.train()
+        live = layer(pair)
+    assert not torch.allclose(after[1], first[1], atol=1e-3)
+    for a, b in zip(after, live):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+class _OpNames(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.names.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("alpha", [(0.5, 0.5), (0.0, 0.5), (0.5, 0.0), (1.0, 0.5), (0.5, 1.0), (0.25, 0.75)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("stride,mode", [(1, "conv"), (2, "pool")])
+def test_pointwise_inference_runs_as_matrix_products_with_the_same_result(alpha, bias, stride, mode):
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    layer = OctConv2d(16, 24, 1, stride=stride, alpha=alpha, bias=bias, stride_mode=mode).to(memory_format=cl)
+    high = torch.randn(2, layer.ih, 11, 11).contiguous(memory_format=cl)
+    low = torch.randn(2, layer.il, 6, 6).contiguous(memory_format=cl)
+    x = high if layer.il == 0 else low if layer.ih == 0 else (high, low)
+    want = layer(x)  # training mode: the convolution paths
+    layer.eval()
+    with torch.no_grad(), _OpNames() as ops:
+        got = layer(x)
+    assert "convolution" not in ops.names and ops.names & {"mm", "addmm"}
+    want = want if isinstance(want, tuple) else (want,)
+    got = got if isinstance(got, tuple) else (got,)
+    assert [t.shape for t in got] == [t.shape for t in want]
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, atol=1e-5)
+        assert g.is_contiguous(memory_format=cl)

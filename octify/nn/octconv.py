@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from . import _eval_cache
 from ._resample import add_upsampled, check_low, downsample, low_size, reorder, sort_order, upsample_to
 from .partition import AlphaLike, Partition, parse_alpha
 
@@ -22,6 +23,29 @@ _SKIP_INIT = False
 
 def _index(values: Sequence[int]) -> Tensor:
     return torch.tensor(list(values), dtype=torch.long)
+
+
+def fuse_low(weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
+    """``weights`` (as ``OctConv2d._path_tensors`` lists them) with the [hl | ll] weight filled in."""
+    w_hl, w_ll = weights[2], weights[3]
+    out = list(weights)
+    if w_hl is not None and w_ll is not None:
+        fmt = torch.channels_last if w_hl.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        out[4] = torch.cat([w_hl, w_ll], 1).contiguous(memory_format=fmt)
+    return out
+
+
+def _pixels(x: Tensor) -> Tensor:
+    """A channels-last (N, C, H, W) map as its (N*H*W, C) matrix (a view)."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _matmul(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """A 1x1 conv of a channels-last map as one matrix product; the result is channels-last."""
+    n, h, w = x.shape[0], x.shape[2], x.shape[3]
+    w2 = weight.view(weight.shape[0], weight.shape[1]).t()
+    y = torch.mm(_pixels(x), w2) if bias is None else torch.addmm(bias, _pixels(x), w2)
+    return y.view(n, h, w, weight.shape[0]).permute(0, 3, 1, 2)
 
 
 def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -154,6 +178,11 @@ class OctConv2d(nn.Module):
             for name in ("_hh_sel", "_hl_sel", "_lh_sel", "_ll_sel", "_high_order", "_low_order"):
                 self.register_buffer(name, torch.empty(0, dtype=torch.long), persistent=False)
         self.has_bias = bias
+        # 1x1 dense convs that are stride-1 once pooled run as matrix products in inference (_forward_pointwise).
+        self._pointwise = (
+            not self.depthwise and groups == 1 and self.kernel_size == (1, 1)
+            and (self.stride == (1, 1) or stride_mode == "pool") and self.padding == (0, 0) and self.dilation == (1, 1)
+        )
         self.reset_parameters()
 
     # -- construction helpers ------------------------------------------------------------------
@@ -411,6 +440,27 @@ class OctConv2d(nn.Module):
         return F.avg_pool2d(x, (fh, fw), (fh, fw), 0, True, True)
 
     def forward(self, x: OctaveInput) -> OctaveOutput:
+        weights = self._path_tensors()
+        if not torch.jit.is_scripting() and not self.training:
+            weights = self._eval_tensors(x, weights)
+        return self._forward(x, weights)
+
+    def _path_tensors(self) -> List[Optional[Tensor]]:
+        """The dense paths' tensors as ``_forward`` takes them: hh, lh, hl, ll, the fused [hl | ll]
+        weight (None: concatenate on the fly), bias_h, bias_l."""
+        return [self.weight_hh, self.weight_lh, self.weight_hl, self.weight_ll, None, self.bias_h, self.bias_l]
+
+    @torch.jit.unused
+    def _eval_tensors(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
+        """In inference, the concatenated [hl | ll] weight comes from a cache instead of a copy per call."""
+        if self.depthwise or self.groups != 1 or weights[2] is None or weights[3] is None:
+            return weights
+        inputs = [x] if isinstance(x, Tensor) else [x[0], x[1]]
+        if not _eval_cache.applies(self, inputs, weights):
+            return weights
+        return _eval_cache.get(self, "fused-low", weights, lambda: fuse_low(weights))
+
+    def _forward(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> OctaveOutput:
         xh, xl = self._split_input(x)
         if xh is not None:
             hw = self._out_hw(xh.shape[-2], xh.shape[-1])
@@ -432,8 +482,16 @@ class OctConv2d(nn.Module):
             xl_lh = xl
         if self.depthwise:
             yh, yl = self._forward_depthwise(xh, xl, xl_lh, hw, stride, pool)
+        elif (
+            not torch.jit.is_scripting()
+            and self._pointwise
+            and stride == (1, 1)
+            and not self.training
+            and self._gemm_applies([xh, xl, xl_lh])
+        ):
+            yh, yl = self._forward_pointwise(xh, xl, xl_lh, hw, weights)
         else:
-            yh, yl = self._forward_dense(xh, xl, xl_lh, hw, stride)
+            yh, yl = self._forward_dense(xh, xl, xl_lh, hw, stride, weights)
         if yl is not None:
             eh, ew = low_size(hw[0], self.octave), low_size(hw[1], self.octave)
             if yl.shape[-2] != eh or yl.shape[-1] != ew:
@@ -451,29 +509,69 @@ class OctConv2d(nn.Module):
         return yh, yl
 
     def _forward_dense(
-        self, xh: Optional[Tensor], xl: Optional[Tensor], xl_lh: Optional[Tensor], hw: List[int], stride: Tuple[int, int]
+        self,
+        xh: Optional[Tensor],
+        xl: Optional[Tensor],
+        xl_lh: Optional[Tensor],
+        hw: List[int],
+        stride: Tuple[int, int],
+        weights: List[Optional[Tensor]],
     ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         g = self.groups
         yh: Optional[Tensor] = None
         yl: Optional[Tensor] = None
-        w_hh, w_lh, w_hl, w_ll = self.weight_hh, self.weight_lh, self.weight_hl, self.weight_ll
+        w_hh, w_lh, w_hl, w_ll, w_low, b_h, b_l = weights[0], weights[1], weights[2], weights[3], weights[4], weights[5], weights[6]
         if w_hh is not None and xh is not None:
-            yh = self._conv(xh, w_hh, self.bias_h, stride, g)
+            yh = self._conv(xh, w_hh, b_h, stride, g)
         if w_lh is not None and xl_lh is not None:
-            lh = self._conv(xl_lh, w_lh, self.bias_h if yh is None else None, stride, g)
+            lh = self._conv(xl_lh, w_lh, b_h if yh is None else None, stride, g)
             yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave)
         xhl: Optional[Tensor] = None
         if w_hl is not None and xh is not None:
             xhl = downsample(xh, self.octave)
         if w_hl is not None and w_ll is not None and xhl is not None and xl is not None and g == 1:
             # H->L and L->L share their output: one conv over the concatenated inputs.
-            yl = self._conv(torch.cat([xhl, xl], 1), torch.cat([w_hl, w_ll], 1), self.bias_l, stride, 1)
+            if w_low is None:
+                w_low = torch.cat([w_hl, w_ll], 1)
+            yl = self._conv(torch.cat([xhl, xl], 1), w_low, b_l, stride, 1)
         else:
             if w_ll is not None and xl is not None:
-                yl = self._conv(xl, w_ll, self.bias_l, stride, g)
+                yl = self._conv(xl, w_ll, b_l, stride, g)
             if w_hl is not None and xhl is not None:
-                hl = self._conv(xhl, w_hl, self.bias_l if yl is None else None, stride, g)
+                hl = self._conv(xhl, w_hl, b_l if yl is None else None, stride, g)
                 yl = hl if yl is None else yl + hl
+        return yh, yl
+
+    @torch.jit.unused
+    def _gemm_applies(self, xs: List[Optional[Tensor]]) -> bool:
+        if torch.compiler.is_compiling():
+            return False
+        return all(t is None or (type(t) is Tensor and t.is_contiguous(memory_format=torch.channels_last)) for t in xs)
+
+    @torch.jit.unused
+    def _forward_pointwise(
+        self, xh: Optional[Tensor], xl: Optional[Tensor], xl_lh: Optional[Tensor], hw: List[int], weights: List[Optional[Tensor]]
+    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        """A 1x1 stride-1 octave conv on channels-last maps, in inference: each path is one matrix
+        product over the pixels (a channels-last map is a pixels x channels matrix, no copy), and
+        H->L accumulates into L->L in place, so the low output needs no concatenated input. At
+        small batches this also skips the per-call set-up of a convolution kernel."""
+        w_hh, w_lh, w_hl, w_ll, b_h, b_l = weights[0], weights[1], weights[2], weights[3], weights[5], weights[6]
+        yh: Optional[Tensor] = None
+        yl: Optional[Tensor] = None
+        if w_hh is not None and xh is not None:
+            yh = _matmul(xh, w_hh, b_h)
+        if w_lh is not None and xl_lh is not None:
+            lh = _matmul(xl_lh, w_lh, b_h if yh is None else None)
+            yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave)
+        if w_ll is not None and xl is not None:
+            yl = _matmul(xl, w_ll, b_l)
+        if w_hl is not None and xh is not None:
+            xhl = downsample(xh, self.octave)
+            if yl is None:
+                yl = _matmul(xhl, w_hl, b_l)
+            else:
+                _pixels(yl).addmm_(_pixels(xhl), w_hl.view(w_hl.shape[0], w_hl.shape[1]).t())
         return yh, yl
 
     def _forward_depthwise(

@@ -1,0 +1,59 @@
+"""Residual additions written in place, as the original's ``out += identity`` was.
+
+torch.fx records ``out += identity`` as ``operator.add``, so a traced network allocates a new
+map for every residual sum where the original wrote into ``out``. For each ``a + b`` whose ``a``
+is a fresh output of a conv or a batch norm that nothing else reads, the graph is given the
+in-place form back. Autograd allows it: neither op keeps its output for the backward pass.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from ._fuse import conv_bn
+from .nn.batchnorm import OctBatchNorm2d
+from .nn.octconv import OctConv2d
+
+__all__ = ["inplace_adds"]
+
+_FRESH = (nn.Conv2d, nn.BatchNorm2d, OctConv2d, OctBatchNorm2d)
+
+
+def _fresh(node: fx.Node, modules: dict) -> bool:
+    """Whether ``node``'s value is a new tensor no other node can see."""
+    if node.op == "call_function" and node.target is operator.getitem:
+        src = node.args[0]
+        return isinstance(src, fx.Node) and _fresh(src, modules) and all(
+            u.op == "call_function" and u.target is operator.getitem for u in src.users
+        )
+    if node.op == "call_function" and node.target is conv_bn:
+        return True
+    return node.op == "call_module" and type(modules.get(node.target)) in _FRESH
+
+
+def inplace_adds(gm: fx.GraphModule) -> int:
+    """Turn ``a + b`` into ``a += b`` where that cannot be observed; returns how many."""
+    modules = dict(gm.named_modules())
+    done = 0
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target is not operator.add or len(node.args) != 2 or node.kwargs:
+            continue
+        for i in (0, 1):
+            a, b = node.args[i], node.args[1 - i]
+            if not isinstance(a, fx.Node) or len(a.users) != 1 or not _fresh(a, modules):
+                continue
+            va, out = a.meta.get("val"), node.meta.get("val")
+            if not isinstance(va, torch.Tensor) or not isinstance(out, torch.Tensor):
+                continue
+            if va.shape != out.shape or va.dtype != out.dtype:
+                continue  # b broadcasts a, or promotes its dtype: the sum needs its own tensor
+            node.target = operator.iadd
+            node.args = (a, b)
+            done += 1
+            break
+    gm.recompile()
+    return done
