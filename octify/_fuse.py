@@ -15,6 +15,7 @@ from typing import Any, List, Optional, Tuple, Union
 import torch
 import torch.fx as fx
 from torch import Tensor, nn
+from torch.nn.modules import module as _module
 
 from .nn import _eval_cache
 from .nn.batchnorm import OctBatchNorm2d
@@ -54,12 +55,6 @@ def _branches(conv: _Conv, bn: _Norm) -> Optional[Tuple[Optional[nn.BatchNorm2d]
     return None
 
 
-def _norm_tensors(bn: Optional[nn.BatchNorm2d]) -> List[Optional[Tensor]]:
-    if bn is None:
-        return []
-    return [bn.weight, bn.bias, bn.running_mean, bn.running_var]
-
-
 def _scaled(w: Optional[Tensor], scale: Optional[Tensor]) -> Optional[Tensor]:
     if w is None or scale is None:
         return w
@@ -83,14 +78,18 @@ def _folded(conv: _Conv, bh: Optional[nn.BatchNorm2d], bl: Optional[nn.BatchNorm
     return [_scaled(conv.weight, sh), _shifted(conv.bias, sh, th)]
 
 
-def _hooked(m: nn.Module) -> bool:
-    return bool(m._forward_hooks or m._forward_pre_hooks)
+def _hooked(*modules: Optional[nn.Module]) -> bool:
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        return True
+    return any(m is not None and bool(m._forward_hooks or m._forward_pre_hooks) for m in modules)
 
 
-def _global_hooks() -> bool:
-    from torch.nn.modules import module as _m
-
-    return bool(getattr(_m, "_global_forward_hooks", None) or getattr(_m, "_global_forward_pre_hooks", None))
+def _sources(conv: _Conv, norms: Tuple[Optional[nn.BatchNorm2d], Optional[nn.BatchNorm2d]]) -> List[Optional[Tensor]]:
+    out: List[Optional[Tensor]] = list(conv._parameters.values())
+    for b in norms:
+        if b is not None:
+            out += [b.weight, b.bias, b.running_mean, b.running_var]
+    return out
 
 
 def conv_bn(x: Any, conv: _Conv, bn: _Norm) -> Any:
@@ -98,21 +97,23 @@ def conv_bn(x: Any, conv: _Conv, bn: _Norm) -> Any:
 
     Forward hooks on either module, or a batch norm without running statistics, keep the two
     calls separate so that hooks see what they expect."""
-    if not bn.training and not _hooked(conv) and not _hooked(bn) and not _global_hooks():
-        norms = _branches(conv, bn)
-        if norms is not None and all(b is None or (b.running_mean is not None and not _hooked(b)) for b in norms):
-            params = list(conv.parameters(recurse=False))
-            sources = params + _norm_tensors(norms[0]) + _norm_tensors(norms[1])
-            inputs = [x] if isinstance(x, Tensor) else list(x)
-            if _eval_cache.applies(conv, inputs, sources):
-                key = ("bn", bn, tuple(None if b is None else b.eps for b in norms))
-                weights = _eval_cache.get(conv, key, sources, lambda: _folded(conv, norms[0], norms[1]))
-                if isinstance(conv, OctConv2d):
-                    return conv._forward(x, weights)
-                return conv._conv_forward(x, weights[0], weights[1])
-    elif conv.training:
+    if conv.training or bn.training:
         _eval_cache.drop(conv)
-    return bn(conv(x))
+        return bn(conv(x))
+    oct_bn = isinstance(bn, OctBatchNorm2d)
+    if _hooked(conv, bn, bn.bn_h if oct_bn else None, bn.bn_l if oct_bn else None):
+        return bn(conv(x))
+    norms = _branches(conv, bn)
+    if norms is None or any(b is not None and b.running_mean is None for b in norms):
+        return bn(conv(x))
+    key = ("bn", bn, tuple(None if b is None else b.eps for b in norms))
+    inputs = [x] if isinstance(x, Tensor) else list(x)
+    weights = _eval_cache.cached(conv, key, _sources(conv, norms), inputs, lambda: _folded(conv, norms[0], norms[1]))
+    if weights is None:
+        return bn(conv(x))
+    if isinstance(conv, OctConv2d):
+        return conv._forward(x, weights)
+    return conv._conv_forward(x, weights[0], weights[1])
 
 
 def conv_feeding(arg: Any, modules: dict) -> Optional[fx.Node]:

@@ -456,9 +456,8 @@ class OctConv2d(nn.Module):
         if self.depthwise or self.groups != 1 or weights[2] is None or weights[3] is None:
             return weights
         inputs = [x] if isinstance(x, Tensor) else [x[0], x[1]]
-        if not _eval_cache.applies(self, inputs, weights):
-            return weights
-        return _eval_cache.get(self, "fused-low", weights, lambda: fuse_low(weights))
+        got = _eval_cache.cached(self, "fused-low", weights, inputs, lambda: fuse_low(weights))
+        return weights if got is None else got
 
     def _forward(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> OctaveOutput:
         xh, xl = self._split_input(x)
