@@ -12,6 +12,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+import torch
 import torch.fx as fx
 from torch import nn
 
@@ -158,7 +159,45 @@ def plan(
             block = _block_of(node)
             if p.alpha_out > 0.0 and block in latency_plain:
                 p.alpha_out, p.reason = 0.0, f"latency policy: {latency_plain[block]}"
+        saving = _estimated_saving(gm, modules, plans, octave)
+        if 0.0 < saving < LATENCY_MIN_SAVING:
+            why = (
+                f"latency policy: the octave layers left would save only {saving:.0%} of the conv "
+                f"multiply-adds, too little to pay for their extra paths"
+            )
+            for p in plans.values():
+                if p.alpha_out > 0.0:
+                    p.alpha_out, p.reason = 0.0, why
     return plans
+
+
+def _estimated_saving(gm: fx.GraphModule, modules: Mapping[str, nn.Module], plans: Mapping[fx.Node, ConvPlan], octave: int) -> float:
+    """The share of the convs' multiply-adds the plan saves, before rewriting: the low share of
+    every map is followed through the graph (kept by per-channel and elementwise ops, averaged
+    over concatenated channels, 0 past anything else), and a conv with low shares ``ai`` in and
+    ``ao`` out costs ``(1-ai)(1-ao) + (1 - (1-ai)(1-ao)) / octave**2`` of its plain MACs."""
+    low: dict[fx.Node, float] = {}
+    total = kept = 0.0
+    for node in gm.graph.nodes:
+        ins = [a for a in node.all_input_nodes if a in low]
+        if node in plans:
+            ai = low.get(node.args[0], 0.0) if isinstance(node.args[0], fx.Node) else 0.0
+            ao = plans[node].alpha_out
+            conv = modules[node.target]
+            out = node.meta["val"]
+            macs = out.numel() * (conv.in_channels // conv.groups) * conv.kernel_size[0] * conv.kernel_size[1]
+            full = (1.0 - ai) * (1.0 - ao)
+            total += macs
+            kept += macs * (full + (1.0 - full) / octave**2)
+            low[node] = ao
+        elif node.op == "call_function" and getattr(node.target, "__name__", "") in ("cat", "concat", "concatenate"):
+            parts = [a for a in (node.args[0] if node.args and isinstance(node.args[0], (list, tuple)) else []) if isinstance(a, fx.Node)]
+            chans = [a.meta["val"].shape[1] if isinstance(a.meta.get("val"), torch.Tensor) and a.meta["val"].dim() > 1 else 0 for a in parts]
+            if sum(chans):
+                low[node] = sum(low.get(a, 0.0) * c for a, c in zip(parts, chans)) / sum(chans)
+        elif ins and isinstance(node.meta.get("val"), torch.Tensor) and node.meta["val"].dim() == 4:
+            low[node] = max(low[a] for a in ins)
+    return 0.0 if total == 0 else 1.0 - kept / total
 
 
 # Where an octave conv cannot pay for itself on a CPU (measured with benchmarks/latency.py):
@@ -169,6 +208,7 @@ LATENCY_MIN_SIZE = 14  # a 7x7 map's 4x4 low branch is too small for efficient k
 LATENCY_MIN_GROUP_WIDTH = 16
 LATENCY_MIN_LOW = 16  # low-branch channels below which the extra paths cost more than they save
 LATENCY_MIN_LOW_PER_GROUP = 8
+LATENCY_MIN_SAVING = 0.10  # below this share of the conv MACs saved, the whole model stays plain
 
 
 def _block_of(node: fx.Node) -> Optional[str]:

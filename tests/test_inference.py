@@ -252,3 +252,21 @@ def test_residual_sums_are_in_place_and_gradients_match_the_original() -> None:
     model(xa).square().sum().backward()
     oracle(xb).square().sum().backward()
     assert _rel(xb.grad, xa.grad) < 1e-4
+
+
+def test_latency_policy_keeps_a_model_plain_when_its_octave_layers_would_save_too_little() -> None:
+    # DenseNet-121 at alpha 0.25: the latency policy keeps its thin dense layers plain, which would
+    # leave only the transition convs octave (about 5% of the MACs saved), slower than plain.
+    x = torch.randn(1, 3, 224, 224)
+    model = torchvision.models.densenet121().eval()
+    rec = octify.record_of(octify.convert(model, alpha=0.25, example_inputs=x, policy="latency"))
+    assert rec.converted == []
+    reasons = {c.name: c.plain_reason for c in rec.convs}
+    assert reasons["features.transition1.conv"] == (
+        "latency policy: the octave layers left would save only 5% of the conv multiply-adds, "
+        "too little to pay for their extra paths"
+    )
+    # At alpha 0.5 its dense layers are wide enough: half the MACs go, and the octave stays.
+    half = octify.convert(model, alpha=0.5, example_inputs=x, policy="latency")
+    assert len(octify.record_of(half).converted) == 103
+    assert octify.profile(half, x).macs / octify.profile(model, x).macs == pytest.approx(0.488, abs=0.005)
