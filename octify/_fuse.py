@@ -10,7 +10,7 @@ batch norm's pass over every feature map. The result is the same function either
 from __future__ import annotations
 
 import operator
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.fx as fx
@@ -21,7 +21,7 @@ from .nn import _eval_cache
 from .nn.batchnorm import OctBatchNorm2d
 from .nn.octconv import OctConv2d, fuse_low
 
-__all__ = ["conv_bn", "fuse_conv_bn", "unfuse_conv_bn", "conv_feeding", "bn_affine"]
+__all__ = ["conv_bn", "fuse_conv_bn", "unfuse_conv_bn", "conv_bn_pairs", "conv_feeding", "bn_affine"]
 
 _Conv = Union[nn.Conv2d, OctConv2d]
 _Norm = Union[nn.BatchNorm2d, OctBatchNorm2d]
@@ -133,21 +133,30 @@ def conv_feeding(arg: Any, modules: dict) -> Optional[fx.Node]:
     return None
 
 
+def conv_bn_pairs(gm: fx.GraphModule, modules: dict) -> Iterator[Tuple[fx.Node, fx.Node]]:
+    """(batch norm node, conv node) for each BatchNorm2d / OctBatchNorm2d call that alone reads a
+    Conv2d / OctConv2d call's output (listed first, so the graph may be edited while iterating)."""
+    pairs = []
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        if type(modules.get(node.target)) not in (nn.BatchNorm2d, OctBatchNorm2d):
+            continue
+        conv_node = conv_feeding(node.args[0], modules)
+        if conv_node is not None:
+            pairs.append((node, conv_node))
+    return iter(pairs)
+
+
 def fuse_conv_bn(gm: fx.GraphModule) -> List[Tuple[str, str]]:
     """Turn each conv -> batch norm pair that ``conv_bn`` can fold into one ``conv_bn`` node;
     returns the (conv, batch norm) names fused."""
     modules = dict(gm.named_modules())
     fused: List[Tuple[str, str]] = []
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+    for node, conv_node in conv_bn_pairs(gm, modules):
+        if len(conv_node.args) != 1 or conv_node.kwargs:
             continue
-        bn = modules.get(node.target)
-        if type(bn) not in (nn.BatchNorm2d, OctBatchNorm2d):
-            continue
-        conv_node = conv_feeding(node.args[0], modules)
-        if conv_node is None or len(conv_node.args) != 1 or conv_node.kwargs:
-            continue
-        if _branches(modules[conv_node.target], bn) is None:
+        if _branches(modules[conv_node.target], modules[node.target]) is None:
             continue
         with gm.graph.inserting_before(node):
             conv_attr = gm.graph.get_attr(conv_node.target)

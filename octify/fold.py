@@ -10,7 +10,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-from ._fuse import bn_affine, conv_feeding, unfuse_conv_bn
+from ._fuse import bn_affine, conv_bn_pairs, unfuse_conv_bn
 from ._trace import trace
 from .nn.batchnorm import OctBatchNorm2d
 from .nn.octconv import OctConv2d
@@ -92,16 +92,8 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
     unfuse_conv_bn(gm)  # a converted model runs its conv -> BN pairs through conv_bn: fold them for good
     modules = dict(gm.named_modules())
 
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
-            continue
-        bn = modules.get(node.target)
-        if type(bn) not in (nn.BatchNorm2d, OctBatchNorm2d):
-            continue
-        conv_node = conv_feeding(node.args[0], modules)
-        if conv_node is None:
-            continue
-        conv = modules[conv_node.target]
+    for node, conv_node in conv_bn_pairs(gm, modules):
+        bn, conv = modules[node.target], modules[conv_node.target]
         if isinstance(bn, OctBatchNorm2d) and isinstance(conv, OctConv2d):
             if bn.partition != conv.out_partition:
                 continue
