@@ -10,7 +10,7 @@ batch norm's pass over every feature map. The result is the same function either
 from __future__ import annotations
 
 import operator
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 import torch.fx as fx
@@ -74,7 +74,7 @@ def _folded(conv: _Conv, bh: Optional[nn.BatchNorm2d], bl: Optional[nn.BatchNorm
     if isinstance(conv, OctConv2d):
         w = conv._path_tensors()
         out = [_scaled(w[0], sh), _scaled(w[1], sh), _scaled(w[2], sl), _scaled(w[3], sl), None, _shifted(w[5], sh, th), _shifted(w[6], sl, tl)]
-        return fuse_low(out) if conv.groups == 1 else out
+        return fuse_low(out) if conv._fuses_low else out
     return [_scaled(conv.weight, sh), _shifted(conv.bias, sh, th)]
 
 
@@ -133,9 +133,9 @@ def conv_feeding(arg: Any, modules: dict) -> Optional[fx.Node]:
     return None
 
 
-def conv_bn_pairs(gm: fx.GraphModule, modules: dict) -> Iterator[Tuple[fx.Node, fx.Node]]:
+def conv_bn_pairs(gm: fx.GraphModule, modules: dict) -> List[Tuple[fx.Node, fx.Node]]:
     """(batch norm node, conv node) for each BatchNorm2d / OctBatchNorm2d call that alone reads a
-    Conv2d / OctConv2d call's output (listed first, so the graph may be edited while iterating)."""
+    Conv2d / OctConv2d call's output (a list, so that callers may edit the graph as they go)."""
     pairs = []
     for node in gm.graph.nodes:
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
@@ -145,7 +145,7 @@ def conv_bn_pairs(gm: fx.GraphModule, modules: dict) -> Iterator[Tuple[fx.Node, 
         conv_node = conv_feeding(node.args[0], modules)
         if conv_node is not None:
             pairs.append((node, conv_node))
-    return iter(pairs)
+    return pairs
 
 
 def fuse_conv_bn(gm: fx.GraphModule) -> List[Tuple[str, str]]:

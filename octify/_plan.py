@@ -19,6 +19,7 @@ from torch import nn
 from .nn._resample import low_size
 from .nn.octconv import _conv_out
 from .nn.partition import low_channels
+from .report.theory import octave_macs_ratio
 
 AlphaFor = Union[Mapping[str, float], Callable[[str, nn.Conv2d, tuple], Optional[float]], None]
 
@@ -174,29 +175,28 @@ def plan(
 def _estimated_saving(gm: fx.GraphModule, modules: Mapping[str, nn.Module], plans: Mapping[fx.Node, ConvPlan], octave: int) -> float:
     """The share of the convs' multiply-adds the plan saves, before rewriting: the low share of
     every map is followed through the graph (kept by per-channel and elementwise ops, averaged
-    over concatenated channels, 0 past anything else), and a conv with low shares ``ai`` in and
-    ``ao`` out costs ``(1-ai)(1-ao) + (1 - (1-ai)(1-ao)) / octave**2`` of its plain MACs."""
+    over concatenated channels, 0 past anything else), and each conv costs
+    ``octave_macs_ratio(low share in, alpha_out)`` of its plain MACs."""
     low: dict[fx.Node, float] = {}
     total = kept = 0.0
     for node in gm.graph.nodes:
-        ins = [a for a in node.all_input_nodes if a in low]
         if node in plans:
             ai = low.get(node.args[0], 0.0) if isinstance(node.args[0], fx.Node) else 0.0
             ao = plans[node].alpha_out
             conv = modules[node.target]
-            out = node.meta["val"]
-            macs = out.numel() * (conv.in_channels // conv.groups) * conv.kernel_size[0] * conv.kernel_size[1]
-            full = (1.0 - ai) * (1.0 - ao)
+            macs = node.meta["val"].numel() * (conv.in_channels // conv.groups) * conv.kernel_size[0] * conv.kernel_size[1]
             total += macs
-            kept += macs * (full + (1.0 - full) / octave**2)
+            kept += macs * octave_macs_ratio(ai, ao, octave, depthwise=is_depthwise(conv))
             low[node] = ao
         elif node.op == "call_function" and getattr(node.target, "__name__", "") in ("cat", "concat", "concatenate"):
             parts = [a for a in (node.args[0] if node.args and isinstance(node.args[0], (list, tuple)) else []) if isinstance(a, fx.Node)]
             chans = [a.meta["val"].shape[1] if isinstance(a.meta.get("val"), torch.Tensor) and a.meta["val"].dim() > 1 else 0 for a in parts]
             if sum(chans):
                 low[node] = sum(low.get(a, 0.0) * c for a, c in zip(parts, chans)) / sum(chans)
-        elif ins and isinstance(node.meta.get("val"), torch.Tensor) and node.meta["val"].dim() == 4:
-            low[node] = max(low[a] for a in ins)
+        elif isinstance(node.meta.get("val"), torch.Tensor) and node.meta["val"].dim() == 4:
+            shares = [low[a] for a in node.all_input_nodes if a in low]
+            if shares:
+                low[node] = max(shares)
     return 0.0 if total == 0 else 1.0 - kept / total
 
 

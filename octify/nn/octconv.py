@@ -183,6 +183,9 @@ class OctConv2d(nn.Module):
             not self.depthwise and groups == 1 and self.kernel_size == (1, 1)
             and (self.stride == (1, 1) or stride_mode == "pool") and self.padding == (0, 0) and self.dilation == (1, 1)
         )
+        # Other dense ungrouped convs run H->L and L->L as one conv over a [hl | ll] weight,
+        # which inference takes from a cache (the matrix-product path accumulates instead).
+        self._fuses_low = not self.depthwise and groups == 1 and not self._pointwise
         self.reset_parameters()
 
     # -- construction helpers ------------------------------------------------------------------
@@ -453,7 +456,7 @@ class OctConv2d(nn.Module):
     @torch.jit.unused
     def _eval_tensors(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
         """In inference, the concatenated [hl | ll] weight comes from a cache instead of a copy per call."""
-        if self.depthwise or self.groups != 1 or weights[2] is None or weights[3] is None:
+        if not self._fuses_low or weights[2] is None or weights[3] is None:
             return weights
         inputs = [x] if isinstance(x, Tensor) else [x[0], x[1]]
         got = _eval_cache.cached(self, "fused-low", weights, inputs, lambda: fuse_low(weights))
