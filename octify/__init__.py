@@ -1,13 +1,19 @@
-"""octify: turn PyTorch CNNs into Octave-Convolution networks, with their weights."""
+"""octify: turn PyTorch CNNs into Octave-Convolution networks, with their weights.
 
-from ._errors import ConversionError
+The public API is this package's ``__all__``, the layers of :mod:`octify.nn`, the rule
+interface of :mod:`octify.rules` and the command line. Internals live in subpackages:
+:mod:`octify.fx` (the conversion pass, a file per stage), :mod:`octify.report`,
+:mod:`octify.cli`, :mod:`octify.utils`.
+"""
+
 from .convert import convert
-from .fold import fold_bn
+from .errors import ConversionError
+from .fx.fold import fold_bn
+from .io import load, save
 from .nn import OctBatchNorm2d, OctConv2d, OctaveDual, OctaveMerge, OctaveSplit, Partition
 from .record import ConversionRecord, ConvRecord, MergeRecord, record_of
-from .rules import register_rule
 from .report import Comparison, Profile, compare, profile
-from .io import load, save
+from .rules import register_rule
 
 __version__ = "0.1.0"
 

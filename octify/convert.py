@@ -1,49 +1,46 @@
-"""convert(): trace -> plan -> rewrite -> verify, the pass that turns a CNN into an octave network."""
+"""convert(): the pass that turns a CNN into an octave network, stage by stage.
+
+The stages live in :mod:`octify.fx`, one file each, and run in this order:
+
+1. ``tracer``: torch.fx graph of the model (octify's layers, leaf modules and rule-keyed
+   module types kept whole);
+2. ``shape_prop``: every node's shape on fake tensors of ``example_inputs``;
+3. ``plan``: each conv's output alpha and the reason (``latency`` adds the latency policy);
+4. ``rewrite``: the graph re-emitted with (high, low) pairs, the rules of ``builtin_rules``
+   (and the user's) deciding per op, weights carried into the new layers;
+5. ``fuse``: conv -> batch norm pairs run as one conv in inference;
+6. ``inplace``: residual sums written in place, as the original's ``+=`` was;
+7. the memory format (channels-last weights);
+8. ``verify``: the converted model on fake inputs gives outputs of the original's structure.
+"""
 
 from __future__ import annotations
 
 import copy
-import fnmatch
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.fx as fx
 from torch import nn
 
-from . import _builtin_rules  # noqa: F401  (fills the rule registry)
-from ._fuse import fuse_conv_bn
-from ._inplace import inplace_adds
-from ._plan import AlphaFor, plan
-from ._rewrite import Rewriter
-from ._trace import LeafSpec, eval_mode, fake_mode, fakeify, propagate, split_leaf_specs, trace
-from ._verify import verify as _verify
-from .nn.partition import _check_alpha
-from .record import ConversionRecord, ConvRecord
+from .fx import builtin_rules  # noqa: F401  (fills the rule registry)
+from .fx.context import ConversionContext
+from .fx.fuse import fuse_conv_bn
+from .fx.graph_builder import GraphBuilder
+from .fx.inplace import inplace_adds
+from .fx.options import ConvertOptions
+from .fx.plan import AlphaFor, plan
+from .fx.recorder import Recorder
+from .fx.rewrite import rewrite
+from .fx.shape_prop import eval_mode, fake_mode, fakeify, propagate
+from .fx.tracer import LeafSpec, is_user_leaf, trace
+from .fx.verify import verify as verify_outputs
+from .record import ConversionRecord, attach_record
 from .rules import Rule, RuleKey, registry
+from .utils.inputs import default_inputs, normalize_inputs
+from .utils.validate import check_module
 
 __all__ = ["convert"]
-
-
-def _example_inputs(model: nn.Module, example_inputs: Any) -> tuple:
-    if example_inputs is None:
-        ref = next(iter(model.parameters()), None)
-        dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
-        return (torch.empty(1, 3, 224, 224, dtype=dtype),)
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
-    if isinstance(example_inputs, (tuple, list)) and example_inputs:
-        return tuple(example_inputs)
-    raise TypeError(
-        f"example_inputs must be a Tensor or a tuple of positional inputs, found {type(example_inputs).__name__}"
-    )
-
-
-def _globs(value: Union[str, Sequence[str]], what: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{what} must be glob strings over qualified module names, found {value!r}")
-    return tuple(value)
 
 
 def convert(
@@ -73,6 +70,8 @@ def convert(
     ``model`` is left untouched unless ``inplace=True`` (which reuses its modules instead of
     copying them; the model itself must not be used afterwards).
 
+    ``example_inputs`` is a Tensor or a tuple of positional inputs; by default one
+    1 x C x 224 x 224 input, C the input channels of the first Conv2d.
     ``policy="latency"`` keeps plain the regions where octave layers cannot pay for themselves on
     a CPU (small maps, depthwise and thin convs), each recorded with its reason.
     ``memory_format="channels_last"`` (the default) lays the converted model's 4-D weights out
@@ -92,79 +91,52 @@ def convert(
     >>> octify.record_of(oct_net).count("merge")
     0
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"convert expects an nn.Module, found {type(model).__name__}")
-    alpha = _check_alpha(alpha, "alpha")
-    if isinstance(octave, bool) or not isinstance(octave, int) or octave < 1:
-        raise ValueError(f"octave must be an integer >= 1, found {octave!r}")
-    if stride_mode not in ("conv", "pool"):
-        raise ValueError(f"stride_mode must be 'conv' or 'pool', found {stride_mode!r}")
-    if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 0:
-        raise ValueError(f"min_size must be a non-negative integer, found {min_size!r}")
-    if alpha_for is not None and not (callable(alpha_for) or isinstance(alpha_for, Mapping)):
-        raise TypeError(f"alpha_for must be a dict of glob -> alpha or a callable, found {type(alpha_for).__name__}")
-    if isinstance(alpha_for, Mapping):
-        for pattern, a in alpha_for.items():
-            _check_alpha(a, f"alpha_for[{pattern!r}]")
-    if policy not in ("default", "latency"):
-        raise ValueError(f"policy must be 'default' or 'latency', found {policy!r}")
-    if memory_format not in ("channels_last", "preserve"):
-        raise ValueError(f"memory_format must be 'channels_last' or 'preserve', found {memory_format!r}")
-    exclude = _globs(exclude, "exclude")
-    inputs = _example_inputs(model, example_inputs)
-    leaf_types, leaf_globs = split_leaf_specs(leaf_modules)
-    rules_in_force = registry(rules)
+    check_module(model, "octify.convert: model")
+    options = ConvertOptions(
+        alpha=alpha, octave=octave, stride_mode=stride_mode, min_size=min_size, exclude=exclude, alpha_for=alpha_for,
+        leaf_modules=leaf_modules, rules=rules, transfer_weights=transfer_weights, verify=verify, inplace=inplace,
+        policy=policy, memory_format=memory_format, fuse_bn=fuse_bn,
+    )
+    inputs = default_inputs(model) if example_inputs is None else normalize_inputs(example_inputs, "octify.convert")
+    return _run(model, inputs, options)
+
+
+def _run(model: nn.Module, inputs: tuple, opts: ConvertOptions) -> fx.GraphModule:
+    rules_in_force = registry(opts.rules)
     # Module types that have a rule are traced as leaves, so their rule sees them whole.
     rule_types = tuple(k for k in rules_in_force if isinstance(k, type) and not k.__module__.startswith("torch.nn"))
 
-    gm = trace(model, leaf_types + rule_types, leaf_globs)
+    gm = trace(model, opts.leaf_types + rule_types, opts.leaf_globs)  # 1
     fm = fake_mode()
     fake_inputs = fakeify(fm, inputs)
-    propagate(gm, fm, fake_inputs)
-    plans = plan(
-        gm, alpha=alpha, octave=octave, stride_mode=stride_mode, min_size=min_size, exclude=exclude,
-        alpha_for=alpha_for, policy=policy,
+    propagate(gm, fm, fake_inputs)  # 2
+    plans = plan(  # 3
+        gm, alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, min_size=opts.min_size,
+        exclude=opts.exclude, alpha_for=opts.alpha_for, policy=opts.policy,
     )
 
-    record = ConversionRecord(alpha=alpha, octave=octave, stride_mode=stride_mode)
+    record = ConversionRecord(alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode)
+    recorder = Recorder(record, dict(gm.named_modules()))
     training = {name: m.training for name, m in model.named_modules()}
-    root = model if inplace else copy.deepcopy(model)
-    rw = Rewriter(gm, root, plans, rules_in_force, record, fm, octave=octave, transfer_weights=transfer_weights, training=training)
+    root = model if opts.inplace else copy.deepcopy(model)
+    builder = GraphBuilder(root, fm, training)
+    ctx = ConversionContext(
+        builder, recorder, dict(gm.named_modules()), plans, octave=opts.octave, transfer_weights=opts.transfer_weights
+    )
     with eval_mode(root):
-        graph = rw.run()
-    _record_leaf_convs(gm, model, leaf_types, leaf_globs, record)
+        graph = rewrite(gm, ctx, rules_in_force)  # 4
+    recorder.leaf_convs(gm, lambda m, name: is_user_leaf(m, name, opts.leaf_types, opts.leaf_globs))
 
     out = fx.GraphModule(root, graph, class_name=f"Oct{type(model).__name__}")
-    for name, flag in rw.new_modules.items():
-        out.get_submodule(name).train(flag)
+    builder.restore_training_flags(out)
     out.training = model.training
-    if fuse_bn:
-        record.fused = fuse_conv_bn(out)
-    inplace_adds(out)
-    if memory_format == "channels_last":
-        out.to(memory_format=torch.channels_last)
-    out.meta["octify"] = record
-    # torch.save/torch.load of a GraphModule drops its meta but keeps plain attributes, and
-    # copy.deepcopy keeps meta but re-creates attributes only from "_user_preserved_attributes":
-    # the record goes in all three places so that record_of works after either.
-    out._octify_record = record
-    out.meta.setdefault("_user_preserved_attributes", {})["_octify_record"] = record
-    if verify:
-        _verify(gm, out, fm, fake_inputs)
+    if opts.fuse_bn:
+        record.fused = fuse_conv_bn(out)  # 5
+    inplace_adds(out)  # 6
+    if opts.memory_format == "channels_last":
+        out.to(memory_format=torch.channels_last)  # 7
+    attach_record(out, record)
+    if opts.verify:
+        verify_outputs(gm, out, fm, fake_inputs)  # 8
     return out
 
-
-def _record_leaf_convs(
-    gm: fx.GraphModule, model: nn.Module, leaf_types: tuple, leaf_globs: tuple, record: ConversionRecord
-) -> None:
-    for node in gm.graph.nodes:
-        if node.op != "call_module":
-            continue
-        mod = gm.get_submodule(node.target)
-        if isinstance(mod, nn.Conv2d):
-            continue
-        if not (isinstance(mod, leaf_types) or any(fnmatch.fnmatchcase(node.target, g) for g in leaf_globs)):
-            continue
-        for sub, m in mod.named_modules():
-            if isinstance(m, nn.Conv2d) and sub:
-                record.convs.append(ConvRecord(f"{node.target}.{sub}", 0.0, 0.0, (), (), f"inside leaf module {node.target}"))

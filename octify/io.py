@@ -22,8 +22,10 @@ from the same module name as when it was saved.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
+import sys
 import tempfile
 import types
 from pathlib import Path
@@ -35,6 +37,25 @@ from torch import nn
 __all__ = ["save", "load"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+# Where version 0.1.0 kept classes and functions that saved files refer to by module path
+# (the pass's inserted modules, the fused conv -> batch norm call in generated code). Each old
+# path is an alias of the module that holds them now, so that those files load unchanged.
+LEGACY_MODULES = {
+    "octify._modules": "octify.nn.legacy_modules",
+    "octify._fuse": "octify.fx.fuse",
+    "octify.fold": "octify.fx.fold",
+    "octify.report.theory": "octify.nn.cost",
+}
+
+
+def _install_legacy_aliases() -> None:
+    for old, new in LEGACY_MODULES.items():
+        if old not in sys.modules:
+            sys.modules[old] = importlib.import_module(new)
+
+
+_install_legacy_aliases()
 
 
 def _rebuild_graph_module(reduce_fn: Any, reduce_args: tuple, meta: dict) -> nn.Module:

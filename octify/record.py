@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["ConvRecord", "MergeRecord", "ConversionRecord", "record_of"]
+__all__ = ["ConvRecord", "MergeRecord", "ConversionRecord", "record_of", "attach_record"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,17 @@ class ConversionRecord:
             "threaded": dict(self.threaded),
             "fused": [list(p) for p in self.fused],
         }
+
+
+def attach_record(model: torch.nn.Module, record: ConversionRecord) -> None:
+    """Keep ``record`` with a converted GraphModule, where ``record_of`` finds it after a copy or a reload.
+
+    torch.save/torch.load of a GraphModule drops its meta but keeps plain attributes, and
+    copy.deepcopy keeps meta but re-creates attributes only from "_user_preserved_attributes":
+    the record goes in all three places so that record_of works after either."""
+    model.meta["octify"] = record
+    model._octify_record = record
+    model.meta.setdefault("_user_preserved_attributes", {})["_octify_record"] = record
 
 
 def record_of(model: torch.nn.Module) -> ConversionRecord:

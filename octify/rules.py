@@ -1,12 +1,15 @@
 """The registry of octave rules: how each op treats an octave (high, low) pair.
 
 A rule is keyed by a module type, a function, or a tensor-method name (a ``str``). The
-conversion pass calls it for every node of that kind that receives a pair (or for every node
-at all, when registered with ``plain=True``); it emits replacement nodes and returns the value
-of the node: an :class:`Octave` pair or a plain ``fx.Node``. A rule that cannot handle its
-input raises :class:`Decline`, and the pass then merges the pairs back to plain tensors in
-front of the op and records why. An op with no rule is never guessed at: it gets the same
-merge.
+conversion pass calls it as ``rule(ctx, node, args, kwargs)`` for every node of that kind that
+receives a pair (or for every node at all, when registered with ``plain=True``): ``node`` is
+the node of the traced original, ``args``/``kwargs`` its arguments with every value already
+rewritten (a plain ``fx.Node``, an :class:`Octave` pair, or a constant), and ``ctx`` the
+:class:`RuleContext`, the only thing a rule programs against. The rule emits replacement nodes
+through ``ctx`` and returns the value of the node: an :class:`Octave` pair or a plain
+``fx.Node``. A rule that cannot handle its input raises :class:`Decline`, and the pass then
+merges the pairs back to plain tensors in front of the op and records why. An op with no rule
+is never guessed at: it gets the same merge.
 
 Every rule must be exact when the octave is 1 (no resampling): the converted model then
 reproduces the original's outputs, which is the test every rule is held to.
@@ -26,20 +29,18 @@ reproduces the original's outputs, which is the test every rule is held to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Union
 
 import torch.fx as fx
 from torch import nn
 
 from .nn.partition import Partition
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._rewrite import Rewriter
-
-__all__ = ["Octave", "Decline", "Rule", "RuleKey", "register_rule", "registry", "per_branch", "passthrough"]
+__all__ = [
+    "Octave", "Decline", "EmitError", "RuleContext", "RuleEntry", "Rule", "RuleKey", "register_rule", "registry", "per_branch", "passthrough",
+]
 
 RuleKey = Union[type, Callable[..., Any], str]
-Rule = Callable[["Rewriter", fx.Node, tuple, dict], Any]
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,111 @@ class Decline(Exception):
     """Raised by a rule that cannot handle this input; the message says why (it goes in the record)."""
 
 
+class EmitError(Exception):
+    """``RuleContext.emit`` could not evaluate the node it was asked to add (it is not added)."""
+
+
+class RuleContext(Protocol):
+    """What a rule may do: the whole interface between the rules and the pass.
+
+    Every node a rule emits is evaluated at once on fake tensors (``node.meta["val"]``), so a
+    rule can look at shapes (the low grid, channel counts) while it rewrites. Merges, splits
+    and aligns are recorded with the reason given; each pair is merged at most once.
+    """
+
+    octave: int  # resolution ratio between the branches of every pair in this conversion
+    transfer_weights: bool  # False: new layers keep their fresh random initialisation
+
+    # -- emitting nodes ----------------------------------------------------------------------
+    def emit(self, op: str, target: Any, args: tuple = (), kwargs: Optional[dict] = None) -> fx.Node:
+        """Append a node (``op`` as in ``fx.Graph.create_node``) and evaluate it; raises
+        ``EmitError`` when it fails on the fake values (a rule turns that into ``Decline``)."""
+        ...
+
+    def getitem(self, node: fx.Node, i: int) -> fx.Node:
+        """``node[i]``: one element of a tuple-valued node."""
+        ...
+
+    def copy(self, node: fx.Node, args: tuple, kwargs: dict) -> fx.Node:
+        """Re-emit the original ``node`` with new arguments (the op unchanged)."""
+        ...
+
+    def erase(self, *nodes: fx.Node) -> None:
+        """Remove nodes this rule emitted and no longer wants (last emitted first)."""
+        ...
+
+    # -- modules -----------------------------------------------------------------------------
+    def original_module(self, target: str) -> nn.Module:
+        """The module of the traced original at a ``call_module`` target (never modified)."""
+        ...
+
+    def install(self, node: fx.Node, module: nn.Module) -> str:
+        """Put ``module`` in the converted model in place of ``node``'s module, under its name
+        (a second call site of a shared module gets a name of its own); returns the name."""
+        ...
+
+    def add_module(self, prefix: str, module: nn.Module) -> str:
+        """Add a helper module under a fresh ``octify_<prefix>_<n>`` name; returns the name."""
+        ...
+
+    def call_pair_module(self, name: str, x: Any, partition: Partition) -> Any:
+        """Call module ``name`` on ``x`` (a node or an Octave); a tuple result comes back as an
+        :class:`Octave` of ``partition``."""
+        ...
+
+    # -- pairs -------------------------------------------------------------------------------
+    def merge(self, value: "Octave", reason: str) -> fx.Node:
+        """The plain tensor of a pair (recorded as a merge, with ``reason``)."""
+        ...
+
+    def split(self, node: fx.Node, partition: Partition, reason: str) -> "Octave":
+        """A plain (N, C, H, W) tensor as a pair; a per-channel (N, C, 1, 1) one is only sliced."""
+        ...
+
+    def align(self, value: "Octave", target: Partition, reason: str) -> "Octave":
+        """The pair moved to partition ``target`` (only the channels that change branch move)."""
+        ...
+
+    def per_branch(self, node: fx.Node, args: tuple, kwargs: dict) -> "Octave":
+        """The node's op run on the high and on the low branch alike; declines when the
+        result leaves the octave grid or changes the channel count."""
+        ...
+
+    def low_fits(self, high: fx.Node, low: fx.Node) -> Optional[str]:
+        """None when ``low`` lies on the octave grid of ``high``, else why not."""
+        ...
+
+    # -- the plan and the record ---------------------------------------------------------------
+    def plan_of(self, node: fx.Node) -> Any:
+        """The plan of a conv node (``octify.fx.plan.ConvPlan``: alpha_out, reason, keep_plain,
+        split_groups, stride_mode)."""
+        ...
+
+    def describe(self, node: fx.Node) -> str:
+        """The op of an original node as a person names it (``Conv2d``, ``F.relu``, ``.mean()``)."""
+        ...
+
+    def threaded(self, node: fx.Node) -> None:
+        """Count ``node`` as run per branch, in the record."""
+        ...
+
+    def record_conv(self, node: fx.Node, alpha_in: float, alpha_out: float, plain_reason: Optional[str]) -> None:
+        """Record what became of a conv node (``plain_reason`` None: converted)."""
+        ...
+
+
+Rule = Callable[[RuleContext, fx.Node, tuple, dict], Any]
+
+
 @dataclass(frozen=True)
-class _Entry:
+class RuleEntry:
+    """A rule as the registry holds it."""
+
     rule: Rule
     plain: bool  # call the rule even when no pair arrives
 
 
-_REGISTRY: Dict[RuleKey, _Entry] = {}
+_REGISTRY: Dict[RuleKey, RuleEntry] = {}
 
 
 def register_rule(*keys: RuleKey, plain: bool = False) -> Callable[[Rule], Rule]:
@@ -76,7 +175,7 @@ def register_rule(*keys: RuleKey, plain: bool = False) -> Callable[[Rule], Rule]
             _check_key(key)
             if key in _REGISTRY:
                 raise ValueError(f"an octave rule for {_key_name(key)} is already registered ({_REGISTRY[key].rule.__name__})")
-            _REGISTRY[key] = _Entry(rule, plain)
+            _REGISTRY[key] = RuleEntry(rule, plain)
         return rule
 
     return deco
@@ -95,7 +194,7 @@ def _key_name(key: RuleKey) -> str:
     return getattr(key, "__qualname__", None) or repr(key)
 
 
-def registry(overrides: Optional[Mapping[RuleKey, Rule]] = None) -> Dict[RuleKey, _Entry]:
+def registry(overrides: Optional[Mapping[RuleKey, Rule]] = None) -> Dict[RuleKey, RuleEntry]:
     """The built-in rules with ``overrides`` merged over them; the registry itself is not mutated.
 
     An override value of ``None`` removes the built-in rule for that key (its op then merges).
@@ -105,20 +204,20 @@ def registry(overrides: Optional[Mapping[RuleKey, Rule]] = None) -> Dict[RuleKey
         _check_key(key)
         if rule is None:
             merged.pop(key, None)
-        elif isinstance(rule, _Entry):
+        elif isinstance(rule, RuleEntry):
             merged[key] = rule
         elif callable(rule):
-            merged[key] = _Entry(rule, key in _REGISTRY and _REGISTRY[key].plain)
+            merged[key] = RuleEntry(rule, key in _REGISTRY and _REGISTRY[key].plain)
         else:
             raise TypeError(f"the rule for {_key_name(key)} must be callable, found {rule!r}")
     return merged
 
 
-def per_branch(rw: "Rewriter", node: fx.Node, args: tuple, kwargs: dict) -> Octave:
+def per_branch(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Octave:
     """Run the op on each branch alone (elementwise ops, pooling, dropout): the common rule."""
-    return rw.per_branch(node, args, kwargs)
+    return ctx.per_branch(node, args, kwargs)
 
 
-def passthrough(rw: "Rewriter", node: fx.Node, args: tuple, kwargs: dict) -> Any:
+def passthrough(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     """The op is the identity: the pair flows through untouched."""
     return args[0]

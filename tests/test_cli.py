@@ -1,4 +1,4 @@
-"""The `octify` command line (octify/cli.py, octify/_load.py, octify/io.py), driven with typer's CliRunner."""
+"""The `octify` command line (octify/cli/, octify/io.py), driven with typer's CliRunner."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 import octify
-from octify import _load
+from octify.cli import loading as _load
 from octify.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,9 @@ def test_help_has_examples(args):
 
 def test_no_arguments_shows_help():
     result = run()
-    assert "convert" in result.output and "report" in result.output
+    assert result.exit_code == 2, result.output  # a usage error, as click has it
+    assert "Usage: octify" in result.stdout
+    assert "convert" in result.stdout and "report" in result.stdout
 
 
 def test_console_script_installed():
@@ -272,7 +274,7 @@ def test_unknown_name_in_file():
     assert_error(run("convert", f"{CUSTOM}:CustomCN"), 2, "has no 'CustomCN'", "CustomCNN")
 
 
-@pytest.mark.parametrize("alpha, needle", [("1.5", "outside [0, 1]"), ("-0.1", "outside [0, 1]"), ("half", "not a number"), ("nan", "outside [0, 1]")])
+@pytest.mark.parametrize("alpha, needle", [("1.5", "must be a number in [0, 1], found 1.5"), ("-0.1", "must be a number in [0, 1]"), ("half", "not a number"), ("nan", "found nan")])
 def test_bad_alpha(alpha, needle):
     assert_error(run("convert", CUSTOM, "--alpha", alpha), 2, "--alpha", needle)
 
@@ -291,9 +293,31 @@ def test_input_shape_the_model_cannot_take():
 
 def test_bad_alpha_for_and_octave():
     assert_error(run("convert", CUSTOM, "--alpha-for", "stage1"), 2, "--alpha-for", "GLOB=ALPHA")
-    assert_error(run("convert", CUSTOM, "--alpha-for", "stage1*=2"), 2, "outside [0, 1]")
+    assert_error(run("convert", CUSTOM, "--alpha-for", "stage1*=2"), 2, "must be a number in [0, 1]")
     assert_error(run("convert", CUSTOM, "--octave", "two"), 2, "--octave")
-    assert_error(run("convert", CUSTOM, "--stride-mode", "fast"), 2, "conv, pool")
+    assert_error(run("convert", CUSTOM, "--stride-mode", "fast"), 2, "'conv' or 'pool'")
+
+
+@pytest.mark.parametrize("option, value, call", [
+    ("--alpha", "1.5", lambda: octify.convert(torch.nn.Conv2d(3, 4, 3), 1.5)),
+    ("--octave", "0", lambda: octify.convert(torch.nn.Conv2d(3, 4, 3), octave=0)),
+    ("--policy", "fast", lambda: octify.convert(torch.nn.Conv2d(3, 4, 3), policy="fast")),
+    ("--stride-mode", "fast", lambda: octify.convert(torch.nn.Conv2d(3, 4, 3), stride_mode="fast")),
+])
+def test_same_bad_value_same_words_in_the_library_and_the_cli(option, value, call):
+    with pytest.raises(ValueError) as library:
+        call()
+    assert_error(run("convert", CUSTOM, option, value), 2, option, str(library.value))
+
+
+def test_same_bad_octave_same_error_from_every_layer_and_the_pass():
+    errors = []
+    for build in (lambda: octify.OctConv2d(4, 4, 3, octave=2.0), lambda: octify.OctaveSplit(4, octave=2.0),
+                  lambda: octify.OctaveMerge(4, octave=2.0), lambda: octify.convert(torch.nn.Conv2d(3, 4, 3), octave=2.0)):
+        with pytest.raises(TypeError) as e:
+            build()
+        errors.append(str(e.value).rsplit("octave", 1)[1])
+    assert errors == [" must be an integer >= 1, found 2.0 (float)"] * 4
 
 
 def test_untraceable_model(tmp_path):
@@ -389,13 +413,13 @@ def test_save_load_round_trip(tmp_path):
     x = torch.randn(2, 3, 8, 8)
     back = octify.load(path)
     assert torch.equal(back(x), net(x)) and not back.training
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
     with pytest.raises(TypeError, match="state_dict"):
-        torch.save(net.state_dict(), tmp_path / "sd.pt")
         octify.load(tmp_path / "sd.pt")
 
 
 def test_policy_option(tmp_path):
-    assert_error(run("convert", CUSTOM, "--policy", "fast"), 2, "--policy", "default, latency")
+    assert_error(run("convert", CUSTOM, "--policy", "fast"), 2, "--policy", "'default' or 'latency'")
     result = run("convert", "torchvision:mobilenet_v2", "-i", "1,3,64,64", "--policy", "latency", "-o", tmp_path / "m.pt", "--json", "-")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)

@@ -258,7 +258,7 @@ def test_wrong_low_size_raises():
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, (0.5, 1.01), (-1, 0.5), float("nan")])
 def test_alpha_out_of_range(alpha):
-    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"must be a number in \[0, 1\]"):
         OctConv2d(8, 8, 3, alpha=alpha)
 
 

@@ -1,9 +1,22 @@
-"""Octave layers (Chen et al., "Drop an Octave", ICCV 2019, arXiv 1904.05049)."""
+"""Octave layers (Chen et al., "Drop an Octave", ICCV 2019, arXiv 1904.05049).
+
+The layers a user builds with (``OctConv2d``, ``OctBatchNorm2d``, ``OctaveDual``,
+``OctaveSplit``, ``OctaveMerge``, ``Partition``), and the ones the conversion pass inserts
+between them (``ChannelMerge``, ``ChannelSplit``, ``Realign``, ``SharedStochasticDepth``):
+all of them have stable paths here, since saved models refer to them. ``cost`` holds the
+theoretical MACs and memory ratios of an octave conv.
+"""
 
 from .batchnorm import OctBatchNorm2d
+from .channels import ChannelMerge, ChannelSplit
 from .dual import OctaveDual
 from .octconv import OctConv2d
 from .partition import Partition
+from .realign import Realign
 from .split_merge import OctaveMerge, OctaveSplit
+from .stochastic_depth import SharedStochasticDepth
 
-__all__ = ["OctConv2d", "OctBatchNorm2d", "OctaveDual", "OctaveSplit", "OctaveMerge", "Partition"]
+__all__ = [
+    "OctConv2d", "OctBatchNorm2d", "OctaveDual", "OctaveSplit", "OctaveMerge", "Partition",
+    "ChannelMerge", "ChannelSplit", "Realign", "SharedStochasticDepth",
+]

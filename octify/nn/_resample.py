@@ -12,9 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def low_size(size: int, octave: int) -> int:
-    return (size + octave - 1) // octave
+from ._common import low_size
 
 
 def downsample(x: Tensor, factor: int) -> Tensor:

@@ -1,58 +1,33 @@
-"""OctConv2d: octave convolution (Chen et al., "Drop an Octave", ICCV 2019, arXiv 1904.05049)."""
+"""OctConv2d: octave convolution (Chen et al., "Drop an Octave", ICCV 2019, arXiv 1904.05049).
 
+The layer is three concerns in three files: this one builds it, checks its input and picks a
+kernel; ``_octconv_weights`` holds how its parameters tile the plain conv's weight;
+``_octconv_kernels`` the computations.
+"""
 
-import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from ..utils.validate import check_choice, check_int, check_octave
 from . import _eval_cache
-from ._resample import add_upsampled, check_low, downsample, low_size, reorder, sort_order, upsample_to
+from ._common import conv_out, depthwise_shape, low_size, resolve_padding
+from ._octconv_kernels import Kernels, fuse_low
+from ._octconv_weights import PathWeights
+from ._resample import check_low
 from .partition import AlphaLike, Partition, parse_alpha
 
-__all__ = ["OctConv2d", "OctaveInput", "OctaveOutput"]
+__all__ = ["OctConv2d", "OctaveInput", "OctaveOutput", "fuse_low"]
 
 OctaveInput = Union[Tensor, Tuple[Tensor, Tensor]]
 OctaveOutput = Union[Tensor, Tuple[Tensor, Tensor]]
 _IntOr2 = Union[int, Tuple[int, int]]
-_SKIP_INIT = False
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _index(values: Sequence[int]) -> Tensor:
-    return torch.tensor(list(values), dtype=torch.long)
-
-
-def fuse_low(weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
-    """``weights`` (as ``OctConv2d._path_tensors`` lists them) with the [hl | ll] weight filled in."""
-    w_hl, w_ll = weights[2], weights[3]
-    out = list(weights)
-    if w_hl is not None and w_ll is not None:
-        fmt = torch.channels_last if w_hl.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        out[4] = torch.cat([w_hl, w_ll], 1).contiguous(memory_format=fmt)
-    return out
-
-
-def _pixels(x: Tensor) -> Tensor:
-    """A channels-last (N, C, H, W) map as its (N*H*W, C) matrix (a view)."""
-    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-
-
-def _matmul(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """A 1x1 conv of a channels-last map as one matrix product; the result is channels-last."""
-    n, h, w = x.shape[0], x.shape[2], x.shape[3]
-    w2 = weight.view(weight.shape[0], weight.shape[1]).t()
-    y = torch.mm(_pixels(x), w2) if bias is None else torch.addmm(bias, _pixels(x), w2)
-    return y.view(n, h, w, weight.shape[0]).permute(0, 3, 1, 2)
-
-
-def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-class OctConv2d(nn.Module):
+class OctConv2d(PathWeights, Kernels, nn.Module):
     """Octave convolution (Chen et al., 2019): four paths between a full-resolution high branch and
     a low branch one octave down, shaped like ``nn.Conv2d``.
 
@@ -70,6 +45,7 @@ class OctConv2d(nn.Module):
     # Class-level annotations: TorchScript needs the element type of lists that may be empty.
     _ll_pos: List[int]
     _pad4: List[int]
+    __jit_unused_properties__ = ["fuses_low"]
 
     def __init__(
         self,
@@ -92,23 +68,29 @@ class OctConv2d(nn.Module):
         out_partition: Optional[Partition] = None,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "groups" else 0):
-                raise ValueError(f"OctConv2d: {name} must be a positive integer, found {value!r}")
+        self._build(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype,
+            alpha, octave, stride_mode, in_partition, out_partition,
+        )
+        self.reset_parameters()
+
+    def _build(
+        self, in_channels: int, out_channels: int, kernel_size: _IntOr2, stride: _IntOr2, padding: Union[_IntOr2, str],
+        dilation: _IntOr2, groups: int, bias: bool, padding_mode: str, device: Optional[torch.device],
+        dtype: Optional[torch.dtype], alpha: AlphaLike, octave: int, stride_mode: str,
+        in_partition: Optional[Partition], out_partition: Optional[Partition],
+    ) -> None:
+        """Everything ``__init__`` does but the random initialisation (``from_conv`` copies weights instead)."""
+        check_int(in_channels, "OctConv2d: in_channels", 0)
+        check_int(out_channels, "OctConv2d: out_channels", 0)
+        check_int(groups, "OctConv2d: groups", 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"OctConv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
             )
-        if isinstance(octave, bool) or not isinstance(octave, int):
-            raise TypeError(f"OctConv2d: octave must be an integer >= 1, found {octave!r} ({type(octave).__name__})")
-        if octave < 1:
-            raise ValueError(f"OctConv2d: octave must be an integer >= 1, found {octave}")
-        if stride_mode not in ("conv", "pool"):
-            raise ValueError(f"OctConv2d: stride_mode must be 'conv' or 'pool', found {stride_mode!r}")
-        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
-            raise ValueError(
-                f"OctConv2d: padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', found {padding_mode!r}"
-            )
+        check_octave(octave, "OctConv2d: octave")
+        check_choice(stride_mode, "OctConv2d: stride_mode", ("conv", "pool"))
+        check_choice(padding_mode, "OctConv2d: padding_mode", PADDING_MODES)
         alpha_in, alpha_out = parse_alpha(alpha)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -121,12 +103,12 @@ class OctConv2d(nn.Module):
                 f"found stride={self.stride}; use stride_mode='conv'"
             )
         self.dilation: Tuple[int, int] = _pair(dilation)
-        self.padding: Tuple[int, int] = self._resolve_padding(padding)
+        self.padding: Tuple[int, int] = resolve_padding(padding, self.kernel_size, self.dilation, self.stride, "OctConv2d")
         self.groups = groups
         self.padding_mode = padding_mode
         self.octave = octave
         self.stride_mode = stride_mode
-        self.depthwise = groups > 1 and groups == in_channels == out_channels
+        self.depthwise = depthwise_shape(in_channels, out_channels, groups)
 
         split_groups = 1 if self.depthwise else groups
         self.in_partition = (
@@ -154,29 +136,10 @@ class OctConv2d(nn.Module):
         self._pad4 = [self.padding[1], self.padding[1], self.padding[0], self.padding[0]]
 
         factory = {"device": device, "dtype": dtype}
-        kh, kw = self.kernel_size
         if self.depthwise:
             self._init_depthwise(bias, factory)
         else:
-            g = groups
-
-            def weight(cout: int, cin: int) -> Optional[nn.Parameter]:
-                if cout == 0 or cin == 0:
-                    return None
-                return nn.Parameter(torch.empty(cout, cin // g, kh, kw, **factory))
-
-            self.weight_hh = weight(self.oh, self.ih)
-            self.weight_hl = weight(self.ol, self.ih)
-            self.weight_lh = weight(self.oh, self.il)
-            self.weight_ll = weight(self.ol, self.il)
-            self.bias_h = nn.Parameter(torch.empty(self.oh, **factory)) if bias and self.oh else None
-            self.bias_l = nn.Parameter(torch.empty(self.ol, **factory)) if bias and self.ol else None
-            # Placeholders so that TorchScript sees one attribute set whatever the kind.
-            self.weight_h = self.weight_l = None
-            self._same = False
-            self._ll_pos = []
-            for name in ("_hh_sel", "_hl_sel", "_lh_sel", "_ll_sel", "_high_order", "_low_order"):
-                self.register_buffer(name, torch.empty(0, dtype=torch.long), persistent=False)
+            self._init_dense(bias, factory)
         self.has_bias = bias
         # 1x1 dense convs that are stride-1 once pooled run as matrix products in inference (_forward_pointwise).
         self._pointwise = (
@@ -186,116 +149,6 @@ class OctConv2d(nn.Module):
         # Other dense ungrouped convs run H->L and L->L as one conv over a [hl | ll] weight,
         # which inference takes from a cache (the matrix-product path accumulates instead).
         self._fuses_low = not self.depthwise and groups == 1 and not self._pointwise
-        self.reset_parameters()
-
-    # -- construction helpers ------------------------------------------------------------------
-    def _resolve_padding(self, padding: Union[_IntOr2, str]) -> Tuple[int, int]:
-        if isinstance(padding, str):
-            if padding == "valid":
-                return (0, 0)
-            if padding == "same":
-                pads = []
-                for k, d in zip(self.kernel_size, self.dilation):
-                    total = d * (k - 1)
-                    if total % 2:
-                        raise ValueError(
-                            f"OctConv2d: padding='same' needs an odd effective kernel, found kernel_size={self.kernel_size} "
-                            f"dilation={self.dilation}; pass explicit padding"
-                        )
-                    pads.append(total // 2)
-                if self.stride != (1, 1):
-                    raise ValueError(f"OctConv2d: padding='same' is not supported for strided convolutions (stride={self.stride})")
-                return (pads[0], pads[1])
-            raise ValueError(f"OctConv2d: padding must be an int, a pair, 'same' or 'valid', found {padding!r}")
-        return _pair(padding)
-
-    def _init_depthwise(self, bias: bool, factory: dict) -> None:
-        # One depthwise conv per resolution; channels that change branch go through the
-        # cheaper resolution (H->L: pool then conv; L->H: conv then upsample), as the paths do.
-        pin, pout = self.in_partition, self.out_partition
-        high_out, low_out = set(pout.high), set(pout.low)
-        hh = [c for c in pin.high if c in high_out]
-        hl = [c for c in pin.high if c in low_out]
-        low_res = list(pin.low) + hl  # channels the low-resolution conv computes, in this order
-        self._hh = hh
-        self._low_res = low_res
-        kh, kw = self.kernel_size
-        self.weight_hh = self.weight_hl = self.weight_lh = self.weight_ll = None
-        self.weight_h = nn.Parameter(torch.empty(len(hh), 1, kh, kw, **factory)) if hh else None
-        self.weight_l = nn.Parameter(torch.empty(len(low_res), 1, kh, kw, **factory)) if low_res else None
-        self.bias_h = nn.Parameter(torch.empty(len(hh), **factory)) if bias and hh else None
-        self.bias_l = nn.Parameter(torch.empty(len(low_res), **factory)) if bias and low_res else None
-        pos_h = {c: i for i, c in enumerate(pin.high)}
-        self._same = pin == pout
-        self.register_buffer(
-            "_hh_sel", torch.empty(0, dtype=torch.long) if len(hh) == len(pin.high) else _index([pos_h[c] for c in hh]), persistent=False
-        )
-        self.register_buffer("_hl_sel", _index([pos_h[c] for c in hl]), persistent=False)
-        lh_pos = [i for i, c in enumerate(low_res) if c in high_out]
-        ll_pos = [i for i, c in enumerate(low_res) if c in low_out]
-        self._lh_pos = lh_pos
-        self._ll_pos = ll_pos
-        self.register_buffer("_lh_sel", _index(lh_pos), persistent=False)
-        self.register_buffer(
-            "_ll_sel", torch.empty(0, dtype=torch.long) if ll_pos == list(range(len(low_res))) else _index(ll_pos), persistent=False
-        )
-        self.register_buffer("_high_order", sort_order(hh + [low_res[i] for i in lh_pos]), persistent=False)
-        self.register_buffer("_low_order", sort_order([low_res[i] for i in ll_pos]), persistent=False)
-
-    def _path_weights(self) -> List[Tuple[str, Tensor]]:
-        return [(n, p) for n, p in self.named_parameters(recurse=False) if n.startswith("weight")]
-
-    def reset_parameters(self) -> None:
-        """Initialise as the equivalent nn.Conv2d would: uniform(+-1/sqrt(fan_in)) with the full conv's fan_in."""
-        if _SKIP_INIT:
-            return
-        fan_in = (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        with torch.no_grad():
-            for p in self.parameters(recurse=False):
-                p.uniform_(-bound, bound)
-
-    # -- weight transfer -----------------------------------------------------------------------
-    @torch.no_grad()
-    def _load_from_dense(self, weight: Tensor, bias: Optional[Tensor]) -> None:
-        pin, pout = self.in_partition, self.out_partition
-        if self.depthwise:
-            w = weight[:, 0]
-            targets = [("weight_h", "bias_h", self._hh), ("weight_l", "bias_l", self._low_res)]
-            for wname, bname, chans in targets:
-                p = getattr(self, wname)
-                if p is not None:
-                    p.copy_(w[chans].unsqueeze(1))
-                b = getattr(self, bname)
-                if b is not None and bias is not None:
-                    b.copy_(bias[chans])
-            return
-        for out_name, out_idx in (("h", pout.high), ("l", pout.low)):
-            for in_name, in_idx in (("h", pin.high), ("l", pin.low)):
-                p = getattr(self, f"weight_{in_name}{out_name}")
-                if p is not None:
-                    for rows, dst, cols in self._blocks(out_idx, in_idx):
-                        p[dst] = weight.index_select(0, rows).index_select(1, cols)
-        for name, idx in (("bias_h", pout.high), ("bias_l", pout.low)):
-            b = getattr(self, name)
-            if b is not None and bias is not None:
-                b.copy_(bias[list(idx)])
-
-    def _blocks(self, out_idx: Sequence[int], in_idx: Sequence[int]) -> List[Tuple[Tensor, slice, Tensor]]:
-        """Per group: (rows of the dense weight, rows of the path weight, in-group columns).
-
-        Partitions are sorted and groups contiguous, so each group's rows form one slice of the
-        path weight."""
-        g = self.groups
-        cin_g, cout_g = self.in_channels // g, self.out_channels // g
-        blocks, start = [], 0
-        for gi in range(g):
-            rows = [o for o in out_idx if o // cout_g == gi]
-            cols = [i - gi * cin_g for i in in_idx if i // cin_g == gi]
-            if rows:
-                blocks.append((_index(rows), slice(start, start + len(rows)), _index(cols)))
-                start += len(rows)
-        return blocks
 
     @classmethod
     def from_conv(
@@ -320,54 +173,16 @@ class OctConv2d(nn.Module):
         """
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"OctConv2d.from_conv expects an nn.Conv2d, found {type(conv).__name__}")
-        padding: Union[_IntOr2, str] = conv.padding if not isinstance(conv.padding, str) else conv.padding
-        if isinstance(padding, str) and padding == "same" and conv.stride == (1, 1):
-            padding = tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))  # type: ignore[assignment]
-            if any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
-                raise ValueError(f"OctConv2d.from_conv: padding='same' with an even kernel {conv.kernel_size} is not supported")
-        global _SKIP_INIT
-        _SKIP_INIT = True  # the weights are overwritten right below: skip the random init
-        try:
-            layer = cls(
-                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation, conv.groups,
-                conv.bias is not None, conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype,
-                alpha=alpha, octave=octave, stride_mode=stride_mode, in_partition=in_partition, out_partition=out_partition,
-            )
-        finally:
-            _SKIP_INIT = False
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer._build(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups,
+            conv.bias is not None, conv.padding_mode, conv.weight.device, conv.weight.dtype,
+            alpha, octave, stride_mode, in_partition, out_partition,
+        )
         layer._load_from_dense(conv.weight.detach(), None if conv.bias is None else conv.bias.detach())
         layer.train(conv.training)
         return layer
-
-    @torch.no_grad()
-    def to_dense_weight(self) -> Tuple[Tensor, Optional[Tensor]]:
-        """The nn.Conv2d weight and bias these paths tile (inverse of ``from_conv``)."""
-        ref = next(iter(self.parameters()))
-        weight = torch.zeros(self.out_channels, self.in_channels // self.groups, *self.kernel_size, dtype=ref.dtype, device=ref.device)
-        bias = torch.zeros(self.out_channels, dtype=ref.dtype, device=ref.device) if self.has_bias else None
-        pin, pout = self.in_partition, self.out_partition
-        if self.depthwise:
-            for wname, bname, chans in (("weight_h", "bias_h", self._hh), ("weight_l", "bias_l", self._low_res)):
-                p = getattr(self, wname)
-                if p is not None:
-                    weight[chans] = p
-                b = getattr(self, bname)
-                if b is not None and bias is not None:
-                    bias[chans] = b
-            return weight, bias
-        for out_name, out_idx in (("h", pout.high), ("l", pout.low)):
-            for in_name, in_idx in (("h", pin.high), ("l", pin.low)):
-                p = getattr(self, f"weight_{in_name}{out_name}")
-                if p is not None:
-                    for rows, src, cols in self._blocks(out_idx, in_idx):
-                        block = weight[rows]
-                        block[:, cols] = p[src]
-                        weight[rows] = block
-        for name, idx in (("bias_h", pout.high), ("bias_l", pout.low)):
-            b = getattr(self, name)
-            if b is not None and bias is not None:
-                bias[list(idx)] = b
-        return weight, bias
 
     def extra_repr(self) -> str:
         s = (
@@ -389,11 +204,6 @@ class OctConv2d(nn.Module):
         return s
 
     # -- forward -------------------------------------------------------------------------------
-    def _conv(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Tuple[int, int], groups: int) -> Tensor:
-        if self.padding_mode != "zeros":
-            return F.conv2d(F.pad(x, self._pad4, mode=self.padding_mode), weight, bias, stride, 0, self.dilation, groups)
-        return F.conv2d(x, weight, bias, stride, self.padding, self.dilation, groups)
-
     def _split_input(self, x: OctaveInput) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         if isinstance(x, Tensor):
             if self.il == 0:
@@ -434,24 +244,25 @@ class OctConv2d(nn.Module):
         k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
         if self.stride_mode == "pool":
             h, w = low_size(h, s[0]), low_size(w, s[1])
-            return [_conv_out(h, k[0], 1, p[0], d[0]), _conv_out(w, k[1], 1, p[1], d[1])]
-        return [_conv_out(h, k[0], s[0], p[0], d[0]), _conv_out(w, k[1], s[1], p[1], d[1])]
-
-    def _pool_stride(self, x: Tensor, fh: int, fw: int) -> Tensor:
-        if fh == 1 and fw == 1:
-            return x
-        return F.avg_pool2d(x, (fh, fw), (fh, fw), 0, True, True)
+            return [conv_out(h, k[0], 1, p[0], d[0]), conv_out(w, k[1], 1, p[1], d[1])]
+        return [conv_out(h, k[0], s[0], p[0], d[0]), conv_out(w, k[1], s[1], p[1], d[1])]
 
     def forward(self, x: OctaveInput) -> OctaveOutput:
-        weights = self._path_tensors()
+        weights = self.path_tensors()
         if not torch.jit.is_scripting() and not self.training:
             weights = self._eval_tensors(x, weights)
-        return self._forward(x, weights)
+        return self.forward_with(x, weights)
 
-    def _path_tensors(self) -> List[Optional[Tensor]]:
-        """The dense paths' tensors as ``_forward`` takes them: hh, lh, hl, ll, the fused [hl | ll]
-        weight (None: concatenate on the fly), bias_h, bias_l."""
+    # -- the inference interface (conv -> batch norm fusion runs the layer on its own weights) ---
+    def path_tensors(self) -> List[Optional[Tensor]]:
+        """The dense paths' tensors as :meth:`forward_with` takes them: hh, lh, hl, ll, the fused
+        [hl | ll] weight (None: concatenate on the fly), bias_h, bias_l."""
         return [self.weight_hh, self.weight_lh, self.weight_hl, self.weight_ll, None, self.bias_h, self.bias_l]
+
+    @property
+    def fuses_low(self) -> bool:
+        """Whether H->L and L->L run as one conv over a [hl | ll] weight (ungrouped, not 1x1)."""
+        return self._fuses_low
 
     @torch.jit.unused
     def _eval_tensors(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
@@ -462,7 +273,8 @@ class OctConv2d(nn.Module):
         got = _eval_cache.cached(self, "fused-low", weights, inputs, lambda: fuse_low(weights))
         return weights if got is None else got
 
-    def _forward(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> OctaveOutput:
+    def forward_with(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> OctaveOutput:
+        """The layer's output computed with ``weights`` (laid out as :meth:`path_tensors`) instead of its own."""
         xh, xl = self._split_input(x)
         if xh is not None:
             hw = self._out_hw(xh.shape[-2], xh.shape[-1])
@@ -510,111 +322,3 @@ class OctConv2d(nn.Module):
             return yl
         return yh, yl
 
-    def _forward_dense(
-        self,
-        xh: Optional[Tensor],
-        xl: Optional[Tensor],
-        xl_lh: Optional[Tensor],
-        hw: List[int],
-        stride: Tuple[int, int],
-        weights: List[Optional[Tensor]],
-    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        g = self.groups
-        yh: Optional[Tensor] = None
-        yl: Optional[Tensor] = None
-        w_hh, w_lh, w_hl, w_ll, w_low, b_h, b_l = weights[0], weights[1], weights[2], weights[3], weights[4], weights[5], weights[6]
-        if w_hh is not None and xh is not None:
-            yh = self._conv(xh, w_hh, b_h, stride, g)
-        if w_lh is not None and xl_lh is not None:
-            lh = self._conv(xl_lh, w_lh, b_h if yh is None else None, stride, g)
-            yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave)
-        xhl: Optional[Tensor] = None
-        if w_hl is not None and xh is not None:
-            xhl = downsample(xh, self.octave)
-        if w_hl is not None and w_ll is not None and xhl is not None and xl is not None and g == 1:
-            # H->L and L->L share their output: one conv over the concatenated inputs.
-            if w_low is None:
-                w_low = torch.cat([w_hl, w_ll], 1)
-            yl = self._conv(torch.cat([xhl, xl], 1), w_low, b_l, stride, 1)
-        else:
-            if w_ll is not None and xl is not None:
-                yl = self._conv(xl, w_ll, b_l, stride, g)
-            if w_hl is not None and xhl is not None:
-                hl = self._conv(xhl, w_hl, b_l if yl is None else None, stride, g)
-                yl = hl if yl is None else yl + hl
-        return yh, yl
-
-    @torch.jit.unused
-    def _gemm_applies(self, xs: List[Optional[Tensor]]) -> bool:
-        if torch.compiler.is_compiling():
-            return False
-        return all(t is None or (type(t) is Tensor and t.is_contiguous(memory_format=torch.channels_last)) for t in xs)
-
-    @torch.jit.unused
-    def _forward_pointwise(
-        self, xh: Optional[Tensor], xl: Optional[Tensor], xl_lh: Optional[Tensor], hw: List[int], weights: List[Optional[Tensor]]
-    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        """A 1x1 stride-1 octave conv on channels-last maps, in inference: each path is one matrix
-        product over the pixels (a channels-last map is a pixels x channels matrix, no copy), and
-        H->L accumulates into L->L in place, so the low output needs no concatenated input. At
-        small batches this also skips the per-call set-up of a convolution kernel."""
-        w_hh, w_lh, w_hl, w_ll, b_h, b_l = weights[0], weights[1], weights[2], weights[3], weights[5], weights[6]
-        yh: Optional[Tensor] = None
-        yl: Optional[Tensor] = None
-        if w_hh is not None and xh is not None:
-            yh = _matmul(xh, w_hh, b_h)
-        if w_lh is not None and xl_lh is not None:
-            lh = _matmul(xl_lh, w_lh, b_h if yh is None else None)
-            yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave)
-        if w_ll is not None and xl is not None:
-            yl = _matmul(xl, w_ll, b_l)
-        if w_hl is not None and xh is not None:
-            xhl = downsample(xh, self.octave)
-            if yl is None:
-                yl = _matmul(xhl, w_hl, b_l)
-            else:
-                _pixels(yl).addmm_(_pixels(xhl), w_hl.view(w_hl.shape[0], w_hl.shape[1]).t())
-        return yh, yl
-
-    def _forward_depthwise(
-        self,
-        xh: Optional[Tensor],
-        xl: Optional[Tensor],
-        xl_lh: Optional[Tensor],
-        hw: List[int],
-        stride: Tuple[int, int],
-        pool: bool,
-    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        w_h, w_l = self.weight_h, self.weight_l
-        yh: Optional[Tensor] = None
-        low_all: Optional[Tensor] = None
-        if w_h is not None and xh is not None:
-            yh = self._conv(reorder(xh, self._hh_sel), w_h, self.bias_h, stride, w_h.shape[0])
-        if w_l is not None:
-            parts: List[Tensor] = []
-            if xl is not None:
-                parts.append(xl)
-            if xh is not None and self._hl_sel.numel() > 0:
-                parts.append(downsample(xh.index_select(1, self._hl_sel), self.octave))
-            low_in = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-            low_all = self._conv(low_in, w_l, self.bias_l, stride, w_l.shape[0])
-        if self._same:
-            return yh, low_all
-        yl: Optional[Tensor] = None
-        if low_all is not None:
-            if self._lh_sel.numel() > 0:
-                if pool and xl_lh is not None and w_l is not None:
-                    # Strided pool mode: L->H channels are convolved on the low input pooled by
-                    # stride / octave (the pooled high grid), as in the dense L->H path.
-                    b_l = self.bias_l
-                    lh = self._conv(
-                        xl_lh.index_select(1, self._lh_sel), w_l.index_select(0, self._lh_sel),
-                        None if b_l is None else b_l.index_select(0, self._lh_sel), stride, self._lh_sel.numel(),
-                    )
-                else:
-                    lh = low_all.index_select(1, self._lh_sel)
-                up = upsample_to(lh, hw)
-                yh = up if yh is None else reorder(torch.cat([yh, up], 1), self._high_order)
-            if len(self._ll_pos) > 0:
-                yl = reorder(reorder(low_all, self._ll_sel), self._low_order)
-        return yh, yl

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from typing import NamedTuple, Sequence, Union
+
+from ..utils.validate import check_alpha
 
 __all__ = ["Partition", "low_channels", "parse_alpha"]
 
 AlphaLike = Union[float, int, Sequence[float]]
-
-
-def _check_alpha(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
-        raise TypeError(f"{what} must be a number in [0, 1], found {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not (0.0 <= value <= 1.0) or math.isnan(value):
-        raise ValueError(f"{what} must be in [0, 1], found {value}")
-    return value
 
 
 def parse_alpha(alpha: AlphaLike) -> tuple[float, float]:
@@ -25,8 +17,8 @@ def parse_alpha(alpha: AlphaLike) -> tuple[float, float]:
     if isinstance(alpha, (tuple, list)):
         if len(alpha) != 2:
             raise ValueError(f"alpha must be a float or a pair (alpha_in, alpha_out), found {len(alpha)} values: {alpha!r}")
-        return _check_alpha(alpha[0], "alpha_in"), _check_alpha(alpha[1], "alpha_out")
-    a = _check_alpha(alpha, "alpha")
+        return check_alpha(alpha[0], "alpha_in"), check_alpha(alpha[1], "alpha_out")
+    a = check_alpha(alpha, "alpha")
     return a, a
 
 
@@ -74,7 +66,7 @@ class Partition(NamedTuple):
         """
         if channels < 0 or groups < 1 or channels % groups:
             raise ValueError(f"cannot split {channels} channels into {groups} equal groups")
-        alpha = _check_alpha(alpha, "alpha")
+        alpha = check_alpha(alpha, "alpha")
         per = channels // groups
         n_low = low_channels(per, alpha)
         high: list[int] = []

@@ -7,6 +7,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..utils.validate import check_octave
 from ._resample import check_low, downsample, merge, sort_order
 from .octconv import OctaveOutput
 from .partition import Partition, parse_alpha
@@ -25,14 +26,6 @@ def _partition(channels: Optional[int], alpha: float, partition: Optional[Union[
     return Partition.split(channels, parse_alpha(alpha)[1])
 
 
-def _check_octave(octave: object, who: str) -> int:
-    if isinstance(octave, bool) or not isinstance(octave, int):
-        raise TypeError(f"{who}: octave must be an integer >= 1, found {octave!r} ({type(octave).__name__})")
-    if octave < 1:
-        raise ValueError(f"{who}: octave must be an integer >= 1, found {octave}")
-    return octave
-
-
 class OctaveSplit(nn.Module):
     """Split a plain tensor into ``(high, low)`` by a partition; the low channels are average-pooled.
 
@@ -48,7 +41,7 @@ class OctaveSplit(nn.Module):
         super().__init__()
         self.partition = _partition(channels, alpha, partition, "OctaveSplit")
         self.channels = self.partition.channels
-        self.octave = _check_octave(octave, "OctaveSplit")
+        self.octave = check_octave(octave, "OctaveSplit: octave")
         self._contiguous = self.partition.is_contiguous
         self._nh = len(self.partition.high)
         self.register_buffer("_high", torch.tensor(self.partition.high, dtype=torch.long), persistent=False)
@@ -91,7 +84,7 @@ class OctaveMerge(nn.Module):
         super().__init__()
         self.partition = _partition(channels, alpha, partition, "OctaveMerge")
         self.channels = self.partition.channels
-        self.octave = _check_octave(octave, "OctaveMerge")
+        self.octave = check_octave(octave, "OctaveMerge: octave")
         self._nh, self._nl = len(self.partition.high), len(self.partition.low)  # ints for TorchScript
         self.register_buffer("_order", sort_order(list(self.partition.high) + list(self.partition.low)), persistent=False)
 

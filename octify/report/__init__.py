@@ -2,7 +2,7 @@
 
 from .comparison import Comparison, ConvRow, LayerPair, compare
 from .profiling import LayerRow, Profile, profile
-from .theory import octave_bytes_ratio, octave_macs_ratio
+from ..nn.cost import octave_bytes_ratio, octave_macs_ratio
 
 __all__ = [
     "profile",

@@ -17,7 +17,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..nn import OctaveDual, OctaveMerge, OctaveSplit, OctBatchNorm2d, OctConv2d
-from ._inputs import describe
+from ..utils.inputs import describe
 
 # octify's octave layers are rows of their own, whatever submodules they hold (OctBatchNorm2d's
 # bn_h/bn_l, OctaveDual's module): they are what convert() puts where a plain layer was.

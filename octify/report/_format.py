@@ -1,9 +1,15 @@
-"""Number formatting and the conventions every report states."""
+"""The conventions every report states, the JSON envelope, and rendering (report-only)."""
 
 from __future__ import annotations
 
-import io
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
+
+from ..utils.formatting import div, nbytes, ratio, shape, shapes, si, to_text
+
+__all__ = [
+    "SCHEMA_VERSION", "CONVENTIONS", "header_text", "inputs_text", "envelope", "Renderable",
+    "si", "nbytes", "ratio", "div", "shape", "shapes", "to_text",
+]
 
 SCHEMA_VERSION = 1
 
@@ -18,49 +24,6 @@ CONVENTIONS: Dict[str, str] = {
 }
 
 
-def si(n: Optional[float], unit: str = "") -> str:
-    """1234567 -> '1.23 M'."""
-    if n is None:
-        return "-"
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {prefix}{unit}"
-    return f"{n:g} {unit}".rstrip() if isinstance(n, float) else f"{n} {unit}".rstrip()
-
-
-def nbytes(n: Optional[int]) -> str:
-    """Binary units: 1048576 -> '1.00 MiB'."""
-    if n is None:
-        return "-"
-    for scale, prefix in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {prefix}"
-    return f"{n} B"
-
-
-def ratio(r: Optional[float]) -> str:
-    return "-" if r is None else f"{r:.3f}"
-
-
-def div(a: Optional[float], b: Optional[float]) -> Optional[float]:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-def shape(s: Sequence[int]) -> str:
-    return "x".join(str(d) for d in s)
-
-
-def shapes(all_shapes: List[List[int]], calls: int) -> str:
-    """The shapes of one call's outputs, '+'-joined, with 'xN calls' when the module ran N times."""
-    if not all_shapes:
-        return "-"
-    per_call = max(1, len(all_shapes) // max(calls, 1))
-    text = " + ".join(shape(s) for s in all_shapes[:per_call])
-    return text + (f"  ({calls} calls)" if calls > 1 else "")
-
-
 def inputs_text(inputs: List[Dict[str, Any]], batch: Optional[int]) -> str:
     parts = ", ".join(f"{shape(d['shape'])} {d['dtype']}" for d in inputs)
     return parts + (f" (batch {batch})" if batch is not None else "")
@@ -72,15 +35,6 @@ def header_text() -> str:
         f"MACs: {c['macs']}. FLOPs: {c['flops']}. Not counted: {c['not_counted']}. "
         f"Feature maps: {c['feature_map_bytes']}. Params: {c['params']}. Counting: {c['counting']}."
     )
-
-
-def to_text(renderable: Any, width: int = 160) -> str:
-    """Plain text of a rich renderable (no colour, no terminal codes)."""
-    from rich.console import Console
-
-    buf = io.StringIO()
-    Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False).print(renderable)
-    return buf.getvalue()
 
 
 def envelope(kind: str, inputs: List[Dict[str, Any]], batch: Optional[int]) -> Dict[str, Any]:

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..utils.validate import check_int
+
 
 @dataclass
 class Latency:
@@ -41,19 +43,11 @@ class Latency:
         )
 
 
-def _check_count(value: Any, name: str, minimum: int, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{who}: {name} must be an integer >= {minimum}, found {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{who}: {name} must be an integer >= {minimum}, found {value}")
-    return value
-
-
 def check_timing_args(runs: Any, warmup: Any, threads: Any, who: str) -> None:
-    _check_count(runs, "runs", 1, who)
-    _check_count(warmup, "warmup", 0, who)
+    check_int(runs, f"{who}: runs", 1)
+    check_int(warmup, f"{who}: warmup", 0)
     if threads is not None:
-        _check_count(threads, "threads", 1, who)
+        check_int(threads, f"{who}: threads", 1)
 
 
 def _sync(device: torch.device) -> None:

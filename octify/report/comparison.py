@@ -8,11 +8,12 @@ from typing import Any, Dict, List, Optional
 from torch import nn
 
 from ..nn import OctConv2d
+from ..nn.cost import conv_macs_ratio, octave_bytes_ratio
+from ..utils.inputs import normalize_inputs
+from ..utils.validate import check_module
 from . import _format as fmt
-from ._inputs import normalize_inputs
 from ._timing import check_timing_args, measure
-from .profiling import LayerRow, Profile, _build, _check_model, _console, _device_of
-from .theory import conv_macs_ratio, octave_bytes_ratio
+from .profiling import LayerRow, Profile, build_profile, device_of, timing_console
 
 __all__ = ["Comparison", "LayerPair", "ConvRow", "compare"]
 
@@ -218,7 +219,6 @@ class Comparison(fmt.Renderable):
         return Group(*parts)
 
 
-
 def _match(before: List[LayerRow], after: List[LayerRow]) -> List[LayerPair]:
     """Rows matched by name, in the original's order; names only in ``after`` follow the
     nearest preceding name they share."""
@@ -287,16 +287,16 @@ def compare(
     With ``latency=True`` both models are timed in one process, alternated run by run.
     """
     who = "octify.compare"
-    _check_model(original, "original", who)
-    _check_model(converted, "converted", who)
+    check_module(original, f"{who}: original")
+    check_module(converted, f"{who}: converted")
     inputs = normalize_inputs(example_inputs, who)
     if latency:
         check_timing_args(runs, warmup, threads, who)
-    before = _build(original, inputs, who)
-    after = _build(converted, inputs, who)
+    before = build_profile(original, inputs, who)
+    after = build_profile(converted, inputs, who)
     if latency:
         before.latency, after.latency = measure(
-            [original, converted], inputs, _device_of(inputs), runs=runs, warmup=warmup, threads=threads,
-            console=_console(console),
+            [original, converted], inputs, device_of(inputs), runs=runs, warmup=warmup, threads=threads,
+            console=timing_console(console),
         )
     return Comparison(before, after, _match(before.layers, after.layers), _convs(converted, before, after))

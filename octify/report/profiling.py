@@ -8,12 +8,13 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
+from ..utils.inputs import batch_of, describe, normalize_inputs, tensors_of
+from ..utils.validate import check_module
 from . import _format as fmt
 from ._counting import count
-from ._inputs import batch_of, describe, normalize_inputs, tensors_of
 from ._timing import Latency, check_timing_args, measure
 
-__all__ = ["Profile", "LayerRow", "profile"]
+__all__ = ["Profile", "LayerRow", "profile", "build_profile", "device_of", "timing_console"]
 
 
 @dataclass
@@ -117,18 +118,13 @@ class Profile(fmt.Renderable):
         return Group(self._header(), self._table())
 
 
-
-def _check_model(model: Any, what: str, who: str) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{who}: {what} must be a torch.nn.Module, found {type(model).__name__}")
-    return model
-
-
-def _device_of(inputs: Any) -> torch.device:
+def device_of(inputs: Any) -> torch.device:
+    """The device of the first input tensor: where timing runs."""
     return tensors_of(inputs)[0].device
 
 
-def _build(model: nn.Module, inputs: Any, who: str) -> Profile:
+def build_profile(model: nn.Module, inputs: Any, who: str) -> Profile:
+    """The Profile of one counting run (no timing)."""
     raw = count(model, inputs, who)
     rows = [
         LayerRow(r.name, r.type, r.calls, r.output_shapes, r.params, r.flops // 2, r.flops, r.feature_map_bytes)
@@ -146,7 +142,8 @@ def _build(model: nn.Module, inputs: Any, who: str) -> Profile:
     )
 
 
-def _console(console: Any) -> Any:
+def timing_console(console: Any) -> Any:
+    """Where the timing progress bar goes: ``console``, or stderr."""
     if console is not None:
         return console
     from rich.console import Console
@@ -178,14 +175,14 @@ def profile(
     (221184, 442368, 224)
     """
     who = "octify.profile"
-    _check_model(model, "model", who)
+    check_module(model, f"{who}: model")
     inputs = normalize_inputs(example_inputs, who)
     if latency:
         check_timing_args(runs, warmup, threads, who)
-    result = _build(model, inputs, who)
+    result = build_profile(model, inputs, who)
     if latency:
         (result.latency,) = measure(
-            [model], inputs, _device_of(inputs), runs=runs, warmup=warmup, threads=threads, console=_console(console)
+            [model], inputs, device_of(inputs), runs=runs, warmup=warmup, threads=threads, console=timing_console(console)
         )
     return result
 

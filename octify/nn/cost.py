@@ -1,5 +1,6 @@
 """The theoretical cost of an octave conv relative to the plain conv it replaces (Chen et al., 2019).
 
+Used by the pass (the latency policy's estimate) and by the report (the theory column).
 Four paths, with ``ai = alpha_in``, ``ao = alpha_out`` and ``f = 1 / octave**2`` (the area of
 the low grid relative to the high one, a quarter for octave 2)::
 
@@ -18,7 +19,10 @@ Pooling and upsampling are not counted. Exact on sizes divisible by the octave (
 
 from __future__ import annotations
 
-from ..nn import OctConv2d
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .octconv import OctConv2d
 
 __all__ = ["octave_macs_ratio", "octave_bytes_ratio", "conv_macs_ratio"]
 
@@ -51,10 +55,16 @@ def octave_bytes_ratio(alpha_out: float, octave: int = 2) -> float:
     return (1.0 - alpha_out) + alpha_out / (octave * octave)
 
 
-def conv_macs_ratio(conv: OctConv2d) -> float:
-    """``octave_macs_ratio`` from a layer's own channel counts (exact for any partition)."""
+def conv_macs_ratio(conv: "OctConv2d") -> float:
+    """``octave_macs_ratio`` from a layer's own partitions (exact for any partition).
+
+    A depthwise layer convolves each channel once: at full resolution when it is high on both
+    sides, at low resolution when it is low on either side.
+    """
     f = 1.0 / (conv.octave * conv.octave)
+    pin, pout = conv.in_partition, conv.out_partition
     if conv.depthwise:
-        return (len(conv._hh) + f * len(conv._low_res)) / conv.in_channels
-    full = conv.in_channels * conv.out_channels
-    return (conv.ih * conv.oh + f * (conv.ih * conv.ol + conv.il * conv.oh + conv.il * conv.ol)) / full
+        low_somewhere = len(set(pin.low) | set(pout.low))
+        return (conv.in_channels - low_somewhere + f * low_somewhere) / conv.in_channels
+    ih, il, oh, ol = len(pin.high), len(pin.low), len(pout.high), len(pout.low)
+    return (ih * oh + f * (ih * ol + il * oh + il * ol)) / (conv.in_channels * conv.out_channels)

@@ -1,4 +1,4 @@
-"""Verify: run the converted model on fake example inputs and compare its outputs with the original's."""
+"""Stage 8, verify: run the converted model on fake example inputs and compare its outputs with the original's."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 import torch.fx as fx
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from ._errors import ConversionError
-from ._trace import call_module, eval_mode
+from ..errors import ConversionError
+from .shape_prop import call_module, eval_mode
 
 
 class _FakeRun(fx.Interpreter):

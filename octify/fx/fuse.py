@@ -1,4 +1,4 @@
-"""Conv -> batch norm pairs of a converted graph, run as one conv in inference.
+"""Stage 5, fuse: conv -> batch norm pairs of a converted graph, run as one conv in inference.
 
 ``fuse_conv_bn`` replaces each batch norm that alone consumes a conv's output with one
 ``conv_bn(x, conv, bn)`` node. Both modules stay where they are, under their names, with their
@@ -17,11 +17,10 @@ import torch.fx as fx
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
-from .nn import _eval_cache
-from .nn.batchnorm import OctBatchNorm2d
-from .nn.octconv import OctConv2d, fuse_low
+from ..nn import OctBatchNorm2d, OctConv2d, _eval_cache
+from ..nn.octconv import fuse_low
 
-__all__ = ["conv_bn", "fuse_conv_bn", "unfuse_conv_bn", "conv_bn_pairs", "conv_feeding", "bn_affine"]
+__all__ = ["conv_bn", "fuse_conv_bn", "unfuse_conv_bn", "conv_bn_pairs", "conv_feeding", "bn_affine", "fold_affine"]
 
 _Conv = Union[nn.Conv2d, OctConv2d]
 _Norm = Union[nn.BatchNorm2d, OctBatchNorm2d]
@@ -55,27 +54,34 @@ def _branches(conv: _Conv, bn: _Norm) -> Optional[Tuple[Optional[nn.BatchNorm2d]
     return None
 
 
-def _scaled(w: Optional[Tensor], scale: Optional[Tensor]) -> Optional[Tensor]:
-    if w is None or scale is None:
-        return w
-    fmt = torch.channels_last if w.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    return (w * scale.reshape(-1, 1, 1, 1)).contiguous(memory_format=fmt)
-
-
-def _shifted(b: Optional[Tensor], scale: Optional[Tensor], shift: Optional[Tensor]) -> Optional[Tensor]:
-    if shift is None:
-        return b
-    return shift if b is None else b * scale + shift
+def fold_affine(
+    weight: Optional[Tensor], bias: Optional[Tensor], scale: Optional[Tensor], shift: Optional[Tensor]
+) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """A conv's weight and bias with a per-output-channel ``y * scale + shift`` folded in (the
+    one place BN folding is computed: ``conv_bn``'s cached weights and ``fold_bn`` both use it).
+    A missing weight (an absent path) stays None; the weight keeps its memory format."""
+    w = weight
+    if weight is not None and scale is not None:
+        fmt = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        w = (weight * scale.reshape(-1, 1, 1, 1)).contiguous(memory_format=fmt)
+    b = bias
+    if shift is not None:
+        b = shift if bias is None else bias * scale + shift
+    return w, b
 
 
 def _folded(conv: _Conv, bh: Optional[nn.BatchNorm2d], bl: Optional[nn.BatchNorm2d]) -> List[Optional[Tensor]]:
     sh, th = bn_affine(bh) if bh is not None else (None, None)
     sl, tl = bn_affine(bl) if bl is not None else (None, None)
     if isinstance(conv, OctConv2d):
-        w = conv._path_tensors()
-        out = [_scaled(w[0], sh), _scaled(w[1], sh), _scaled(w[2], sl), _scaled(w[3], sl), None, _shifted(w[5], sh, th), _shifted(w[6], sl, tl)]
-        return fuse_low(out) if conv._fuses_low else out
-    return [_scaled(conv.weight, sh), _shifted(conv.bias, sh, th)]
+        w = conv.path_tensors()
+        hh, b_h = fold_affine(w[0], w[5], sh, th)
+        lh = fold_affine(w[1], None, sh, None)[0]
+        hl, b_l = fold_affine(w[2], w[6], sl, tl)
+        ll = fold_affine(w[3], None, sl, None)[0]
+        out = [hh, lh, hl, ll, None, b_h, b_l]
+        return fuse_low(out) if conv.fuses_low else out
+    return list(fold_affine(conv.weight, conv.bias, sh, th))
 
 
 def _hooked(*modules: Optional[nn.Module]) -> bool:
@@ -112,7 +118,7 @@ def conv_bn(x: Any, conv: _Conv, bn: _Norm) -> Any:
     if weights is None:
         return bn(conv(x))
     if isinstance(conv, OctConv2d):
-        return conv._forward(x, weights)
+        return conv.forward_with(x, weights)
     return conv._conv_forward(x, weights[0], weights[1])
 
 

@@ -1,4 +1,4 @@
-"""Residual additions written in place, as the original's ``out += identity`` was.
+"""Stage 6, in-place sums: residual additions written in place, as the original's ``out += identity`` was.
 
 torch.fx records ``out += identity`` as ``operator.add``, so a traced network allocates a new
 map for every residual sum where the original wrote into ``out``. For each ``a + b`` whose ``a``
@@ -12,15 +12,11 @@ import operator
 
 import torch
 import torch.fx as fx
-from torch import nn
 
-from ._fuse import conv_bn
-from .nn.batchnorm import OctBatchNorm2d
-from .nn.octconv import OctConv2d
+from .fuse import conv_bn
+from .ops import FRESH_OUTPUT_MODULES
 
 __all__ = ["inplace_adds"]
-
-_FRESH = (nn.Conv2d, nn.BatchNorm2d, OctConv2d, OctBatchNorm2d)
 
 
 def _fresh(node: fx.Node, modules: dict) -> bool:
@@ -32,7 +28,7 @@ def _fresh(node: fx.Node, modules: dict) -> bool:
         )
     if node.op == "call_function" and node.target is conv_bn:
         return True
-    return node.op == "call_module" and type(modules.get(node.target)) in _FRESH
+    return node.op == "call_module" and type(modules.get(node.target)) in FRESH_OUTPUT_MODULES
 
 
 def inplace_adds(gm: fx.GraphModule) -> int:

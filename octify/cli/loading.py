@@ -1,4 +1,4 @@
-"""Resolve a MODEL argument of the command line to an ``nn.Module`` (internal).
+"""Resolve a MODEL argument of the command line to an ``nn.Module``.
 
 MODEL is one of
 
@@ -27,17 +27,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Optional
 
-import torch
 from torch import nn
 
-__all__ = ["LoadError", "SpecError", "LoadedModel", "load_model", "load_weights", "FACTORY_NAMES"]
+__all__ = ["LoadError", "SpecError", "LoadedModel", "load_model", "split_spec", "describe_exception", "FACTORY_NAMES"]
 
 FACTORY_NAMES = ("build_model", "get_model", "create_model")
 INSTANCE_NAME = "model"
 SAVED_SUFFIXES = (".pt", ".pth", ".pkl")
-_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
 _FORMS = "expected path/to/file.py, file.py:NAME, torchvision:NAME or a model saved as file.pt"
 
 
@@ -114,7 +112,7 @@ def _from_zoo(name: str) -> LoadedModel:
     try:
         model = builder(**kwargs)
     except Exception as e:
-        raise LoadError(f"building torchvision:{name} failed: {_exc(e)}") from e
+        raise LoadError(f"building torchvision:{name} failed: {describe_exception(e)}") from e
     canonical = builder.__name__
     return LoadedModel(model, canonical, f"torchvision:{canonical} (weights=None)")
 
@@ -125,7 +123,7 @@ def _from_zoo(name: str) -> LoadedModel:
 def _from_saved(path: str) -> LoadedModel:
     p = Path(path)
     _check_file(p, "a model saved with octify.save or torch.save(model)")
-    from .io import load
+    from ..io import load
 
     try:
         # classes of a model file it refers to: importable from the cwd or from beside the file
@@ -139,7 +137,7 @@ def _from_saved(path: str) -> LoadedModel:
             f"Hint: run from the directory of {e.name}.py, or add it to PYTHONPATH."
         ) from e
     except Exception as e:
-        raise LoadError(f"loading {path} failed: {_exc(e)}") from e
+        raise LoadError(f"loading {path} failed: {describe_exception(e)}") from e
     stem = p.stem[:-4] if p.stem.endswith("_oct") else p.stem
     return LoadedModel(model, stem, f"{type(model).__name__} saved in {path}")
 
@@ -225,7 +223,7 @@ def import_file(path: str) -> ModuleType:
             raise
         if isinstance(e, SystemExit):
             raise LoadError(f"importing {p} called sys.exit({e.code}). Hint: guard scripts with if __name__ == '__main__':") from None
-        raise LoadError(f"importing {p} failed: {_exc(e)}{_where(e, resolved)}") from e
+        raise LoadError(f"importing {p} failed: {describe_exception(e)}{_where(e, resolved)}") from e
     return module
 
 
@@ -319,9 +317,9 @@ def _build(obj: Any, name: str, path: str) -> tuple[nn.Module, str]:
     except TypeError as e:
         if "argument" in str(e):
             raise SpecError(f"{what} in {path} needs arguments: {e}. Hint: add a build_model() function that passes them.") from e
-        raise LoadError(f"building the model with {what} failed: {_exc(e)}{_where(e, Path(path).resolve())}") from e
+        raise LoadError(f"building the model with {what} failed: {describe_exception(e)}{_where(e, Path(path).resolve())}") from e
     except Exception as e:
-        raise LoadError(f"building the model with {what} failed: {_exc(e)}{_where(e, Path(path).resolve())}") from e
+        raise LoadError(f"building the model with {what} failed: {describe_exception(e)}{_where(e, Path(path).resolve())}") from e
     if not isinstance(model, nn.Module):
         raise SpecError(f"{what} in {path} returned a {type(model).__name__}: expected an nn.Module.")
     return model, what
@@ -391,88 +389,10 @@ def _found_summary(module: ModuleType) -> str:
     return "no functions, classes or instances of nn.Module"
 
 
-# --------------------------------------------------------------------------- --weights
-
-
-def load_weights(model: nn.Module, ckpt: str) -> str:
-    """Load a state_dict, or a checkpoint dict holding one, into ``model``; returns a description."""
-    p = Path(ckpt)
-    if not p.exists():
-        raise SpecError(f"no such checkpoint file: {ckpt} (expected a state_dict saved with torch.save(model.state_dict(), path)).")
-    if p.is_dir():
-        raise SpecError(f"--weights {ckpt} is a directory: expected a checkpoint file.")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise LoadError(
-                f"{ckpt} holds Python objects other than tensors, and is not loaded with weights_only=False for safety. "
-                f"Hint: re-save it with torch.save(model.state_dict(), path)."
-            ) from e
-        raise LoadError(f"cannot read checkpoint {ckpt}: {text}") from e
-
-    where = ""
-    state = obj
-    if isinstance(obj, Mapping) and not _is_state_dict(obj):
-        for key in _STATE_DICT_KEYS:
-            if key in obj and isinstance(obj[key], Mapping):
-                state, where = obj[key], f"['{key}']"
-                break
-        else:
-            keys = ", ".join(map(str, list(obj)[:8])) + (", ..." if len(obj) > 8 else "")
-            raise LoadError(
-                f"{ckpt} holds a dict with keys {keys}: expected a state_dict, or a checkpoint with one under "
-                f"{', '.join(repr(k) for k in _STATE_DICT_KEYS)}."
-            )
-    if not isinstance(state, Mapping) or not _is_state_dict(state):
-        raise LoadError(f"{ckpt}{where} holds a {type(state).__name__}: expected a state_dict (a dict of tensors).")
-
-    state = dict(state)
-    expected = model.state_dict()
-    for prefix in ("module.", "_orig_mod."):  # DataParallel / torch.compile wrappers
-        if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key{'s' * (len(missing) != 1)} ({_few(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) != 1)} ({_few(unexpected)})")
-        raise LoadError(
-            f"the weights in {ckpt}{where} do not fit the model: {' and '.join(parts)}. "
-            f"Hint: check that MODEL builds the same architecture the checkpoint was trained with."
-        )
-    for k, v in state.items():
-        want = expected[k]
-        if isinstance(v, torch.Tensor) and v.shape != want.shape:
-            raise LoadError(
-                f"the weights in {ckpt}{where} do not fit the model: {k} has shape {tuple(v.shape)} in the "
-                f"checkpoint, {tuple(want.shape)} in the model."
-            )
-    try:
-        model.load_state_dict(state, strict=True)
-    except Exception as e:
-        raise LoadError(f"loading {ckpt} into the model failed: {_exc(e)}") from e
-    return f"{ckpt}{where} ({len(state)} tensors)"
-
-
-def _is_state_dict(obj: Mapping) -> bool:
-    return len(obj) > 0 and all(isinstance(k, str) for k in obj) and all(
-        isinstance(v, torch.Tensor) for v in obj.values()
-    )
-
-
-def _few(keys: list[str], n: int = 4) -> str:
-    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
-
-
 # --------------------------------------------------------------------------- helpers
 
 
-def _exc(e: BaseException) -> str:
+def describe_exception(e: BaseException) -> str:
     text = " ".join(str(e).split())
     if len(text) > 300:
         text = text[:297] + "..."

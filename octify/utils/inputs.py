@@ -1,14 +1,22 @@
-"""Checking and describing ``example_inputs``: a Tensor, or a tuple of positional inputs."""
+"""``example_inputs``: what octify.convert, octify.profile and octify.compare take, and the default.
+
+One rule for all three: a Tensor, or a tuple of positional inputs (each a Tensor, a nested
+tuple/list/dict of Tensors, or a plain Python value). A list is refused rather than guessed
+at: it could be the positional inputs or one list argument.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
+__all__ = ["normalize_inputs", "default_shape", "default_inputs", "tensors_of", "describe", "batch_of"]
+
 _SCALARS = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
+DEFAULT_SIZE = 224
 
 
 def _check_leaf(value: Any, where: str, who: str) -> None:
@@ -29,7 +37,7 @@ def _check_leaf(value: Any, where: str, who: str) -> None:
 
 
 def normalize_inputs(example_inputs: Any, who: str) -> Tuple[Any, ...]:
-    """The positional inputs as a tuple; TypeError/ValueError when they are not what profiling takes."""
+    """The positional inputs as a tuple; TypeError/ValueError when they are not what octify takes."""
     if isinstance(example_inputs, Tensor):
         return (example_inputs,)
     if isinstance(example_inputs, list):
@@ -51,6 +59,21 @@ def normalize_inputs(example_inputs: Any, who: str) -> Tuple[Any, ...]:
             f"{', '.join(type(v).__name__ for v in example_inputs)}"
         )
     return example_inputs
+
+
+def default_shape(model: nn.Module) -> Tuple[int, int, int, int]:
+    """(1, C, 224, 224), C the input channels of the model's first Conv2d (3 without one)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return (1, m.in_channels, DEFAULT_SIZE, DEFAULT_SIZE)
+    return (1, 3, DEFAULT_SIZE, DEFAULT_SIZE)
+
+
+def default_inputs(model: nn.Module) -> Tuple[Tensor]:
+    """One uninitialised input of :func:`default_shape` in the model's floating dtype (for shapes only)."""
+    ref = next(iter(model.parameters()), None)
+    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+    return (torch.empty(default_shape(model), dtype=dtype),)
 
 
 def tensors_of(inputs: Any) -> List[Tensor]:

@@ -1,10 +1,13 @@
-"""Trace: a leaf-module-aware torch.fx tracer, and shape propagation on fake tensors."""
+"""Stage 2, shape propagation: every node's value on fake tensors, in ``node.meta["val"]``.
+
+Fake tensors carry shapes and dtypes but no data, so a whole network is "run" in milliseconds
+without touching its weights. A failure is re-raised with the text of the node that failed.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Iterator
 
 import torch
 import torch.fx as fx
@@ -16,61 +19,10 @@ from torch._subclasses.fake_tensor import (
     unset_fake_temporarily,
 )
 
-from ._errors import ConversionError
-from .nn.batchnorm import OctBatchNorm2d
+from ..errors import ConversionError
+from .ops import CHANNEL_PRESERVING_MODULES
 
-LeafSpec = Union[type, str]
-
-
-class _Tracer(fx.Tracer):
-    """torch.fx's tracer plus user leaf modules (types or qualified-name globs) and rule-keyed types."""
-
-    def __init__(self, leaf_types: tuple[type, ...], leaf_globs: tuple[str, ...]) -> None:
-        super().__init__()
-        self._leaf_types = leaf_types
-        self._leaf_globs = leaf_globs
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        # octify's own layers branch on their input's type: trace them whole.
-        if type(m).__module__.startswith("octify.nn."):
-            return True
-        if isinstance(m, self._leaf_types) or any(fnmatch.fnmatchcase(qualname, g) for g in self._leaf_globs):
-            return True
-        return super().is_leaf_module(m, qualname)
-
-
-def split_leaf_specs(leaf_modules: Sequence[LeafSpec]) -> tuple[tuple[type, ...], tuple[str, ...]]:
-    types, globs = [], []
-    for spec in leaf_modules:
-        if isinstance(spec, type) and issubclass(spec, nn.Module):
-            types.append(spec)
-        elif isinstance(spec, str):
-            globs.append(spec)
-        else:
-            raise TypeError(
-                f"leaf_modules entries must be nn.Module subclasses or qualified-name globs, found {spec!r}"
-            )
-    return tuple(types), tuple(globs)
-
-
-def trace(model: nn.Module, leaf_types: tuple[type, ...], leaf_globs: tuple[str, ...]) -> fx.GraphModule:
-    tracer = _Tracer(leaf_types, leaf_globs)
-    try:
-        graph = tracer.trace(model)
-    except Exception as e:  # torch.fx raises many kinds; each becomes one clear message
-        stack = list(getattr(tracer, "module_stack", {}).values())
-        where = ""
-        if stack:
-            path, mtype = stack[-1] if isinstance(stack[-1], tuple) else (stack[-1], "")
-            type_name = getattr(mtype, "__name__", str(mtype).rsplit(".", 1)[-1].rstrip("'>"))
-            where = f" in module '{path}' ({type_name})" if path else ""
-        culprit = f"'{stack[-1][0]}'" if stack and isinstance(stack[-1], tuple) and stack[-1][0] else "that module's type"
-        raise ConversionError(
-            f"torch.fx cannot trace {type(model).__name__}{where}: {type(e).__name__}: {e}. "
-            f"Hint: pass leaf_modules=[{culprit}] (a qualified name glob or a module type) to keep it intact; "
-            "its convs then stay plain."
-        ) from e
-    return fx.GraphModule(model, graph, class_name=type(model).__name__)
+__all__ = ["eval_mode", "fake_mode", "fakeify", "call_module", "run_node", "propagate"]
 
 
 @contextlib.contextmanager
@@ -93,11 +45,6 @@ def fake_mode() -> FakeTensorMode:
 
 def fakeify(fm: FakeTensorMode, value: Any) -> Any:
     return fx.node.map_aggregate(value, lambda v: fm.from_tensor(v) if isinstance(v, torch.Tensor) else v)
-
-
-# Modules whose output has their input's shape: fake-running them (batch norm decomposes into
-# dozens of ops) is most of the cost of shape propagation, and the answer is known.
-_SAME_SHAPE = (nn.BatchNorm2d, OctBatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Dropout, nn.Identity)
 
 
 def _real(v: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -130,7 +77,7 @@ def run_node(fm: FakeTensorMode, modules: dict[str, nn.Module], node: fx.Node, o
     kwargs = fx.node.map_arg(node.kwargs, lambda n: n.meta["val"])
     if node.op == "call_module":
         mod = modules[node.target]
-        if type(mod) in _SAME_SHAPE and len(args) == 1 and not kwargs:
+        if type(mod) in CHANNEL_PRESERVING_MODULES and len(args) == 1 and not kwargs:
             with fm:
                 return fx.node.map_aggregate(args[0], lambda t: torch.empty_like(t) if isinstance(t, torch.Tensor) else t)
         return call_module(fm, mod, args, kwargs)

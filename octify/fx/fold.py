@@ -1,4 +1,4 @@
-"""fold_bn: fold inference-mode batch norms into the convs in front of them (plain and octave)."""
+"""fold_bn (after the pass, on request): fold inference-mode batch norms into the convs in front of them (plain and octave)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-from ._fuse import bn_affine, conv_bn_pairs, unfuse_conv_bn
-from ._trace import trace
-from .nn.batchnorm import OctBatchNorm2d
-from .nn.octconv import OctConv2d
+from ..nn import OctBatchNorm2d, OctConv2d
+from .fuse import bn_affine, conv_bn_pairs, fold_affine, unfuse_conv_bn
+from ..utils.validate import check_module
+from .tracer import trace
 
 __all__ = ["fold_bn"]
 
@@ -32,8 +32,8 @@ def _oct_bn_affine(bn: OctBatchNorm2d) -> Tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def _folded_dense(weight: Tensor, bias: Optional[Tensor], scale: Tensor, shift: Tensor) -> Tuple[Tensor, Tensor]:
-    w = weight * scale.reshape(-1, 1, 1, 1)
-    b = shift if bias is None else bias * scale + shift
+    w, b = fold_affine(weight, bias, scale, shift)
+    assert w is not None and b is not None  # a weight and a shift were given
     return w, b
 
 
@@ -81,8 +81,7 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
     >>> any(isinstance(m, (torch.nn.BatchNorm2d, octify.OctBatchNorm2d)) for m in folded.modules())
     False
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"fold_bn expects an nn.Module, found {type(model).__name__}")
+    check_module(model, "octify.fold_bn: model")
     if any(m.training for m in model.modules() if isinstance(m, (nn.BatchNorm2d, OctBatchNorm2d))):
         raise ValueError("fold_bn folds running statistics into the convs: call model.eval() first")
     if isinstance(model, fx.GraphModule):

@@ -1,0 +1,189 @@
+"""The ``octify`` command line: thin typer commands over the library (see :mod:`.commands`).
+
+Options are typed (:mod:`.options` turns each into its value with the library's validators);
+errors of any kind leave as one line on stderr with an exit code (:mod:`.console`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, List, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from . import options as opt
+from .commands import run_convert, run_report
+from .console import UI, print_error
+
+__all__ = ["app", "main"]
+
+
+# --------------------------------------------------------------------------- help texts
+
+_APP_HELP = """Turn a PyTorch CNN into an Octave-Convolution network (Chen et al., "Drop an Octave",
+arXiv 1904.05049), with its weights, and report what it saves.
+
+[b]MODEL[/b] is [cyan]path/to/file.py[/] (its build_model()/get_model()/create_model(), else a
+module-level `model`, else the one nn.Module class that builds without arguments),
+[cyan]file.py:NAME[/] (a class, factory or instance), [cyan]torchvision:NAME[/] (weights=None),
+or a model saved whole as [cyan]file.pt[/].
+"""
+
+_APP_EPILOG = """[b]Examples[/b]
+
+  octify convert torchvision:resnet50 --alpha 0.5 -o resnet50_oct.pt
+
+  octify convert examples/custom_cnn.py --input-shape 1,3,64,64 --json report.json
+
+  octify report torchvision:resnet18 --input-shape 1,3,224,224 --latency
+"""
+
+_CONVERT_EPILOG = """[b]Examples[/b]
+
+  octify convert torchvision:resnet50                     [dim]# alpha 0.5, writes resnet50_oct.pt[/]
+
+  octify convert examples/model.py --alpha 0.25 --exclude 'layer4.*' -o oct.pt
+
+  octify convert examples/custom_cnn.py:CustomCNN -i 1,3,64,64 --alpha-for 'head.*=0'
+
+  octify convert net.py --weights ckpt.pth --json - > comparison.json
+
+Load the result with octify.load(PATH), or torch.load(PATH, weights_only=False) with octify installed.
+"""
+
+_REPORT_EPILOG = """[b]Examples[/b]
+
+  octify report torchvision:resnet50
+
+  octify report examples/custom_cnn.py -i 1,3,64,64 --json -
+
+  octify report resnet50_oct.pt --latency          [dim]# a converted model saved by octify convert[/]
+"""
+
+_MODEL_HELP = "path/to/file.py, file.py:NAME, torchvision:NAME, or a saved model file.pt."
+_SHAPE_HELP = (
+    "Shape of the random example input, N,C,H,W. \\[default: 1,C,224,224, C from the first Conv2d]"
+)
+
+
+class _OneLineErrors(TyperGroup):
+    """Option errors (a bad value, an unknown option) as one line, like every other error."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            print_error("aborted")
+            code = 1
+        except typer.TyperException as e:  # click's usage errors
+            ctx = getattr(e, "ctx", None)
+            if type(e).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+                print_error(f"{e.format_message()}{where}")
+            code = getattr(e, "exit_code", 2)
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(
+    name="octify",
+    cls=_OneLineErrors,
+    help=_APP_HELP,
+    epilog=_APP_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        import torch
+
+        from .. import __version__
+
+        typer.echo(f"octify {__version__} (torch {torch.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", "-V", help="Show the version and exit.", callback=_version_callback, is_eager=True),
+    ] = None,
+) -> None:
+    """Turn a PyTorch CNN into an Octave-Convolution network."""
+
+
+_Json = Annotated[
+    Optional[str],
+    typer.Option("--json", metavar="PATH|-", help="Write the report as JSON. '-': to stdout, and nothing else there (the tables are left out, messages go to stderr)."),
+]
+_Shape = Annotated[
+    Optional[opt.Shape],
+    typer.Option("--input-shape", "-i", metavar="N,C,H,W", parser=opt.shape, help=_SHAPE_HELP, show_default=False),
+]
+_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and the JSON).")]
+_Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+
+
+@app.command(epilog=_CONVERT_EPILOG)
+def convert(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=_MODEL_HELP, show_default=False)],
+    alpha: Annotated[float, typer.Option("--alpha", "-a", metavar="A", parser=opt.alpha("alpha"), help="Fraction of channels in the low-frequency branch, in [0, 1].")] = 0.5,
+    octave: Annotated[int, typer.Option(metavar="N", parser=opt.integer("octave", 1, "an integer >= 1, e.g. 2 (1: same resolution, same outputs)"), help="Resolution ratio between the two branches.")] = 2,
+    input_shape: _Shape = None,
+    stride_mode: Annotated[str, typer.Option(metavar="conv|pool", parser=opt.choice("stride_mode", ("conv", "pool")), help="Strided convs: keep the stride in the conv, or pool first (the paper).")] = "conv",
+    min_size: Annotated[int, typer.Option(metavar="PX", parser=opt.integer("min_size", 0, "a number of pixels >= 0, e.g. 8"), help="Leave convs plain where the low branch would be smaller than this.")] = 8,
+    policy: Annotated[str, typer.Option(metavar="default|latency", parser=opt.choice("policy", ("default", "latency")), help="'latency' keeps plain the blocks where octave layers cannot pay for themselves on a CPU (depthwise, thin groups, small maps).")] = "default",
+    exclude: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Keep the convs whose names match GLOB plain (repeatable).")] = None,
+    alpha_for: Annotated[Optional[List[opt.GlobAlpha]], typer.Option(metavar="GLOB=A", parser=opt.glob_alpha, help="Alpha for the convs whose names match GLOB (repeatable).")] = None,
+    leaf: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Do not trace into these submodules (qualified-name glob or class name; repeatable).")] = None,
+    weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) before converting.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the converted model. \\[default: <model name>_oct.pt]", show_default=False)] = None,
+    json_out: _Json = None,
+    latency: Annotated[bool, typer.Option("--latency", help="Also time both models (slower).")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the converted model, and that the saved file reloads with identical outputs.")] = True,
+    quiet: _Quiet = False,
+    debug: _Debug = False,
+) -> None:
+    """Convert MODEL to an octave network, save it, and compare it with the original."""
+    ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
+    with ui.boundary():
+        run_convert(
+            ui, spec=model, alpha=alpha, octave=octave, input_shape=input_shape, stride_mode=stride_mode,
+            min_size=min_size, policy=policy, exclude=tuple(exclude or ()),
+            alpha_for={g.glob: g.alpha for g in alpha_for} if alpha_for else None, leaf=list(leaf or ()),
+            weights=weights, output=output, json_out=json_out, latency=latency, verify=verify,
+        )
+
+
+@app.command(epilog=_REPORT_EPILOG)
+def report(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=_MODEL_HELP, show_default=False)],
+    input_shape: _Shape = None,
+    weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) first.")] = None,
+    json_out: _Json = None,
+    latency: Annotated[bool, typer.Option("--latency", help="Also time the model (slower).")] = False,
+    quiet: _Quiet = False,
+    debug: _Debug = False,
+) -> None:
+    """Profile MODEL as it is (MACs, FLOPs, parameters, feature-map memory per layer); no conversion."""
+    ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
+    with ui.boundary():
+        run_report(ui, spec=model, input_shape=input_shape, weights=weights, json_out=json_out, latency=latency)
+
+
+def main() -> None:
+    """Console-script entry point (``octify``)."""
+    app(prog_name="octify")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,254 @@
+"""What the commands do, over the library: load the model, convert, save, check, report.
+
+The typer declarations in :mod:`.app` only parse options into typed values and call these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import torch
+from rich.markup import escape
+from rich.table import Table
+
+from ..convert import convert as convert_model
+from ..errors import ConversionError
+from ..io import load, save
+from ..record import ConversionRecord, record_of
+from ..report import compare, profile
+from ..utils.formatting import nbytes, si
+from ..utils.formatting import shape as shape_text
+from ..utils.inputs import default_shape
+from . import loading
+from .console import UI, CLIError, one_line, usage, write_json
+from .options import GlobAlpha, Shape, check_writable
+from .weights import load_weights
+
+__all__ = ["run_convert", "run_report"]
+
+
+def _random_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=gen)
+
+
+def _check_takes(model: torch.nn.Module, x: torch.Tensor, given: bool) -> None:
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception as e:
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        expects = f" (its first Conv2d takes {convs[0].in_channels} channels)" if convs else ""
+        how = "" if given else " (the default)"
+        raise usage(
+            f"the model cannot take an input of shape {shape_text(tuple(x.shape))}{how}: "
+            f"{loading.describe_exception(e)}. Hint: pass --input-shape N,C,H,W that the model accepts{expects}."
+        ) from e
+
+
+def _leaf_specs(model: torch.nn.Module, leaves: List[str]) -> tuple:
+    classes = {type(m).__name__: type(m) for m in model.modules()}
+    return tuple(classes.get(spec, spec) for spec in leaves)
+
+
+def _same_outputs(a: Any, b: Any) -> Optional[str]:
+    """None when identical (NaN equal to NaN), else a description of the difference."""
+    try:
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    except AssertionError as e:
+        return one_line(str(e))[:300]
+    return None
+
+
+def _load_model(ui: UI, spec: str, weights: Optional[str]) -> loading.LoadedModel:
+    with ui.step(f"Loading {spec}"):
+        loaded = loading.load_model(spec)
+        if weights is not None:
+            with ui.step(f"Loading weights {weights}"):
+                loaded.source += f", weights from {load_weights(loaded.model, weights)}"
+        loaded.model.eval()
+    params = sum(p.numel() for p in loaded.model.parameters())
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in loaded.model.modules())
+    ui.say(
+        f"Loaded [bold]{escape(loaded.source)}[/]: {si(params)} parameters, "
+        f"{convs} Conv2d layer{'s' * (convs != 1)}"
+    )
+    return loaded
+
+
+def _example(ui: UI, model: torch.nn.Module, input_shape: Optional[Shape]) -> torch.Tensor:
+    shape = input_shape.dims if input_shape is not None else default_shape(model)
+    x = _random_input(shape, seed=0)
+    with ui.step(f"Running the model on a random {shape_text(shape)} input"):
+        _check_takes(model, x, given=input_shape is not None)
+    return x
+
+
+def run_convert(
+    ui: UI,
+    *,
+    spec: str,
+    alpha: float,
+    octave: int,
+    input_shape: Optional[Shape],
+    stride_mode: str,
+    min_size: int,
+    policy: str,
+    exclude: tuple,
+    alpha_for: Optional[dict],
+    leaf: List[str],
+    weights: Optional[str],
+    output: Optional[str],
+    json_out: Optional[str],
+    latency: bool,
+    verify: bool,
+) -> None:
+    if output is not None:
+        check_writable(Path(output), "the converted model")
+    if json_out not in (None, "-"):
+        check_writable(Path(json_out), "the JSON report")
+
+    loaded = _load_model(ui, spec, weights)
+    original = loaded.model
+    out_path = Path(output) if output is not None else Path.cwd() / f"{loaded.name}_oct.pt"
+    if output is None:
+        check_writable(out_path, "the converted model")
+    x = _example(ui, original, input_shape)
+
+    record = None
+    n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in original.modules())
+    if n_convs == 0:
+        ui.note("the model has no Conv2d layer, so there is nothing to convert: the output is the model itself.")
+        converted = original
+    else:
+        kwargs = dict(
+            example_inputs=x,
+            octave=octave,
+            stride_mode=stride_mode,
+            min_size=min_size,
+            policy=policy,
+            exclude=exclude,
+            alpha_for=alpha_for,
+            leaf_modules=_leaf_specs(original, leaf),
+            verify=verify,
+        )
+        with ui.step(f"Converting at alpha={alpha:g}: tracing, rewriting, transferring weights" + (", verifying" if verify else "")):
+            try:
+                converted = convert_model(original, alpha, **kwargs)
+            except ConversionError:
+                raise
+            except (ValueError, TypeError) as e:  # convert's argument checks
+                raise usage(one_line(str(e))) from e
+        converted.eval()
+        try:
+            record = record_of(converted)
+        except ValueError:
+            record = None
+        if record is not None:
+            ui.say(
+                f"Converted [bold]{len(record.converted)}[/] of {len(record.convs)} Conv2d layers at alpha={alpha:g} "
+                f"(octave {octave}, stride mode {stride_mode}); {len(record.plain)} left plain, "
+                f"{record.count('merge')} merge{'s' * (record.count('merge') != 1)}, "
+                f"{record.count('split')} split{'s' * (record.count('split') != 1)} inserted"
+            )
+
+    with ui.step(f"Saving to {out_path}"):
+        try:
+            save(converted, out_path)
+        except OSError as e:
+            raise CLIError(f"cannot write the converted model to {out_path}: {e.strerror or e}. Hint: choose another path with -o.") from e
+    if verify:
+        with ui.step(f"Checking that {out_path.name} reloads with identical outputs"):
+            _check_reload(converted, out_path, tuple(x.shape))
+
+    with ui.step("Profiling the original and the converted model" + (", timing both" if latency else "")):
+        comparison = compare(original, converted, x, latency=latency)
+
+    if json_out != "-":  # with JSON on stdout, the JSON is the report
+        ui.out.print(comparison)
+        if record is not None:
+            _print_record(ui, record)
+    _note_user_classes(ui, converted, loaded)
+    ui.say(
+        f"Saved [cyan]{escape(str(out_path))}[/] ({nbytes(out_path.stat().st_size)})"
+        + ("; it reloads with identical outputs" if verify else "")
+        + f". Load it with octify.load({escape(repr(str(out_path)))})."
+    )
+    if json_out is not None:
+        data = comparison.to_dict()
+        if isinstance(data, dict):
+            data.setdefault("source", loaded.source)
+            data.setdefault("input_shape", list(x.shape))
+            data.setdefault("output", str(out_path))
+            if record is not None:
+                data.setdefault("conversion", record.to_dict())
+        write_json(ui, data, json_out)
+
+
+def _check_reload(model: torch.nn.Module, path: Path, shape: tuple) -> None:
+    try:
+        reloaded = load(path)
+    except Exception as e:
+        raise CLIError(f"the saved model {path} does not load back: {loading.describe_exception(e)}") from e
+    x = _random_input(shape, seed=1)
+    with torch.no_grad():
+        want, got = model(x), reloaded(x)
+    diff = _same_outputs(got, want)
+    if diff is not None:
+        raise CLIError(f"the model reloaded from {path} gives different outputs from the converted one: {diff}")
+
+
+def _print_record(ui: UI, record: Any) -> None:
+    plain = record.plain
+    if plain:
+        table = Table(title=f"Convs left plain ({len(plain)})", title_justify="left", show_edge=False)
+        table.add_column("layer", style="cyan", no_wrap=True)
+        table.add_column("reason")
+        for c in plain:
+            table.add_row(escape(c.name), escape(str(c.plain_reason)))
+        ui.out.print(table)
+    if record.merges:
+        table = Table(title=f"Merges and splits inserted ({len(record.merges)})", title_justify="left", show_edge=False)
+        table.add_column("kind", no_wrap=True)
+        table.add_column("before node", style="cyan", no_wrap=True)
+        table.add_column("op")
+        table.add_column("reason")
+        for m in record.merges:
+            table.add_row(m.kind, escape(m.node), escape(m.target), escape(m.reason))
+        ui.out.print(table)
+
+
+def _note_user_classes(ui: UI, model: torch.nn.Module, loaded: loading.LoadedModel) -> None:
+    """A saved model that keeps classes of the model file needs that file importable to load."""
+    if loaded.module_name is None:
+        return
+    names = sorted({type(m).__name__ for m in model.modules() if type(m).__module__ == loaded.module_name})
+    if not names:
+        return
+    if loaded.module_name.startswith("_octify_model_"):
+        ui.note(
+            f"the saved model keeps {', '.join(names)} from the model file, which was imported under a private "
+            "name: it loads again only in this process. Hint: rename the file to a valid module name."
+        )
+    else:
+        ui.note(
+            f"the saved model keeps {', '.join(names)} from {loaded.module_name}.py: to load it elsewhere, "
+            f"make `{loaded.module_name}` importable (run from its directory, or put it on PYTHONPATH)."
+        )
+
+
+def run_report(ui: UI, *, spec: str, input_shape: Optional[Shape], weights: Optional[str], json_out: Optional[str], latency: bool) -> None:
+    if json_out not in (None, "-"):
+        check_writable(Path(json_out), "the JSON report")
+    loaded = _load_model(ui, spec, weights)
+    x = _example(ui, loaded.model, input_shape)
+    with ui.step("Profiling" + (" and timing" if latency else "")):
+        prof = profile(loaded.model, x, latency=latency)
+    if json_out != "-":
+        ui.out.print(prof)
+    if json_out is not None:
+        data = prof.to_dict()
+        data.setdefault("source", loaded.source)
+        data.setdefault("input_shape", list(x.shape))
+        write_json(ui, data, json_out)

@@ -1,0 +1,155 @@
+"""The command line's output and its one error boundary.
+
+Every domain error is caught once, at the command boundary (:meth:`UI.boundary`), and becomes
+one line on stderr and an exit code: 2 when the command line asks for something that cannot be
+used (a missing file, a malformed option, a model that does not build without arguments, an
+input shape the model cannot take), 1 when a step fails (the model file raises, torch.fx cannot
+trace it, the output cannot be written). ``--debug`` adds the Python traceback. Errors in the
+options themselves (reported by the option parser before a command runs) get the same one line
+from :func:`usage_line`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ..errors import ConversionError
+from .loading import LoadError
+
+__all__ = ["CLIError", "usage", "UI", "one_line", "write_json", "print_error"]
+
+
+class CLIError(Exception):
+    """A message for the user and the exit code to leave with (2: usage, 1: failure)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def usage(message: str) -> CLIError:
+    return CLIError(message, 2)
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def print_error(message: str) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]octify: error:[/] {escape(one_line(message))}")
+
+
+class UI:
+    """The two consoles (report: stdout, or stderr when JSON goes to stdout; errors: stderr),
+    the transient progress display, and the error boundary."""
+
+    def __init__(self, *, json_to_stdout: bool = False, quiet: bool = False, debug: bool = False) -> None:
+        self.out = Console(stderr=json_to_stdout, quiet=quiet, highlight=False)
+        self.debug = debug
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=self.out,
+            transient=True,
+            disable=quiet or not self.out.is_terminal,
+        )
+
+    @contextlib.contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        """A long step: a spinner while it runs (on a terminal), its warnings printed after it as notes."""
+        task = self.progress.add_task(escape(description), total=None)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield
+        finally:
+            self.progress.remove_task(task)
+        seen = set()
+        for w in caught:
+            text = one_line(str(w.message))
+            if text not in seen:
+                seen.add(text)
+                self.out.print(f"[yellow]warning:[/] {escape(text)}")
+
+    def say(self, text: str) -> None:
+        self.out.print(text)
+
+    def note(self, text: str) -> None:
+        self.out.print(f"[yellow]note:[/] {escape(text)}")
+
+    @contextlib.contextmanager
+    def boundary(self) -> Iterator[None]:
+        """Run a command: domain errors become one line on stderr and an exit code."""
+        import typer
+
+        try:
+            with self.progress:
+                yield
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            Console(stderr=True).print("[red]octify: interrupted[/]")
+            raise typer.Exit(130) from None
+        except Exception as e:  # the one place errors are turned into messages
+            code, message = _describe(e)
+            if self.debug:
+                sys.stderr.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+            print_error(message)
+            raise typer.Exit(code) from None
+
+
+def _describe(e: BaseException) -> tuple[int, str]:
+    if isinstance(e, (CLIError, LoadError)):
+        return e.exit_code, one_line(str(e))
+    if isinstance(e, ConversionError):
+        msg = one_line(str(e))
+        if "leaf_modules" in msg:
+            msg += " On the command line: --leaf GLOB (a qualified module name glob, or a class name)."
+        elif "Hint" not in msg:
+            msg += " Hint: keep the part torch.fx cannot trace whole with --leaf GLOB; its convs then stay plain."
+        return 1, msg
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        return 1, f"{where}{e.strerror or e}"
+    return 1, f"unexpected {type(e).__name__}: {one_line(str(e))} (rerun with --debug for the traceback)"
+
+
+def write_json(ui: UI, data: Any, target: str) -> None:
+    text = json.dumps(data, indent=2, default=_json_default)
+    if target == "-":
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
+    path = Path(target)
+    try:
+        path.write_text(text + "\n")
+    except OSError as e:
+        raise CLIError(f"cannot write the JSON report to {path}: {e.strerror or e}.") from e
+    ui.say(f"Wrote the JSON report to [cyan]{escape(str(path))}[/]")
+
+
+def _json_default(obj: Any) -> Any:
+    import torch
+
+    if isinstance(obj, torch.Size):
+        return list(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, (torch.dtype, torch.device, Path)):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    return str(obj)

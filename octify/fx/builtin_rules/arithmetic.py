@@ -1,0 +1,93 @@
+"""Rules for ops that combine tensors: add / sub / mul / div, and concatenation over channels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from ...nn.partition import Partition
+from ...rules import Decline, Octave, RuleContext, register_rule
+from ..ops import ARITHMETIC, CONCAT
+
+
+def _branch_operand(ctx: RuleContext, node: fx.Node, value: Any, part: Partition, high_hw: tuple) -> tuple[Any, Any]:
+    """The (high, low) operands for ``value`` facing a pair of partition ``part``."""
+    if isinstance(value, Octave):
+        return value.high, value.low
+    if not isinstance(value, fx.Node):
+        return value, value  # a Python scalar
+    val = value.meta.get("val")
+    if not isinstance(val, torch.Tensor) or val.dim() == 0:
+        return value, value
+    if val.dim() == 4 and tuple(val.shape[-2:]) == (1, 1):
+        if val.shape[1] == 1:
+            return value, value  # broadcast over every channel
+        if val.shape[1] == part.channels:
+            pair = ctx.split(value, part, "per-channel operand")  # squeeze-excitation scale, per-channel bias
+            return pair.high, pair.low
+    if val.dim() == 4 and val.shape[1] == part.channels and tuple(val.shape[-2:]) == tuple(high_hw):
+        pair = ctx.split(value, part, f"{ctx.describe(node)} combines a pair with a plain map")
+        return pair.high, pair.low
+    raise Decline(f"it combines a pair with a plain tensor of shape {tuple(val.shape)}")
+
+
+@register_rule(*ARITHMETIC)
+def arithmetic(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """add / sub / mul / div of a pair with a pair, a per-channel tensor, a plain map or a scalar."""
+    if len(args) < 2:
+        raise Decline("it has fewer than two operands")
+    a, b, rest = args[0], args[1], args[2:]
+    if any(isinstance(v, Octave) for v in (*rest, *kwargs.values())):
+        raise Decline("a pair is passed beyond the two operands")
+    if isinstance(a, Octave) and isinstance(b, Octave) and a.partition != b.partition:
+        # Keep the partition with more low channels (the cheaper one downstream); ties keep a's.
+        if len(b.partition.low) > len(a.partition.low):
+            a = ctx.align(a, b.partition, "operands of different partitions")
+        else:
+            b = ctx.align(b, a.partition, "operands of different partitions")
+    ref = a if isinstance(a, Octave) else b
+    part = ref.partition
+    high_hw = tuple(ref.high.meta["val"].shape[-2:])
+    ah, al = _branch_operand(ctx, node, a, part, high_hw)
+    bh, bl = _branch_operand(ctx, node, b, part, high_hw)
+    try:
+        h = ctx.emit(node.op, node.target, (ah, bh, *rest), kwargs)
+        l = ctx.emit(node.op, node.target, (al, bl, *rest), kwargs)
+    except Exception as e:  # a shape the op cannot broadcast
+        raise Decline(str(e)) from None
+    why = ctx.low_fits(h, l)
+    if why is not None:
+        raise Decline(why)
+    ctx.threaded(node)
+    return Octave(h, l, part)
+
+
+@register_rule(*CONCAT)
+def cat(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """torch.cat over channels: per-branch cat, the partitions composed; a plain part is all high."""
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", kwargs.get("axis", 0))
+    if not isinstance(tensors, (list, tuple)) or dim not in (1, -3):
+        raise Decline(f"it concatenates over dim {dim}, not over channels")
+    ref = next(t for t in tensors if isinstance(t, Octave))
+    hw = tuple(ref.high.meta["val"].shape[-2:])
+    highs, lows, part = [], [], Partition((), ())
+    for t in tensors:
+        if isinstance(t, Octave):
+            if tuple(t.high.meta["val"].shape[-2:]) != hw:
+                raise Decline("its pairs have different sizes")
+            highs.append(t.high)
+            lows.append(t.low)
+            part = part.concat(t.partition)
+        else:
+            val = t.meta.get("val") if isinstance(t, fx.Node) else None
+            if not isinstance(val, torch.Tensor) or val.dim() != 4 or tuple(val.shape[-2:]) != hw:
+                raise Decline("it concatenates a pair with a tensor of another size")
+            highs.append(t)
+            part = part.concat(Partition.all_high(val.shape[1]))
+    h = ctx.emit("call_function", torch.cat, (highs, 1))
+    l = lows[0] if len(lows) == 1 else ctx.emit("call_function", torch.cat, (lows, 1))
+    ctx.threaded(node)
+    return Octave(h, l, part)

@@ -1,0 +1,72 @@
+"""Rules for convolutions and batch norms: the layers that become octave layers, with their weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.fx as fx
+from torch import nn
+
+from ...nn import OctBatchNorm2d, OctConv2d
+from ...nn._common import conv_padding, is_depthwise
+from ...nn.partition import Partition
+from ...rules import Decline, Octave, RuleContext, register_rule
+
+
+@register_rule(nn.Conv2d, plain=True)
+def conv2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Conv2d -> OctConv2d with its weights; the input side follows the pair that arrives."""
+    conv: nn.Conv2d = ctx.original_module(node.target)
+    plan = ctx.plan_of(node)
+    x = args[0]
+    if plan.keep_plain:
+        if isinstance(x, Octave):
+            x = ctx.merge(x, f"conv {node.target} stays plain: {plan.reason}")
+        ctx.record_conv(node, 0.0, 0.0, plan.reason)
+        return ctx.copy(node, (x,), kwargs)
+    groups, depthwise = conv.groups, is_depthwise(conv)
+    if isinstance(x, Octave):
+        # The L->H / L->L paths run the kernel on the low branch: it must fit there (padding 0
+        # on a small map may not), else the conv sees the merged plain tensor.
+        lh, lw = x.low.meta["val"].shape[-2:]
+        if any(s + 2 * p < d * (k - 1) + 1 for s, p, k, d in zip((lh, lw), conv_padding(conv), conv.kernel_size, conv.dilation)):
+            x = ctx.merge(x, f"conv {node.target}'s kernel {tuple(conv.kernel_size)} does not fit the {lh}x{lw} low branch")
+    if isinstance(x, Octave) and groups > 1 and not depthwise and x.partition.low_per_group(groups) is None:
+        target = Partition.split(conv.in_channels, x.partition.alpha, groups)
+        if target.low:
+            x = ctx.align(x, target, f"grouped conv {node.target} needs the same number of low channels in each of its {groups} groups")
+        else:
+            x = ctx.merge(x, f"grouped conv {node.target} has groups too narrow to split")
+    in_part = x.partition if isinstance(x, Octave) else Partition.all_high(conv.in_channels)
+    if plan.alpha_out == 0.0:
+        out_part = Partition.all_high(conv.out_channels)
+    elif depthwise and isinstance(x, Octave):
+        out_part = in_part  # a depthwise conv moves no channel between branches
+    else:
+        out_part = Partition.split(conv.out_channels, plan.alpha_out, groups if not depthwise and groups > 1 else plan.split_groups)
+    if not isinstance(x, Octave) and not out_part.low:
+        ctx.record_conv(node, 0.0, 0.0, plan.reason or "alpha 0")
+        return ctx.copy(node, (x,), kwargs)
+    layer = OctConv2d.from_conv(conv, octave=ctx.octave, stride_mode=plan.stride_mode, in_partition=in_part, out_partition=out_part)
+    if not ctx.transfer_weights:
+        layer.reset_parameters()
+    name = ctx.install(node, layer)
+    out = ctx.call_pair_module(name, x, out_part)
+    ctx.record_conv(node, in_part.alpha, out_part.alpha, None)
+    return out
+
+
+@register_rule(nn.BatchNorm2d)
+def batch_norm2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """BatchNorm2d -> OctBatchNorm2d, weights and running statistics split by the partition."""
+    x = args[0]
+    if not isinstance(x, Octave) or kwargs or len(args) != 1:
+        raise Decline("it is called with more than one pair argument")
+    layer = OctBatchNorm2d.from_bn(ctx.original_module(node.target), x.partition)
+    if not ctx.transfer_weights:
+        for bn in (layer.bn_h, layer.bn_l):
+            if bn is not None:
+                bn.reset_parameters()
+    name = ctx.install(node, layer)
+    ctx.threaded(node)
+    return ctx.call_pair_module(name, x, x.partition)

@@ -1,0 +1,101 @@
+"""Rules for pooling: local pooling per branch (on the octave grid), global and adaptive pooling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from ...nn import ChannelMerge
+from ...rules import Decline, Octave, RuleContext, register_rule
+from ..ops import GLOBAL_POOLS, LOCAL_POOL_MODULES, POOL_FUNCTION_PARAMS
+
+
+@register_rule(*LOCAL_POOL_MODULES, *POOL_FUNCTION_PARAMS)
+def pool2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Max / average pooling per branch. The low grid is a ceil grid (ceil(H / octave)), so when
+    floor-mode pooling takes the low branch off the grid of the pooled high branch, the low
+    branch pools in ceil mode, which lands on it (135 -> 67 high, 68 -> 34 low)."""
+    try:
+        return ctx.per_branch(node, args, kwargs)
+    except Decline as first:
+        x = args[0] if args else None
+        if not isinstance(x, Octave) or "octave grid" not in str(first):
+            raise
+    if node.op == "call_module":
+        m = ctx.original_module(node.target)
+        if isinstance(m, nn.MaxPool2d):
+            if m.return_indices:
+                raise Decline("it returns indices")
+            fn, params = F.max_pool2d, dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation)
+        else:
+            fn, params = F.avg_pool2d, dict(
+                kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                count_include_pad=m.count_include_pad, divisor_override=m.divisor_override,
+            )
+    else:
+        fn = node.target
+        params = dict(zip(POOL_FUNCTION_PARAMS[fn], args[1:]))
+        params.update(kwargs)
+        if params.get("return_indices"):
+            raise Decline("it returns indices")
+    params["ceil_mode"] = True
+    h = ctx.emit(node.op, node.target, (x.high, *args[1:]), kwargs)
+    l = ctx.emit("call_function", fn, (x.low,), params)
+    why = ctx.low_fits(h, l)
+    if why is not None:
+        ctx.erase(l, h)
+        raise Decline(why)
+    ctx.threaded(node)
+    return Octave(h, l, x.partition)
+
+
+# -- global pooling: a pair in, a plain (N, C, 1, 1) or (N, C) tensor out ------------------------
+def _is_one(size: Any) -> bool:
+    if isinstance(size, int):
+        return size == 1
+    return isinstance(size, (tuple, list)) and all(s == 1 for s in size)
+
+
+@register_rule(*GLOBAL_POOLS)
+def global_pool(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Global pooling of each branch, then the channels back in the original order (exact)."""
+    x = args[0]
+    if not isinstance(x, Octave):
+        raise Decline("the pair is not its first argument")
+    rest_args, rest_kwargs = args[1:], dict(kwargs)
+    if node.op == "call_module" or node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
+        if node.op == "call_module":
+            size = ctx.original_module(node.target).output_size
+        else:
+            size = rest_args[0] if rest_args else rest_kwargs.get("output_size")
+        if not _is_one(size):
+            return _adaptive_to_size(ctx, node, x, size)
+    else:
+        dim = rest_args[0] if rest_args else rest_kwargs.get("dim")
+        dims = {d % 4 for d in dim} if isinstance(dim, (tuple, list)) else None
+        if dims != {2, 3}:
+            raise Decline(f"it averages over {dim}, not over (H, W)")
+    h = ctx.emit(node.op, node.target, (x.high, *rest_args), rest_kwargs)
+    l = ctx.emit(node.op, node.target, (x.low, *rest_args), rest_kwargs)
+    name = ctx.add_module("pool_merge", ChannelMerge(x.partition))
+    ctx.threaded(node)
+    return ctx.emit("call_module", name, ((h, l),))
+
+
+def _adaptive_to_size(ctx: RuleContext, node: fx.Node, x: Octave, size: Any) -> Octave:
+    """Adaptive pooling to S x S: the high branch to S, the low branch to its octave grid ceil(S / octave)."""
+    sizes = (size, size) if isinstance(size, int) else tuple(size)
+    if any(s is None for s in sizes):
+        raise Decline("it keeps an input dimension (output_size None)")
+    low = tuple((s + ctx.octave - 1) // ctx.octave for s in sizes)
+    mod = ctx.original_module(node.target) if node.op == "call_module" else None
+    fn = node.target if mod is None else (F.adaptive_avg_pool2d if isinstance(mod, nn.AdaptiveAvgPool2d) else F.adaptive_max_pool2d)
+    if fn is F.adaptive_max_pool2d and mod is not None and mod.return_indices:
+        raise Decline("it returns indices")
+    h = ctx.emit("call_function", fn, (x.high, sizes))
+    l = ctx.emit("call_function", fn, (x.low, low))
+    ctx.threaded(node)
+    return Octave(h, l, x.partition)

@@ -1,0 +1,81 @@
+"""The new graph and the new model as the rewrite builds them: nodes evaluated as they are
+emitted, modules installed under their names with the training flag they must end with."""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from typing import Any, Dict, Optional
+
+import torch.fx as fx
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from ..errors import ConversionError
+from ..rules import EmitError
+from .shape_prop import run_node
+
+__all__ = ["GraphBuilder"]
+
+
+class GraphBuilder:
+    """Emits nodes into ``graph`` (each evaluated on fake tensors at once) and installs modules in ``root``."""
+
+    def __init__(self, root: nn.Module, fm: FakeTensorMode, training: Dict[str, bool]) -> None:
+        self.graph = fx.Graph()
+        self.root = root
+        self.fm = fm
+        self.modules: Dict[str, nn.Module] = dict(root.named_modules())
+        self.new_modules: Dict[str, bool] = {}  # name -> training flag it must end with
+        self._training = training
+        self._ids = itertools.count()
+
+    # -- nodes -----------------------------------------------------------------------------------
+    def emit(self, op: str, target: Any, args: tuple = (), kwargs: Optional[dict] = None) -> fx.Node:
+        node = self.graph.create_node(op, target, args, kwargs or {})
+        try:
+            node.meta["val"] = run_node(self.fm, self.modules, node, self.root)
+        except Exception as e:
+            self.graph.erase_node(node)
+            raise EmitError(f"{type(e).__name__}: {e}") from e
+        return node
+
+    def getitem(self, node: fx.Node, i: int) -> fx.Node:
+        return self.emit("call_function", operator.getitem, (node, i))
+
+    def copy(self, node: fx.Node, args: tuple, kwargs: dict) -> fx.Node:
+        try:
+            return self.emit(node.op, node.target, args, kwargs)
+        except EmitError as e:
+            raise ConversionError(f"re-emitting `{node.format_node()}` failed: {e}. Hint: report this model to octify.") from e
+
+    def erase(self, *nodes: fx.Node) -> None:
+        for node in nodes:
+            self.graph.erase_node(node)
+
+    # -- modules ---------------------------------------------------------------------------------
+    def set_module(self, name: str, module: nn.Module, like: Optional[str] = None) -> str:
+        """Install ``module`` at ``name``; it will keep the training flag of the module ``like``."""
+        parent = self.root
+        *path, leaf = name.split(".")
+        for part in path:
+            parent = getattr(parent, part)
+        setattr(parent, leaf, module)
+        module.train(False)  # fake execution must not touch training-time state; the flag is set at the end
+        self.modules[name] = module
+        self.new_modules[name] = self._training.get(like or name, self.root.training)
+        return name
+
+    def install(self, target: str, module: nn.Module) -> str:
+        """``module`` in place of the module at ``target`` (a second call site of a shared module
+        gets a name of its own)."""
+        if target in self.new_modules:
+            return self.set_module(f"{target.replace('.', '_')}_octify{len(self.new_modules)}", module, like=target)
+        return self.set_module(target, module)
+
+    def add_module(self, prefix: str, module: nn.Module) -> str:
+        return self.set_module(f"octify_{prefix}_{next(self._ids)}", module, like="")
+
+    def restore_training_flags(self, out: nn.Module) -> None:
+        for name, flag in self.new_modules.items():
+            out.get_submodule(name).train(flag)

@@ -1,0 +1,87 @@
+"""What the pass knows about ops, in one place: which keep each channel where it is, which make
+a fresh tensor, which pool, add or concatenate, and how to name an op to a person.
+
+The tracer's shape shortcut, the plan's search for grouped consumers, the built-in rules and
+the in-place pass all read these tables; a new op is taught to all of them here.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Mapping
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import OctBatchNorm2d, OctConv2d
+
+__all__ = [
+    "ELEMENTWISE_MODULES", "ELEMENTWISE_FUNCTIONS", "ELEMENTWISE_METHODS", "NORM_MODULES", "CHANNEL_PRESERVING_MODULES",
+    "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "ARITHMETIC", "CONCAT", "is_conv", "describe",
+]
+
+# Elementwise ops (and dropout): run on each branch alone, the pair's partition unchanged.
+ELEMENTWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.GELU, nn.Mish, nn.LeakyReLU,
+    nn.ELU, nn.CELU, nn.SELU, nn.Tanh, nn.Hardtanh, nn.Softplus,
+    nn.Dropout, nn.Dropout2d, nn.AlphaDropout,
+)
+# Some torch functions are aliases of each other (F.relu_ is torch.relu_): dict.fromkeys keeps one.
+ELEMENTWISE_FUNCTIONS = tuple(dict.fromkeys((
+    torch.relu, torch.relu_, F.relu, F.relu_, F.relu6, F.silu, F.hardswish, F.hardsigmoid, torch.sigmoid,
+    F.sigmoid, F.gelu, F.mish, F.leaky_relu, F.elu, F.selu, F.celu, torch.tanh, F.tanh, F.hardtanh, F.softplus,
+    torch.clamp, F.dropout, F.dropout2d,
+)))
+ELEMENTWISE_METHODS = (
+    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clamp_min", "clamp_min_",
+    "contiguous", "hardswish", "neg",
+)
+
+NORM_MODULES = (nn.BatchNorm2d, OctBatchNorm2d)
+
+# Modules whose output has their input's shape and channel order: the tracer fills in their
+# shapes without running them (fake-running batch norm is most of the cost of shape
+# propagation), and the plan looks through them for the grouped conv a pair will reach.
+CHANNEL_PRESERVING_MODULES = NORM_MODULES + ELEMENTWISE_MODULES + (nn.Identity,)
+
+# Modules whose every call returns a new tensor that no one else holds: a sum into it may be in place.
+FRESH_OUTPUT_MODULES = (nn.Conv2d, nn.BatchNorm2d, OctConv2d, OctBatchNorm2d)
+
+# Positional parameter names of the local pooling functions (to set ceil_mode on a call).
+POOL_FUNCTION_PARAMS = {
+    F.max_pool2d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    torch.max_pool2d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    F.avg_pool2d: ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+}
+LOCAL_POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d)
+GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.mean, "mean")
+
+ARITHMETIC = (
+    operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, operator.truediv,
+    operator.itruediv, torch.add, torch.sub, torch.mul, torch.div,
+    "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_",
+)
+CONCAT = (torch.cat, torch.concat, torch.concatenate)
+
+
+def is_conv(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    """A call of a (plain) Conv2d of the traced model."""
+    return node.op == "call_module" and isinstance(modules.get(node.target), nn.Conv2d)
+
+
+def describe(node: fx.Node, modules: Mapping[str, nn.Module]) -> str:
+    """The op of a node, as a person names it (module type, function or method)."""
+    if node.op == "call_module":
+        return type(modules[node.target]).__name__
+    if node.op == "call_method":
+        return f".{node.target}()"
+    target = node.target
+    mod = getattr(target, "__module__", "") or ""
+    name = getattr(target, "__name__", str(target))
+    if mod in ("_operator", "operator"):
+        return f"operator.{name}"
+    if mod.startswith("torch.nn.functional"):
+        return f"F.{name}"
+    return f"torch.{name}" if mod.startswith("torch") else name

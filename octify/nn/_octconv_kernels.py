@@ -1,0 +1,161 @@
+"""The forward computations of an OctConv2d: dense paths, 1x1 matrix products, depthwise.
+
+Each takes the branch inputs (``xh``, ``xl``, and ``xl_lh``, the low input the L->H path
+reads) and returns the branch outputs; the layer's ``forward`` picks one.
+"""
+
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._resample import add_upsampled, downsample, reorder, upsample_to
+
+__all__ = ["fuse_low", "Kernels"]
+
+
+def fuse_low(weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
+    """``weights`` (as ``OctConv2d.path_tensors`` lists them) with the [hl | ll] weight filled in."""
+    w_hl, w_ll = weights[2], weights[3]
+    out = list(weights)
+    if w_hl is not None and w_ll is not None:
+        fmt = torch.channels_last if w_hl.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        out[4] = torch.cat([w_hl, w_ll], 1).contiguous(memory_format=fmt)
+    return out
+
+
+def _pixels(x: Tensor) -> Tensor:
+    """A channels-last (N, C, H, W) map as its (N*H*W, C) matrix (a view)."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _matmul(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """A 1x1 conv of a channels-last map as one matrix product; the result is channels-last."""
+    n, h, w = x.shape[0], x.shape[2], x.shape[3]
+    w2 = weight.view(weight.shape[0], weight.shape[1]).t()
+    y = torch.mm(_pixels(x), w2) if bias is None else torch.addmm(bias, _pixels(x), w2)
+    return y.view(n, h, w, weight.shape[0]).permute(0, 3, 1, 2)
+
+
+class Kernels:
+    """Mixin of OctConv2d: the kernels its forward dispatches to."""
+
+    def _conv(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Tuple[int, int], groups: int) -> Tensor:
+        if self.padding_mode != "zeros":
+            return F.conv2d(F.pad(x, self._pad4, mode=self.padding_mode), weight, bias, stride, 0, self.dilation, groups)
+        return F.conv2d(x, weight, bias, stride, self.padding, self.dilation, groups)
+
+    def _pool_stride(self, x: Tensor, fh: int, fw: int) -> Tensor:
+        if fh == 1 and fw == 1:
+            return x
+        return F.avg_pool2d(x, (fh, fw), (fh, fw), 0, True, True)
+
+    def _forward_dense(
+        self,
+        xh: Optional[Tensor],
+        xl: Optional[Tensor],
+        xl_lh: Optional[Tensor],
+        hw: List[int],
+        stride: Tuple[int, int],
+        weights: List[Optional[Tensor]],
+    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        g = self.groups
+        yh: Optional[Tensor] = None
+        yl: Optional[Tensor] = None
+        w_hh, w_lh, w_hl, w_ll, w_low, b_h, b_l = weights[0], weights[1], weights[2], weights[3], weights[4], weights[5], weights[6]
+        if w_hh is not None and xh is not None:
+            yh = self._conv(xh, w_hh, b_h, stride, g)
+        if w_lh is not None and xl_lh is not None:
+            lh = self._conv(xl_lh, w_lh, b_h if yh is None else None, stride, g)
+            yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave)
+        xhl: Optional[Tensor] = None
+        if w_hl is not None and xh is not None:
+            xhl = downsample(xh, self.octave)
+        if w_hl is not None and w_ll is not None and xhl is not None and xl is not None and g == 1:
+            # H->L and L->L share their output: one conv over the concatenated inputs.
+            if w_low is None:
+                w_low = torch.cat([w_hl, w_ll], 1)
+            yl = self._conv(torch.cat([xhl, xl], 1), w_low, b_l, stride, 1)
+        else:
+            if w_ll is not None and xl is not None:
+                yl = self._conv(xl, w_ll, b_l, stride, g)
+            if w_hl is not None and xhl is not None:
+                hl = self._conv(xhl, w_hl, b_l if yl is None else None, stride, g)
+                yl = hl if yl is None else yl + hl
+        return yh, yl
+
+    @torch.jit.unused
+    def _gemm_applies(self, xs: List[Optional[Tensor]]) -> bool:
+        if torch.compiler.is_compiling():
+            return False
+        return all(t is None or (type(t) is Tensor and t.is_contiguous(memory_format=torch.channels_last)) for t in xs)
+
+    @torch.jit.unused
+    def _forward_pointwise(
+        self, xh: Optional[Tensor], xl: Optional[Tensor], xl_lh: Optional[Tensor], hw: List[int], weights: List[Optional[Tensor]]
+    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        """A 1x1 stride-1 octave conv on channels-last maps, in inference: each path is one matrix
+        product over the pixels (a channels-last map is a pixels x channels matrix, no copy), and
+        H->L accumulates into L->L in place, so the low output needs no concatenated input. At
+        small batches this also skips the per-call set-up of a convolution kernel."""
+        w_hh, w_lh, w_hl, w_ll, b_h, b_l = weights[0], weights[1], weights[2], weights[3], weights[5], weights[6]
+        yh: Optional[Tensor] = None
+        yl: Optional[Tensor] = None
+        if w_hh is not None and xh is not None:
+            yh = _matmul(xh, w_hh, b_h)
+        if w_lh is not None and xl_lh is not None:
+            lh = _matmul(xl_lh, w_lh, b_h if yh is None else None)
+            yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave)
+        if w_ll is not None and xl is not None:
+            yl = _matmul(xl, w_ll, b_l)
+        if w_hl is not None and xh is not None:
+            xhl = downsample(xh, self.octave)
+            if yl is None:
+                yl = _matmul(xhl, w_hl, b_l)
+            else:
+                _pixels(yl).addmm_(_pixels(xhl), w_hl.view(w_hl.shape[0], w_hl.shape[1]).t())
+        return yh, yl
+
+    def _forward_depthwise(
+        self,
+        xh: Optional[Tensor],
+        xl: Optional[Tensor],
+        xl_lh: Optional[Tensor],
+        hw: List[int],
+        stride: Tuple[int, int],
+        pool: bool,
+    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        w_h, w_l = self.weight_h, self.weight_l
+        yh: Optional[Tensor] = None
+        low_all: Optional[Tensor] = None
+        if w_h is not None and xh is not None:
+            yh = self._conv(reorder(xh, self._hh_sel), w_h, self.bias_h, stride, w_h.shape[0])
+        if w_l is not None:
+            parts: List[Tensor] = []
+            if xl is not None:
+                parts.append(xl)
+            if xh is not None and self._hl_sel.numel() > 0:
+                parts.append(downsample(xh.index_select(1, self._hl_sel), self.octave))
+            low_in = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+            low_all = self._conv(low_in, w_l, self.bias_l, stride, w_l.shape[0])
+        if self._same:
+            return yh, low_all
+        yl: Optional[Tensor] = None
+        if low_all is not None:
+            if self._lh_sel.numel() > 0:
+                if pool and xl_lh is not None and w_l is not None:
+                    # Strided pool mode: L->H channels are convolved on the low input pooled by
+                    # stride / octave (the pooled high grid), as in the dense L->H path.
+                    b_l = self.bias_l
+                    lh = self._conv(
+                        xl_lh.index_select(1, self._lh_sel), w_l.index_select(0, self._lh_sel),
+                        None if b_l is None else b_l.index_select(0, self._lh_sel), stride, self._lh_sel.numel(),
+                    )
+                else:
+                    lh = low_all.index_select(1, self._lh_sel)
+                up = upsample_to(lh, hw)
+                yh = up if yh is None else reorder(torch.cat([yh, up], 1), self._high_order)
+            if len(self._ll_pos) > 0:
+                yl = reorder(reorder(low_all, self._ll_sel), self._low_order)
+        return yh, yl

@@ -1,0 +1,52 @@
+"""Models saved by earlier versions load with octify.load and give the same outputs.
+
+``fixtures/saved_v0_1_0.pt`` was written by octify 0.1.0 (``fixtures/make_saved_v0_1_0.py``),
+before the package was restructured: it refers to classes and functions by their old module
+paths (``octify._modules.Realign``, ``octify._fuse.conv_bn``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import octify
+from octify import nn as onn
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_a_model_saved_by_0_1_0_loads_with_the_same_outputs_and_record():
+    io = torch.load(FIXTURES / "saved_v0_1_0_io.pt", weights_only=True)
+    model = octify.load(FIXTURES / "saved_v0_1_0.pt")
+    assert not model.training
+    with torch.no_grad():
+        y = model(io["x"])
+    torch.testing.assert_close(y, io["y"], rtol=1e-5, atol=1e-6)
+    assert json.loads(json.dumps(octify.record_of(model).to_dict())) == json.loads(io["record"])
+    # The old private classes are the public layers of octify.nn now.
+    kinds = {type(m) for m in model.modules()}
+    for cls in (onn.ChannelMerge, onn.ChannelSplit, onn.Realign, onn.SharedStochasticDepth, onn.OctaveMerge, onn.OctaveSplit):
+        assert cls in kinds, cls.__name__
+    # Training still works on the reloaded model (the fused conv -> BN call runs both modules).
+    model.train()
+    model(io["x"]).square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_the_old_file_loads_in_a_fresh_process_with_plain_torch_load():
+    # A user's script that never imported octify's internals: importing octify is enough.
+    code = (
+        "import torch, octify, json;"
+        f"m = torch.load({str(FIXTURES / 'saved_v0_1_0.pt')!r}, weights_only=False);"
+        f"io = torch.load({str(FIXTURES / 'saved_v0_1_0_io.pt')!r}, weights_only=True);"
+        "y = m(io['x']);"
+        "print(float((y - io['y']).abs().max()))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout.strip()) < 1e-5
