@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-zoo bench bench-latency install clean
+.PHONY: demo test test-fast test-zoo bench bench-latency install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,8 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/octify convert examples/model.py --alpha 0.5
 
+# The whole suite (what CI runs), with the slowest tests listed at the end.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
+
+# The edit loop: everything but the model zoo and the whole-network checks (markers in pyproject.toml).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not zoo and not slow" --durations=10
 
 test-zoo: $(STAMP)
 	$(BIN)/python -m pytest -q -m zoo

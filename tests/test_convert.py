@@ -28,24 +28,9 @@ import octify
 from octify.nn import OctBatchNorm2d, OctConv2d
 from octify.rules import per_branch
 
+from conftest import randomize_bn, rel_err
+
 RTOL = 1e-4
-
-
-def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-12)).item()
-
-
-def randomize_bn(model: nn.Module, seed: int) -> None:
-    """Give every batch norm non-trivial statistics and affine weights (eval mode uses them)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
 
 
 def conv_names(model: nn.Module) -> set[str]:
@@ -706,6 +691,7 @@ def resnet50():
     return torchvision.models.resnet50(weights=None).eval()
 
 
+@pytest.mark.slow
 def test_official_oct_resnet50_policy(resnet50):
     gm = octify.convert(resnet50, 0.5, stride_mode="pool", alpha_for={"layer4*": 0.0})
     assert fake_macs(resnet50) == 4_089_184_256
@@ -720,6 +706,7 @@ def test_official_oct_resnet50_policy(resnet50):
     assert rec.count("merge") == rec.count("split") == rec.count("align") == 0
 
 
+@pytest.mark.slow
 def test_resnet50_default_has_no_plumbing(resnet50):
     rec = octify.record_of(octify.convert(resnet50))
     assert (rec.count("merge"), rec.count("split"), rec.count("align")) == (0, 0, 0)

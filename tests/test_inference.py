@@ -13,43 +13,29 @@ from torch import nn
 import octify
 from octify import OctBatchNorm2d, OctConv2d
 
-
-def _randomise_bn(model: nn.Module) -> nn.Module:
-    """Non-trivial running statistics, so that folding them is really exercised."""
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 2 - 1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
+from conftest import randomize_bn, rel_err
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "regnet_y_400mf"])
 def test_fold_bn_keeps_outputs_and_removes_every_bn(name: str) -> None:
     torch.manual_seed(0)
-    model = _randomise_bn(torchvision.models.get_model(name)).eval()
+    model = randomize_bn(torchvision.models.get_model(name)).eval()
     x = torch.randn(2, 3, 96, 96)
     converted = octify.convert(model, alpha=0.5, example_inputs=x).eval()
     folded = octify.fold_bn(converted)
     with torch.no_grad():
         want, got = converted(x), folded(x)
-    assert _rel(got, want) < 1e-4
+    assert rel_err(got, want) < 1e-4
     assert not any(isinstance(m, (nn.BatchNorm2d, OctBatchNorm2d)) for m in folded.modules())
     # The converted model itself is untouched: its norms are all still there.
     assert sum(isinstance(m, OctBatchNorm2d) for m in converted.modules()) > 0
 
 
 def test_fold_bn_plain_model_and_conv_without_bias() -> None:
-    model = _randomise_bn(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())).eval()
+    model = randomize_bn(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())).eval()
     folded = octify.fold_bn(model)
     x = torch.randn(1, 3, 16, 16)
-    assert _rel(folded(x), model(x)) < 1e-5
+    assert rel_err(folded(x), model(x)) < 1e-5
     convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 1 and convs[0].bias is not None
     assert model[0].bias is None  # the original keeps its bias-free conv
@@ -58,10 +44,10 @@ def test_fold_bn_plain_model_and_conv_without_bias() -> None:
 def test_fold_bn_after_octconv_with_plain_output() -> None:
     # An OctConv2d with alpha_out 0 feeds an ordinary BatchNorm2d: folded too.
     conv = OctConv2d(8, 6, 3, padding=1, alpha=(0.5, 0.0), bias=False)
-    model = nn.Sequential(conv, _randomise_bn(nn.BatchNorm2d(6))).eval()
+    model = nn.Sequential(conv, randomize_bn(nn.BatchNorm2d(6))).eval()
     folded = octify.fold_bn(model)
     pair = (torch.randn(1, 4, 10, 10), torch.randn(1, 4, 5, 5))
-    assert _rel(folded(pair), model(pair)) < 1e-5
+    assert rel_err(folded(pair), model(pair)) < 1e-5
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
 
 
@@ -81,7 +67,7 @@ def test_converted_weights_are_channels_last_unless_preserved() -> None:
     assert w_cl.is_contiguous(memory_format=torch.channels_last) and not w_cl.is_contiguous()
     assert w_kept.is_contiguous()
     with torch.no_grad():
-        assert _rel(cl(x), kept(x)) < 1e-5
+        assert rel_err(cl(x), kept(x)) < 1e-5
     with pytest.raises(ValueError, match="memory_format must be 'channels_last' or 'preserve', found 'nhwc'"):
         octify.convert(model, example_inputs=x, memory_format="nhwc")
 
@@ -168,7 +154,7 @@ def _bn_ops(model: nn.Module, x: torch.Tensor) -> int:
 @pytest.mark.parametrize("name", ["resnet18", "resnext50_32x4d", "mobilenet_v2"])
 def test_fused_conv_bn_matches_unfused_and_runs_no_batch_norm_in_inference(name: str) -> None:
     torch.manual_seed(0)
-    model = _randomise_bn(torchvision.models.get_model(name)).eval()
+    model = randomize_bn(torchvision.models.get_model(name)).eval()
     x = torch.randn(2, 3, 64, 64)
     fused = octify.convert(model, alpha=0.5, example_inputs=x).eval()
     unfused = octify.convert(model, alpha=0.5, example_inputs=x, fuse_bn=False).eval()
@@ -176,7 +162,7 @@ def test_fused_conv_bn_matches_unfused_and_runs_no_batch_norm_in_inference(name:
     assert rec.fused and not octify.record_of(unfused).fused
     n_bn = sum(isinstance(m, (nn.BatchNorm2d, OctBatchNorm2d)) for m in model.modules())
     with torch.no_grad():
-        assert _rel(fused(x), unfused(x)) < 1e-4
+        assert rel_err(fused(x), unfused(x)) < 1e-4
         bn_left = _bn_ops(fused, x)
     # Every fused pair skips its batch norm; only norms not fed by a conv alone (or after a
     # depthwise octave conv, whose outputs are reassembled) still run.
@@ -185,7 +171,7 @@ def test_fused_conv_bn_matches_unfused_and_runs_no_batch_norm_in_inference(name:
     with torch.no_grad():
         assert _bn_ops(unfused, x) - bn_left >= len(rec.fused)
     # With autograd on, the pair runs as conv then batch norm: the same function.
-    assert _rel(fused(x).detach(), unfused(x).detach()) < 1e-4
+    assert rel_err(fused(x).detach(), unfused(x).detach()) < 1e-4
     assert n_oct_bn > 0
 
 
@@ -207,7 +193,7 @@ def test_fused_pairs_keep_names_parameters_and_training_behaviour() -> None:
 
 def test_fused_inference_follows_parameter_and_statistic_changes() -> None:
     torch.manual_seed(0)
-    model = _randomise_bn(torchvision.models.resnet18()).eval()
+    model = randomize_bn(torchvision.models.resnet18()).eval()
     x = torch.randn(1, 3, 64, 64)
     fused = octify.convert(model, alpha=0.5, example_inputs=x).eval()
     unfused = octify.convert(model, alpha=0.5, example_inputs=x, fuse_bn=False).eval()
@@ -217,15 +203,15 @@ def test_fused_inference_follows_parameter_and_statistic_changes() -> None:
         for m in (fused, unfused):
             m.get_submodule("layer2.0.bn1").bn_l.running_var.mul_(3.0)
             m.get_submodule("layer2.0.conv1").weight_hh.add_(0.05)
-        assert _rel(fused(x), unfused(x)) < 1e-4
+        assert rel_err(fused(x), unfused(x)) < 1e-4
         state = {k: v + 0.01 if v.is_floating_point() else v for k, v in unfused.state_dict().items()}
         fused.load_state_dict(state)
         unfused.load_state_dict(state)
-        assert _rel(fused(x), unfused(x)) < 1e-4
+        assert rel_err(fused(x), unfused(x)) < 1e-4
         for m in (fused, unfused):
             m.get_submodule("layer2.1.conv2").weight_ll.data = torch.randn_like(m.get_submodule("layer2.1.conv2").weight_ll)
         unfused.get_submodule("layer2.1.conv2").weight_ll.data.copy_(fused.get_submodule("layer2.1.conv2").weight_ll)
-        assert _rel(fused(x), unfused(x)) < 1e-4
+        assert rel_err(fused(x), unfused(x)) < 1e-4
 
 
 def test_fused_pair_with_a_hook_runs_both_modules() -> None:
@@ -241,7 +227,7 @@ def test_fused_pair_with_a_hook_runs_both_modules() -> None:
 
 def test_residual_sums_are_in_place_and_gradients_match_the_original() -> None:
     torch.manual_seed(0)
-    model = _randomise_bn(torchvision.models.resnet18()).train()
+    model = randomize_bn(torchvision.models.resnet18()).train()
     x = torch.randn(2, 3, 64, 64)
     oracle = octify.convert(model, alpha=0.5, octave=1, example_inputs=x).train()
     sums = [n.target for n in oracle.graph.nodes if n.target in (operator.add, operator.iadd)]
@@ -251,7 +237,7 @@ def test_residual_sums_are_in_place_and_gradients_match_the_original() -> None:
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     model(xa).square().sum().backward()
     oracle(xb).square().sum().backward()
-    assert _rel(xb.grad, xa.grad) < 1e-4
+    assert rel_err(xb.grad, xa.grad) < 1e-4
 
 
 def test_latency_policy_keeps_a_model_plain_when_its_octave_layers_would_save_too_little() -> None:

@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from octify.nn import OctaveDual, OctaveMerge, OctaveSplit, OctBatchNorm2d, OctConv2d, Partition
 from octify.nn.partition import low_channels
 
+from conftest import randomize_bn, rel_err
+
 HYPO = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -60,26 +62,8 @@ def from_pair(y: Union[Tensor, Tuple[Tensor, Tensor]], part: Partition) -> Tenso
     return out
 
 
-def rel_err(got: Tensor, want: Tensor) -> float:
-    assert got.shape == want.shape, (tuple(got.shape), tuple(want.shape))
-    scale = want.abs().max().item()
-    return (got - want).abs().max().item() / max(scale, 1e-12)
-
-
 def shapes(y) -> List[Tuple[int, ...]]:
     return [tuple(t.shape) for t in (y if isinstance(y, tuple) else (y,))]
-
-
-def randomize_bn(bn: nn.BatchNorm2d, gen: torch.Generator) -> None:
-    with torch.no_grad():
-        c = bn.num_features
-        if bn.weight is not None:
-            bn.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-            bn.bias.copy_(torch.randn(c, generator=gen))
-        if bn.running_mean is not None:
-            bn.running_mean.copy_(torch.randn(c, generator=gen))
-            bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-            bn.num_batches_tracked.fill_(7)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -118,6 +118,7 @@ def test_octave_ratio_general_alphas():
 # ---------------------------------------------------------------------------------------------
 # torchvision resnet50
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_resnet50_totals_agree_with_flop_counter():
     torch.manual_seed(0)
     model = torchvision.models.resnet50(weights=None).eval()
@@ -210,7 +211,7 @@ def test_positive_control_real_conv_is_seen(monkeypatch):
     "name, size, macs, params",
     [
         # MACs and params as profiled here (params = sum(p.numel()) of the real model).
-        ("efficientnet_b7", 600, 37_745_884_192, 66_347_960),
+        pytest.param("efficientnet_b7", 600, 37_745_884_192, 66_347_960, marks=pytest.mark.slow),
         ("regnet_y_16gf", 224, 15_911_510_272, 83_590_140),
     ],
 )

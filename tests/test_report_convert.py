@@ -19,6 +19,8 @@ from octify.report import octave_macs_ratio
 
 TOTALS = ("macs", "flops", "params", "feature_map_bytes")
 
+pytestmark = pytest.mark.slow  # resnet50 at 224, converted and profiled
+
 
 @pytest.fixture(scope="module")
 def comparison():

@@ -1,0 +1,38 @@
+"""Helpers every test file shares, and the markers that split the fast loop from the full suite.
+
+- ``zoo``: parametrized over the torchvision model zoo (``make test-zoo``);
+- ``slow``: a whole-network check that takes seconds (full torchvision networks at real sizes).
+``make test-fast`` runs everything else; ``make test`` runs all of it.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import Tensor, nn
+
+
+def rel_err(got: Tensor, want: Tensor) -> float:
+    """max |got - want| / max |want|: the relative error every oracle check bounds."""
+    assert got.shape == want.shape, (tuple(got.shape), tuple(want.shape))
+    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-12)).item()
+
+
+def randomize_bn(model: nn.Module, seed: Union[int, torch.Generator] = 0) -> nn.Module:
+    """Give every BatchNorm2d in ``model`` (or ``model`` itself) non-trivial running statistics and
+    affine weights, so that eval mode, folding and fusion really use them. Returns ``model``."""
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if not isinstance(m, nn.BatchNorm2d):
+                continue
+            c = m.num_features
+            if m.weight is not None:
+                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.5)
+            if m.running_mean is not None:
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.5)
+                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.num_batches_tracked.fill_(7)
+    return model
