@@ -41,28 +41,26 @@ def _checked(fn: Callable[[Any], Any], value: Any) -> Any:
         raise typer.BadParameter(str(e)) from None
 
 
-def alpha(name: str) -> Callable[[Any], float]:
-    def parse(text: Any) -> float:
+def _number(convert: Callable[[str], Any], what: str, check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Text -> number (``'half' is not a number``), then the library's check of its range."""
+
+    def parse(text: Any) -> Any:
         if isinstance(text, str):
             try:
-                text = float(text)
+                text = convert(text)
             except ValueError:
-                raise typer.BadParameter(f"'{text}' is not a number: expected a fraction in [0, 1], e.g. 0.5 or 0.125") from None
-        return _checked(lambda v: check_alpha(v, name), text)
+                raise typer.BadParameter(f"'{text}' is not {what}") from None
+        return _checked(check, text)
 
     return parse
+
+
+def alpha(name: str) -> Callable[[Any], float]:
+    return _number(float, "a number: expected a fraction in [0, 1], e.g. 0.5 or 0.125", lambda v: check_alpha(v, name))
 
 
 def integer(name: str, minimum: int, example: str) -> Callable[[Any], int]:
-    def parse(text: Any) -> int:
-        if isinstance(text, str):
-            try:
-                text = int(text)
-            except ValueError:
-                raise typer.BadParameter(f"'{text}' is not an integer: expected {example}") from None
-        return _checked(lambda v: check_int(v, name, minimum), text)
-
-    return parse
+    return _number(int, f"an integer: expected {example}", lambda v: check_int(v, name, minimum))
 
 
 def choice(name: str, choices: Sequence[str]) -> Callable[[Any], str]:

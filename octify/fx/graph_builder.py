@@ -63,7 +63,8 @@ class GraphBuilder:
         setattr(parent, leaf, module)
         module.train(False)  # fake execution must not touch training-time state; the flag is set at the end
         self.modules[name] = module
-        self.new_modules[name] = self._training.get(like or name, self.root.training)
+        # like="" is the root: helper modules follow the model's own flag.
+        self.new_modules[name] = self._training.get(name if like is None else like, self.root.training)
         return name
 
     def install(self, target: str, module: nn.Module) -> str:
@@ -77,5 +78,11 @@ class GraphBuilder:
         return self.set_module(f"octify_{prefix}_{next(self._ids)}", module, like="")
 
     def restore_training_flags(self, out: nn.Module) -> None:
+        """The converted GraphModule's flags as the original's: new modules as recorded, and the
+        containers torch.fx re-creates on the path to a submodule (plain ``nn.Module``s, which
+        start in training mode) as the containers they stand for."""
+        for name, m in out.named_modules():
+            if type(m) is nn.Module:
+                m.training = self._training.get(name, self._training.get("", True))
         for name, flag in self.new_modules.items():
             out.get_submodule(name).train(flag)
