@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -19,20 +19,24 @@ def rel_err(got: Tensor, want: Tensor) -> float:
     return ((got - want).abs().max() / want.abs().max().clamp_min(1e-12)).item()
 
 
-def randomize_bn(model: nn.Module, seed: Union[int, torch.Generator] = 0) -> nn.Module:
+def randomize_bn(
+    model: nn.Module, seed: Union[int, torch.Generator] = 0, *, batches_tracked: Optional[int] = None
+) -> nn.Module:
     """Give every BatchNorm2d in ``model`` (or ``model`` itself) non-trivial running statistics and
-    affine weights, so that eval mode, folding and fusion really use them. Returns ``model``."""
+    affine weights, so that eval mode, folding and fusion really use them (and, if given, a batch
+    counter). Returns ``model``."""
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
             if not isinstance(m, nn.BatchNorm2d):
                 continue
             c = m.num_features
+            if m.running_mean is not None:
+                m.running_mean.copy_(torch.rand(c, generator=gen) * 2 - 1)
+                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                if batches_tracked is not None:
+                    m.num_batches_tracked.fill_(batches_tracked)
             if m.weight is not None:
                 m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.5)
-            if m.running_mean is not None:
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.num_batches_tracked.fill_(7)
+                m.bias.copy_(torch.rand(c, generator=gen) - 0.5)
     return model
