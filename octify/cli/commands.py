@@ -15,14 +15,14 @@ from rich.table import Table
 from ..convert import convert as convert_model
 from ..errors import ConversionError
 from ..io import load, save
-from ..record import ConversionRecord, record_of
+from ..record import record_of
 from ..report import compare, profile
 from ..utils.formatting import nbytes, si
 from ..utils.formatting import shape as shape_text
 from ..utils.inputs import default_shape
 from . import loading
 from .console import UI, CLIError, one_line, usage, write_json
-from .options import GlobAlpha, Shape, check_writable
+from .options import Shape, check_writable
 from .weights import load_weights
 
 __all__ = ["run_convert", "run_report"]

@@ -91,7 +91,7 @@ def glob_alpha(text: Any) -> GlobAlpha:
     glob, sep, value = str(text).rpartition("=")
     if not sep or not glob.strip():
         raise typer.BadParameter(f"malformed --alpha-for '{text}': expected GLOB=ALPHA, e.g. 'layer4.*=0' or 'features.1*=0.25'")
-    return GlobAlpha(glob.strip(), alpha(f"alpha for {glob.strip()}")(value.strip()))
+    return GlobAlpha(glob.strip(), alpha(f"alpha_for[{glob.strip()!r}]")(value.strip()))
 
 
 def check_writable(path: Path, what: str) -> None:
