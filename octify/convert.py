@@ -17,6 +17,7 @@ The stages live in :mod:`octify.fx`, one file each, and run in this order:
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
@@ -28,6 +29,7 @@ from .fx.context import ConversionContext
 from .fx.fuse import fuse_conv_bn
 from .fx.graph_builder import GraphBuilder
 from .fx.inplace import inplace_adds
+from .fx.layout import to_channels_last
 from .fx.options import ConvertOptions
 from .fx.plan import AlphaFor, plan
 from .fx.recorder import Recorder
@@ -125,7 +127,8 @@ def _run(model: nn.Module, inputs: tuple, opts: ConvertOptions) -> fx.GraphModul
     )
     with eval_mode(root):
         graph = rewrite(gm, ctx, rules_in_force)  # 4
-    recorder.leaf_convs(gm, lambda m, name: is_user_leaf(m, name, opts.leaf_types, opts.leaf_globs))
+    recorder.unconverted_convs(model, gm, lambda m, name: is_user_leaf(m, name, opts.leaf_types, opts.leaf_globs))
+    _warn_if_nothing_converted(record)
 
     out = fx.GraphModule(root, graph, class_name=f"Oct{type(model).__name__}")
     builder.restore_training_flags(out)
@@ -134,9 +137,20 @@ def _run(model: nn.Module, inputs: tuple, opts: ConvertOptions) -> fx.GraphModul
         record.fused = fuse_conv_bn(out)  # 5
     inplace_adds(out)  # 6
     if opts.memory_format == "channels_last":
-        out.to(memory_format=torch.channels_last)  # 7
+        to_channels_last(out)  # 7
     attach_record(out, record)
     if opts.verify:
         verify_outputs(gm, out, fm, fake_inputs)  # 8
     return out
 
+
+
+def _warn_if_nothing_converted(record: ConversionRecord) -> None:
+    if record.convs and not record.converted:
+        reasons = list(dict.fromkeys(c.plain_reason for c in record.convs))
+        shown = "; ".join(str(r) for r in reasons[:3]) + ("; ..." if len(reasons) > 3 else "")
+        warnings.warn(
+            f"octify: none of the {len(record.convs)} convs was converted ({shown}); "
+            "the result computes what the original does, with no saving",
+            stacklevel=3,
+        )

@@ -87,10 +87,11 @@ def record_of(model: torch.nn.Module) -> ConversionRecord:
     """The ConversionRecord of a model returned by ``octify.convert``.
 
     >>> import torch, octify
-    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1))
+    >>> conv = lambda: torch.nn.Conv2d(8, 8, 3, padding=1)
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), conv(), conv())
     >>> rec = octify.record_of(octify.convert(net, example_inputs=torch.randn(1, 3, 32, 32)))
-    >>> [(c.name, c.alpha_in, c.alpha_out) for c in rec.convs]
-    [('0', 0.0, 0.0), ('1', 0.0, 0.5)]
+    >>> [(c.name, c.alpha_in, c.alpha_out) for c in rec.convs]   # stem plain; the last layer ends the octave
+    [('0', 0.0, 0.0), ('1', 0.0, 0.5), ('2', 0.5, 0.0)]
     """
     meta = getattr(model, "meta", None)
     rec = meta.get("octify") if isinstance(meta, dict) else None

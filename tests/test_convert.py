@@ -425,13 +425,16 @@ def test_reasons_exclude_and_alpha_for(resnet18):
 
 
 def test_too_narrow_conv_stays_plain():
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 1, 3, padding=1), nn.Conv2d(1, 8, 3, padding=1)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 1, 3, padding=1), nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 1)
+    ).eval()
     x = torch.randn(1, 3, 16, 16)
     gm = octify.convert(net, 0.5, example_inputs=x, octave=1)
     by = {c.name: c for c in octify.record_of(gm).convs}
     assert by["1"].plain_reason == "too narrow to split (1 channels per group at alpha 0.5)"
     assert type(gm.get_submodule("1")) is nn.Conv2d
     assert (by["2"].alpha_in, by["2"].alpha_out) == (0.0, 0.5)
+    assert (by["3"].alpha_in, by["3"].alpha_out) == (0.5, 0.0)  # the last layer: a plain, full-resolution output
     assert rel_err(gm(x), net(x)) <= RTOL
 
 
@@ -578,7 +581,9 @@ def test_leaf_module_converts_around_it(leaf):
         by = {c.name: c for c in octify.record_of(gm).convs}
         assert by["gate.conv"].plain_reason == "inside leaf module gate"
         assert type(gm.get_submodule("gate")) is Gate and type(gm.get_submodule("gate.conv")) is nn.Conv2d
-        assert isinstance(gm.get_submodule("c2"), OctConv2d) and isinstance(gm.get_submodule("c3"), OctConv2d)
+        assert isinstance(gm.get_submodule("c2"), OctConv2d)
+        # c3 gets the merged (plain) tensor and, as the last layer, gives a plain output: it stays a Conv2d.
+        assert type(gm.get_submodule("c3")) is nn.Conv2d and by["c3"].plain_reason.startswith("its output reaches a model output")
         assert octify.record_of(gm).merges[0].node == "gate"
         for probe in (x, torch.randn(2, 3, 16, 16)):
             assert rel_err(gm(probe), model(probe)) <= RTOL

@@ -408,14 +408,21 @@ def test_too_many_and_too_few_inputs():
 # =============================================================================================
 # 3. Plan
 # =============================================================================================
+LAST_LAYER = "its output reaches a model output with no channel-mixing op between (the last layer: full resolution)"
+
+
 def test_plan_stem_and_default():
     plans = _plan(Chain(), _x(*X))
     assert list(plans) == ["stem", "conv1", "conv2"]
     stem = plans["stem"]
     assert (stem.alpha_out, stem.keep_plain, stem.reason) == (0.0, True, "stem (first conv on the model input)")
-    for name in ("conv1", "conv2"):
-        p = plans[name]
-        assert (p.alpha_out, p.keep_plain, p.reason, p.split_groups, p.stride_mode) == (0.5, False, None, 1, "conv")
+    p = plans["conv1"]
+    assert (p.alpha_out, p.keep_plain, p.reason, p.split_groups, p.stride_mode) == (0.5, False, None, 1, "conv")
+    # The last conv (its output is the model's, densely) ends the octave network: alpha_out 0.
+    p = plans["conv2"]
+    assert (p.alpha_out, p.keep_plain, p.reason) == (0.0, False, LAST_LAYER)
+    # An explicit alpha_for wins over that default.
+    assert _plan(Chain(), _x(*X), alpha_for={"conv2": 0.5})["conv2"].alpha_out == 0.5
 
 
 def test_plan_exclude_glob():
@@ -442,7 +449,7 @@ def test_plan_alpha_for_dict_and_callable():
         return 0.75 if name == "conv_b" else None
 
     plans = _plan(TwoBranches(), _x(*X), alpha_for=choose)
-    assert [plans[n].alpha_out for n in ("conv_a", "conv_b", "head")] == [0.5, 0.75, 0.5]
+    assert [plans[n].alpha_out for n in ("conv_a", "conv_b", "head")] == [0.5, 0.75, 0.0]  # head: the last layer
     # called with the name, the module and the output shape, for every conv past the stem
     assert seen == [(n, "Conv2d", (2, 8, 16, 16)) for n in ("conv_a", "conv_b", "head")]
 
@@ -480,14 +487,14 @@ def test_plan_grouped_consumer_sets_split_groups():
 
 def test_plan_latency_keeps_depthwise_block_plain():
     default = _plan(Depthwise(), _x(*X))
-    assert [default[n].alpha_out for n in ("body.0.pw", "body.0.dw", "body.0.pw2", "head")] == [0.5] * 4
+    assert [default[n].alpha_out for n in ("body.0.pw", "body.0.dw", "body.0.pw2", "head")] == [0.5, 0.5, 0.5, 0.0]
     plans = _plan(Depthwise(), _x(*X), policy="latency")
     for name in ("body.0.pw", "body.0.dw", "body.0.pw2"):
         p = plans[name]
         assert p.alpha_out == 0.0
         assert p.reason.startswith("latency policy:")
         assert p.reason == "latency policy: block body.0 has a depthwise conv (body.0.dw), memory-bound"
-    assert (plans["head"].alpha_out, plans["head"].reason) == (0.5, None)
+    assert (plans["head"].alpha_out, plans["head"].reason) == (0.0, LAST_LAYER)
 
 
 # =============================================================================================
@@ -561,7 +568,9 @@ def _rewrite_by_hand(model: nn.Module, x: torch.Tensor, rules=None, **plan_kw):
 def test_rewrite_by_hand_chain():
     model = _make(Chain)
     x = _x(*X)
-    gm, graph, root, record, builder = _rewrite_by_hand(model, x)
+    # alpha_for keeps the last conv octave (by default it would end the network plain), so that
+    # its pair reaches the output and is merged there.
+    gm, graph, root, record, builder = _rewrite_by_hand(model, x, alpha_for={"conv2": 0.5})
     ops = [(n.op, n.target) for n in graph.nodes if n.op == "call_module"]
     assert ops == [("call_module", t) for t in ("stem", "conv1", "bn1", "relu", "relu", "conv2", "octify_merge_0")]
     assert sorted(builder.new_modules) == ["bn1", "conv1", "conv2", "octify_merge_0"]
@@ -732,7 +741,7 @@ def test_convert_fuses_conv_bn_pairs():
 def test_fuse_and_unfuse_by_hand():
     model = _make(FuseNet)
     x = _x(*X)
-    gm = octify.convert(model, example_inputs=x, fuse_bn=False)
+    gm = octify.convert(model, example_inputs=x, fuse_bn=False, alpha_for={"conv2": 0.5})
     with torch.no_grad():
         want = gm(x)
     assert fuse_conv_bn(gm) == [("stem", "bn0"), ("conv1", "bn1")]
@@ -959,7 +968,7 @@ ORACLE = [
     (Grouped, {}),
     (Grouped, dict(alpha=0.25)),
     (Depthwise, {}),
-    (Depthwise, dict(policy="latency")),
+    (Depthwise, dict(policy="latency", alpha_for={"head": 0.5})),
     (Shapes, dict(min_size=9)),
     (Gated, {}),
     (Gated, dict(rules={Gate: per_branch})),

@@ -19,7 +19,7 @@ from ..nn import OctBatchNorm2d, OctConv2d
 
 __all__ = [
     "ELEMENTWISE_MODULES", "ELEMENTWISE_FUNCTIONS", "ELEMENTWISE_METHODS", "NORM_MODULES", "CHANNEL_PRESERVING_MODULES",
-    "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "ARITHMETIC", "CONCAT", "is_conv", "describe",
+    "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "ARITHMETIC", "CONCAT", "CHANNEL_MIXING_FUNCTIONS", "is_conv", "mixes_channels", "describe",
 ]
 
 # Elementwise ops (and dropout): run on each branch alone, the pair's partition unchanged.
@@ -69,6 +69,22 @@ CONCAT = (torch.cat, torch.concat, torch.concatenate)
 def is_conv(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
     """A call of a (plain) Conv2d of the traced model."""
     return node.op == "call_module" and isinstance(modules.get(node.target), nn.Conv2d)
+
+
+# Ops that combine channels: past one of them an output no longer shows a conv's low branch.
+CHANNEL_MIXING_FUNCTIONS = (
+    F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose2d, torch.matmul, torch.mm, torch.bmm, torch.einsum,
+    operator.matmul,
+)
+
+
+def mixes_channels(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    """A conv or linear layer, or a matrix product: each output channel mixes input channels."""
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), (nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear))
+    if node.op == "call_function":
+        return node.target in CHANNEL_MIXING_FUNCTIONS
+    return node.op == "call_method" and node.target in ("matmul", "mm", "bmm")
 
 
 def describe(node: fx.Node, modules: Mapping[str, nn.Module]) -> str:

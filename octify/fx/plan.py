@@ -12,6 +12,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence, Union
 
+import torch
 import torch.fx as fx
 from torch import nn
 
@@ -21,7 +22,7 @@ from .latency import (
     LATENCY_MIN_LOW, LATENCY_MIN_LOW_PER_GROUP, LATENCY_MIN_SAVING, LATENCY_MIN_SIZE, block_of, estimated_saving,
     latency_blocks,
 )
-from .ops import CHANNEL_PRESERVING_MODULES, ELEMENTWISE_FUNCTIONS, is_conv
+from .ops import CHANNEL_PRESERVING_MODULES, ELEMENTWISE_FUNCTIONS, is_conv, mixes_channels
 
 __all__ = ["AlphaFor", "ConvPlan", "plan"]
 
@@ -80,6 +81,7 @@ def plan(
     modules = dict(gm.named_modules())
     plans: dict[fx.Node, ConvPlan] = {}
     latency_plain = latency_blocks(gm, modules) if policy == "latency" else {}
+    last_layers = dense_output_convs(gm, modules)
     after_conv: dict[fx.Node, bool] = {}
     for node in gm.graph.nodes:
         upstream = any(after_conv.get(a, False) or is_conv(a, modules) for a in node.all_input_nodes)
@@ -97,6 +99,7 @@ def plan(
             plans[node] = ConvPlan(0.0, "stem (first conv on the model input)", keep_plain=True)
             continue
         a, reason = alpha, None
+        chosen = None
         if alpha_for is not None:
             chosen = alpha_for(name, conv, out) if callable(alpha_for) else _glob_alpha(alpha_for, name)
             if chosen is not None:
@@ -105,6 +108,8 @@ def plan(
                     raise ValueError(f"alpha_for gave alpha={chosen!r} for conv '{name}'; expected a number in [0, 1]")
                 if a == 0.0:
                     reason = "alpha_for sets alpha 0"
+        if chosen is None and node in last_layers and a > 0.0:
+            a, reason = 0.0, "its output reaches a model output with no channel-mixing op between (the last layer: full resolution)"
         plans[node] = p = ConvPlan(a, reason)
         if a == 0.0:
             continue
@@ -165,6 +170,26 @@ def plan(
                 if p.alpha_out > 0.0:
                     p.alpha_out, p.reason = 0.0, why
     return plans
+
+
+def _dense(node: fx.Node) -> bool:
+    val = node.meta.get("val")
+    return isinstance(val, torch.Tensor) and val.dim() == 4 and val.shape[-2] * val.shape[-1] > 1
+
+
+def dense_output_convs(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> set[fx.Node]:
+    """Convs whose output reaches a model output as a dense map (more than 1x1) through ops that
+    mix no channels (activations, resampling, sums, concatenation...). The paper ends an octave
+    network with alpha_out 0: a segmentation head at alpha 0.5 would compute half its classes at
+    half resolution, nearest-upsampled into 2x2 blocks."""
+    reaches: set[fx.Node] = set()
+    for node in reversed(gm.graph.nodes):
+        if node.op == "output":
+            reaches.update(n for n in node.all_input_nodes if _dense(n))
+        elif node not in reaches and _dense(node):
+            if any(u in reaches and not mixes_channels(u, modules) for u in node.users):
+                reaches.add(node)
+    return {n for n in reaches if is_conv(n, modules)}
 
 
 def _keeps_grid(conv: nn.Conv2d, inp: tuple, out: tuple, octave: int) -> bool:

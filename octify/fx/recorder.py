@@ -3,10 +3,11 @@ and how many nodes of each op kind ran per branch. Fills a :class:`~octify.recor
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import torch.fx as fx
 from torch import nn
+from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
 from ..record import ConversionRecord, ConvRecord, MergeRecord
 from .ops import describe
@@ -42,16 +43,28 @@ class Recorder:
             ConvRecord(str(node.target), alpha_in, alpha_out, in_shape, tuple(node.meta["val"].shape), plain_reason)
         )
 
-    def leaf_convs(self, gm: fx.GraphModule, is_leaf) -> None:
-        """Convs inside user leaf modules: kept whole, so plain, with that reason."""
-        for node in gm.graph.nodes:
-            if node.op != "call_module":
+    def unconverted_convs(self, model: nn.Module, gm: fx.GraphModule, is_leaf: Callable[[nn.Module, str], bool]) -> None:
+        """Every conv of ``model`` that the rewrite did not see, recorded plain with the reason:
+        inside a user leaf module, a Conv2d subclass traced through (its forward is its own), a
+        conv of another kind (Conv1d, Conv3d, transposed), or one the forward never calls. A conv
+        never goes missing from the record."""
+        seen = {c.name for c in self.record.convs}
+        leaves = [
+            n.target for n in gm.graph.nodes
+            if n.op == "call_module" and is_leaf(gm.get_submodule(n.target), str(n.target))
+        ]
+        for name, m in model.named_modules():
+            if not isinstance(m, _ConvNd) or name in seen:
                 continue
-            mod = gm.get_submodule(node.target)
-            if isinstance(mod, nn.Conv2d) or not is_leaf(mod, node.target):
-                continue
-            for sub, m in mod.named_modules():
-                if isinstance(m, nn.Conv2d) and sub:
-                    self.record.convs.append(
-                        ConvRecord(f"{node.target}.{sub}", 0.0, 0.0, (), (), f"inside leaf module {node.target}")
-                    )
+            leaf = next((lf for lf in leaves if name.startswith(f"{lf}.")), None)
+            if leaf is not None:
+                reason = f"inside leaf module {leaf}"
+            elif isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d:
+                reason = f"{type(m).__name__} is a Conv2d subclass with a forward of its own: traced through, left plain"
+            elif isinstance(m, (nn.Conv1d, nn.Conv3d)):
+                reason = f"{type(m).__name__}: octify converts Conv2d layers only"
+            elif isinstance(m, _ConvTransposeNd):
+                reason = f"{type(m).__name__}: transposed convs have no octave rule yet"
+            else:
+                reason = "not called by the traced forward"
+            self.record.convs.append(ConvRecord(name, 0.0, 0.0, (), (), reason))

@@ -1,0 +1,158 @@
+"""What real networks need beyond the torchvision classifiers (issue 11): dense outputs, other
+kinds of convs, Conv2d subclasses, resampling and shape reads. Small hand-written models."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import octify
+from octify.nn import OctConv2d
+
+from conftest import randomize_bn, rel_err
+
+RTOL = 1e-5
+LAST = "its output reaches a model output with no channel-mixing op between (the last layer: full resolution)"
+
+
+def convert_quiet(model, x, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return octify.convert(model, example_inputs=x, **kw)
+
+
+class TinySeg(nn.Module):
+    """An encoder-decoder with a dense head: the logits are the model's output."""
+
+    def __init__(self, classes: int = 6) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.down = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(32)
+        self.mid = nn.Conv2d(32, 32, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.head = nn.Conv2d(32 + 16, classes, 1)
+
+    def forward(self, x):
+        s = F.relu(self.stem(x))
+        y = F.relu(self.bn(self.down(s)))
+        y = self.up(F.relu(self.mid(y)))
+        return self.head(torch.cat([y, s], 1))
+
+
+def test_dense_head_is_the_last_layer_full_resolution_and_not_blocky():
+    torch.manual_seed(0)
+    model = randomize_bn(TinySeg()).eval()
+    x = torch.randn(2, 3, 32, 32)
+    out = convert_quiet(model, x)
+    rec = octify.record_of(out)
+    by = {c.name: c for c in rec.convs}
+    assert (by["head"].alpha_out, by["head"].plain_reason) == (0.0, LAST)
+    assert (by["mid"].alpha_in, by["mid"].alpha_out) == (0.5, 0.5)
+    assert rec.count("merge") == 0  # the head's plain output needs no merge
+    with torch.no_grad():
+        y = out(x)
+    # No 2x2 blocks: every class map varies inside 2x2 cells as much as the original's does.
+    cells = y.unfold(2, 2, 2).unfold(3, 2, 2)  # (N, C, H/2, W/2, 2, 2)
+    inside = (cells - cells.mean((-1, -2), keepdim=True)).abs().mean((0, 2, 3, 4, 5))
+    assert (inside > 1e-3).all(), inside
+    exact = convert_quiet(model, x, octave=1)
+    with torch.no_grad():
+        assert rel_err(exact(x), model(x)) <= RTOL
+
+
+def test_explicit_alpha_for_keeps_a_dense_head_octave():
+    model = TinySeg().eval()
+    x = torch.randn(1, 3, 32, 32)
+    rec = octify.record_of(convert_quiet(model, x, alpha_for={"head": 0.5}))
+    by = {c.name: c for c in rec.convs}
+    assert by["head"].alpha_out == 0.5 and rec.count("merge") == 1  # merged at the model output
+
+
+class Classifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 16, 3, padding=1)
+        self.b = nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        y = F.relu(self.b(F.relu(self.a(self.stem(x)))))
+        return self.fc(F.adaptive_avg_pool2d(y, 1).flatten(1))
+
+
+def test_a_classifier_keeps_its_last_conv_octave():
+    # Global pooling and a Linear stand between the last conv and the output: nothing is dense there.
+    rec = octify.record_of(convert_quiet(Classifier().eval(), torch.randn(1, 3, 16, 16)))
+    assert {c.name: c.alpha_out for c in rec.convs} == {"stem": 0.0, "a": 0.5, "b": 0.5}
+
+
+class Audio(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv1d(1, 8, 5)
+        self.b = nn.Conv1d(8, 8, 3)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.b(F.relu(self.a(x)))).mean(-1))
+
+
+class Video(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv3d(3, 8, 3, padding=1)
+        self.b = nn.Conv3d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(F.relu(self.a(x))).mean((2, 3, 4))
+
+
+@pytest.mark.parametrize("model, x, kind", [(Audio(), torch.randn(2, 1, 64), "Conv1d"), (Video(), torch.randn(1, 3, 4, 16, 16), "Conv3d")])
+def test_conv1d_and_conv3d_models_convert_nothing_say_so_and_keep_their_outputs(model, x, kind):
+    model.eval()
+    with pytest.warns(UserWarning, match=f"none of the 2 convs was converted \\({kind}: octify converts Conv2d layers only\\)"):
+        out = octify.convert(model, example_inputs=x)  # channels-last must not choke on 3-D / 5-D weights
+    assert [(c.name, c.plain_reason) for c in octify.record_of(out).convs] == [
+        ("a", f"{kind}: octify converts Conv2d layers only"), ("b", f"{kind}: octify converts Conv2d layers only")
+    ]
+    with torch.no_grad():
+        torch.testing.assert_close(out(x), model(x))
+
+
+class PadSame(nn.Conv2d):
+    """A Conv2d subclass with its own forward (as timm's Conv2dSame pads dynamically)."""
+
+    def forward(self, x):
+        return super().forward(F.pad(x, (1, 1, 1, 1)))
+
+
+class WithSubclass(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 3, padding=1)
+        self.same = PadSame(8, 8, 3)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        y = self.b(self.same(F.relu(self.a(self.stem(x)))))
+        return self.fc(y.mean((2, 3)))
+
+
+def test_a_conv2d_subclass_never_goes_missing_from_the_record():
+    model = WithSubclass().eval()
+    x = torch.randn(1, 3, 16, 16)
+    out = convert_quiet(model, x, octave=1)
+    by = {c.name: c for c in octify.record_of(out).convs}
+    assert set(by) == {"stem", "a", "same", "b"}
+    assert by["same"].plain_reason == "PadSame is a Conv2d subclass with a forward of its own: traced through, left plain"
+    assert isinstance(out.a, OctConv2d) and isinstance(out.b, OctConv2d)
+    with torch.no_grad():
+        assert rel_err(out(x), model(x)) <= RTOL
