@@ -20,7 +20,6 @@ import copy
 import warnings
 from typing import Any, Mapping, Optional, Sequence, Union
 
-import torch
 import torch.fx as fx
 from torch import nn
 

@@ -51,7 +51,9 @@ def test_dense_head_is_the_last_layer_full_resolution_and_not_blocky():
     out = convert_quiet(model, x)
     rec = octify.record_of(out)
     by = {c.name: c for c in rec.convs}
-    assert (by["head"].alpha_out, by["head"].plain_reason) == (0.0, LAST)
+    # The head takes the pair (its input side is octave) and gives one full-resolution output.
+    assert (by["head"].alpha_in, by["head"].alpha_out, by["head"].converted) == (16 / 48, 0.0, True)  # cat: 16 of 48 low
+    assert rec.threaded.get("Upsample") == 1
     assert (by["mid"].alpha_in, by["mid"].alpha_out) == (0.5, 0.5)
     assert rec.count("merge") == 0  # the head's plain output needs no merge
     with torch.no_grad():
@@ -156,3 +158,120 @@ def test_a_conv2d_subclass_never_goes_missing_from_the_record():
     assert isinstance(out.a, OctConv2d) and isinstance(out.b, OctConv2d)
     with torch.no_grad():
         assert rel_err(out(x), model(x)) <= RTOL
+
+
+class UNetish(nn.Module):
+    """A decoder that upsamples to the skip connection's size read from its shape (as smp's
+    decoders do), bilinear and nearest, a GroupNorm, and a size read with .size()."""
+
+    def __init__(self, mode: str = "bilinear") -> None:
+        super().__init__()
+        self.mode = mode
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.enc = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.gn = nn.GroupNorm(8, 32)
+        self.dec = nn.Conv2d(32, 16, 3, padding=1)
+        self.head = nn.Conv2d(32, 4, 3, padding=1)
+
+    def forward(self, x):
+        s = F.relu(self.stem(x))
+        y = F.relu(self.gn(self.enc(s)))
+        y = F.relu(self.dec(y))
+        kw = {"align_corners": False} if self.mode == "bilinear" else {}
+        y = F.interpolate(y, size=s.shape[-2:], mode=self.mode, **kw)
+        n = y.size(0)
+        y = (y * (y.ndim - 3) * (y.dim() - 3)).to(y.dtype)  # ndim and dim() are 4: a no-op that reads them
+        return self.head(torch.cat([y, s], 1)).reshape(n, -1, x.shape[-2], x.shape[-1])
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("size", [32, 29])
+def test_resampling_and_shape_reads_need_no_merge(mode, size):
+    torch.manual_seed(0)
+    model = UNetish(mode).eval()
+    x = torch.randn(2, 3, size, size)
+    out = convert_quiet(model, x)
+    rec = octify.record_of(out)
+    assert rec.merges == [], rec.merges
+    assert rec.threaded.get("F.interpolate") == 1 and rec.threaded.get("GroupNorm") == 1
+    with torch.no_grad():
+        assert out(x).shape == model(x).shape
+        exact = convert_quiet(model, x, octave=1)
+        assert octify.record_of(exact).merges == []
+        assert rel_err(exact(x), model(x)) <= RTOL
+
+
+def test_interpolate_to_a_size_puts_the_low_branch_on_the_octave_grid():
+    class Resize(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.a = nn.Conv2d(8, 8, 3, padding=1)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 2)
+
+        def forward(self, x):
+            y = F.interpolate(self.a(self.stem(x)), size=(21, 13), mode="bilinear", align_corners=True)
+            return self.fc(self.b(y).mean((2, 3)))
+
+    model = Resize().eval()
+    x = torch.randn(1, 3, 16, 16)
+    out = convert_quiet(model, x)
+    assert octify.record_of(out).merges == []
+    sizes = {}
+    out.b.register_forward_pre_hook(lambda m, a: sizes.update(h=tuple(a[0][0].shape[-2:]), l=tuple(a[0][1].shape[-2:])))
+    with torch.no_grad():
+        out(x)
+    assert sizes == {"h": (21, 13), "l": (11, 7)}
+
+
+def test_group_norm_follows_whole_groups_and_aligns_when_it_must():
+    class GN(nn.Module):
+        def __init__(self, groups: int) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 12, 3, padding=1)
+            self.a = nn.Conv2d(12, 12, 3, padding=1)
+            self.gn = nn.GroupNorm(groups, 12)
+            self.b = nn.Conv2d(12, 12, 3, padding=1)
+            self.fc = nn.Linear(12, 2)
+
+        def forward(self, x):
+            return self.fc(self.b(self.gn(self.a(self.stem(x)))).mean((2, 3)))
+
+    x = torch.randn(2, 3, 16, 16)
+    for groups, aligns in ((6, 0), (3, 1)):  # 6 low channels: 3 whole groups of 2; groups of 4 need an align
+        torch.manual_seed(groups)
+        model = GN(groups).eval()
+        with torch.no_grad():
+            model.gn.weight.uniform_(0.5, 1.5)
+            model.gn.bias.uniform_(-0.5, 0.5)
+        out = convert_quiet(model, x, octave=1)
+        rec = octify.record_of(out)
+        assert type(out.gn) is octify.nn.OctGroupNorm and rec.count("align") == aligns and rec.count("merge") == 0
+        with torch.no_grad():
+            assert rel_err(out(x), model(x)) <= RTOL
+
+
+def test_oct_group_norm_layer():
+    gn = nn.GroupNorm(4, 8)
+    with torch.no_grad():
+        gn.weight.uniform_(0.5, 1.5)
+        gn.bias.uniform_(-1, 1)
+    part = octify.Partition((0, 1, 2, 3), (4, 5, 6, 7))
+    layer = octify.nn.OctGroupNorm.from_gn(gn, part)
+    x = torch.randn(2, 8, 6, 6)
+    h, l = layer((x[:, :4], x[:, 4:]))
+    torch.testing.assert_close(torch.cat([h, l], 1), gn(x))
+    with pytest.raises(ValueError, match="every one of the 4 groups must lie wholly on one branch"):
+        octify.nn.OctGroupNorm(4, 8, partition=octify.Partition((0, 1, 2, 4), (3, 5, 6, 7)))
+
+
+def test_a_model_reading_shapes_saves_and_reloads(tmp_path):
+    model = UNetish().eval()
+    x = torch.randn(1, 3, 32, 32)
+    out = convert_quiet(model, x)
+    path = octify.save(out, tmp_path / "u.pt")
+    back = octify.load(path)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), out(x))
+    assert any(n.target is octify.nn.functional.pair_size for n in back.graph.nodes)

@@ -19,7 +19,8 @@ from ..nn import OctBatchNorm2d, OctConv2d
 
 __all__ = [
     "ELEMENTWISE_MODULES", "ELEMENTWISE_FUNCTIONS", "ELEMENTWISE_METHODS", "NORM_MODULES", "CHANNEL_PRESERVING_MODULES",
-    "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "ARITHMETIC", "CONCAT", "CHANNEL_MIXING_FUNCTIONS", "is_conv", "mixes_channels", "describe",
+    "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "RESAMPLE_MODULES", "INTERPOLATE_PARAMS",
+    "SAME_AS_HIGH_ATTRIBUTES", "ARITHMETIC", "CONCAT", "CHANNEL_MIXING_FUNCTIONS", "is_conv", "mixes_channels", "describe",
 ]
 
 # Elementwise ops (and dropout): run on each branch alone, the pair's partition unchanged.
@@ -37,6 +38,7 @@ ELEMENTWISE_FUNCTIONS = tuple(dict.fromkeys((
 ELEMENTWISE_METHODS = (
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clamp_min", "clamp_min_",
     "contiguous", "hardswish", "neg",
+    "to", "float", "half", "bfloat16", "double", "type_as",  # casts: each element on its own too
 )
 
 NORM_MODULES = (nn.BatchNorm2d, OctBatchNorm2d)
@@ -57,6 +59,11 @@ POOL_FUNCTION_PARAMS = {
 }
 LOCAL_POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d)
 GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.mean, "mean")
+
+RESAMPLE_MODULES = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+INTERPOLATE_PARAMS = ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias")
+# Attributes of a pair that are those of its high branch (and of the plain tensor it stands for).
+SAME_AS_HIGH_ATTRIBUTES = ("ndim", "dtype", "device", "is_cuda", "layout")
 
 ARITHMETIC = (
     operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, operator.truediv,

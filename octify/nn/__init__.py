@@ -1,6 +1,6 @@
 """Octave layers (Chen et al., "Drop an Octave", ICCV 2019, arXiv 1904.05049).
 
-The layers a user builds with (``OctConv2d``, ``OctBatchNorm2d``, ``OctaveDual``,
+The layers a user builds with (``OctConv2d``, ``OctBatchNorm2d``, ``OctGroupNorm``, ``OctaveDual``,
 ``OctaveSplit``, ``OctaveMerge``, ``Partition``), and the ones the conversion pass inserts
 between them (``ChannelMerge``, ``ChannelSplit``, ``Realign``, ``SharedStochasticDepth``):
 all of them have stable paths here, since saved models refer to them. ``cost`` holds the
@@ -10,6 +10,7 @@ theoretical MACs and memory ratios of an octave conv.
 from .batchnorm import OctBatchNorm2d
 from .channels import ChannelMerge, ChannelSplit
 from .dual import OctaveDual
+from .groupnorm import OctGroupNorm
 from .octconv import OctConv2d
 from .partition import Partition
 from .realign import Realign
@@ -18,5 +19,5 @@ from .stochastic_depth import SharedStochasticDepth
 
 __all__ = [
     "OctConv2d", "OctBatchNorm2d", "OctaveDual", "OctaveSplit", "OctaveMerge", "Partition",
-    "ChannelMerge", "ChannelSplit", "Realign", "SharedStochasticDepth",
+    "OctGroupNorm", "ChannelMerge", "ChannelSplit", "Realign", "SharedStochasticDepth",
 ]

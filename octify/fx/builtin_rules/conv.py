@@ -1,4 +1,4 @@
-"""Rules for convolutions and batch norms: the layers that become octave layers, with their weights."""
+"""The rule for convolutions: Conv2d -> OctConv2d, with its weights."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 import torch.fx as fx
 from torch import nn
 
-from ...nn import OctBatchNorm2d, OctConv2d
+from ...nn import OctConv2d
 from ...nn._common import conv_padding, is_depthwise
 from ...nn.partition import Partition
-from ...rules import Decline, Octave, RuleContext, register_rule
+from ...rules import Octave, RuleContext, register_rule
 
 
 @register_rule(nn.Conv2d, plain=True)
@@ -54,19 +54,3 @@ def conv2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     out = ctx.call_pair_module(name, x, out_part)
     ctx.record_conv(node, in_part.alpha, out_part.alpha, None)
     return out
-
-
-@register_rule(nn.BatchNorm2d)
-def batch_norm2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
-    """BatchNorm2d -> OctBatchNorm2d, weights and running statistics split by the partition."""
-    x = args[0]
-    if not isinstance(x, Octave) or kwargs or len(args) != 1:
-        raise Decline("it is called with more than one pair argument")
-    layer = OctBatchNorm2d.from_bn(ctx.original_module(node.target), x.partition)
-    if not ctx.transfer_weights:
-        for bn in (layer.bn_h, layer.bn_l):
-            if bn is not None:
-                bn.reset_parameters()
-    name = ctx.install(node, layer)
-    ctx.threaded(node)
-    return ctx.call_pair_module(name, x, x.partition)

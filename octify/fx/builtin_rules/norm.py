@@ -1,0 +1,56 @@
+"""Rules for normalisation layers: one norm per branch, statistics and affine weights split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.fx as fx
+from torch import nn
+
+from ...nn import OctBatchNorm2d, OctGroupNorm
+from ...nn.groupnorm import whole_groups
+from ...nn.partition import Partition
+from ...rules import Decline, Octave, RuleContext, register_rule
+
+
+@register_rule(nn.BatchNorm2d)
+def batch_norm2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """BatchNorm2d -> OctBatchNorm2d, weights and running statistics split by the partition."""
+    x = args[0]
+    if not isinstance(x, Octave) or kwargs or len(args) != 1:
+        raise Decline("it is called with more than one pair argument")
+    layer = OctBatchNorm2d.from_bn(ctx.original_module(node.target), x.partition)
+    if not ctx.transfer_weights:
+        for bn in (layer.bn_h, layer.bn_l):
+            if bn is not None:
+                bn.reset_parameters()
+    name = ctx.install(node, layer)
+    ctx.threaded(node)
+    return ctx.call_pair_module(name, x, x.partition)
+
+
+def _whole_group_partition(channels: int, groups: int, alpha: float) -> Partition:
+    """The last floor(alpha * groups) groups low: a partition a GroupNorm can follow."""
+    per = channels // groups
+    n_low = int(alpha * groups + 1e-9)
+    cut = (groups - n_low) * per
+    return Partition(tuple(range(cut)), tuple(range(cut, channels)))
+
+
+@register_rule(nn.GroupNorm)
+def group_norm(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """GroupNorm -> OctGroupNorm when each group lies on one branch (after an align if needed)."""
+    x = args[0]
+    if not isinstance(x, Octave) or kwargs or len(args) != 1:
+        raise Decline("it is called with more than one pair argument")
+    gn: nn.GroupNorm = ctx.original_module(node.target)
+    split = whole_groups(x.partition, gn.num_groups)
+    if split is None or 0 in split:
+        target = _whole_group_partition(gn.num_channels, gn.num_groups, x.partition.alpha)
+        if not target.low or not target.high:
+            raise Decline(f"its {gn.num_groups} groups are too few to put whole groups on both branches")
+        x = ctx.align(x, target, f"GroupNorm {node.target} needs each of its {gn.num_groups} groups on one branch")
+    layer = OctGroupNorm.from_gn(gn, x.partition)
+    name = ctx.install(node, layer)
+    ctx.threaded(node)
+    return ctx.call_pair_module(name, x, x.partition)

@@ -1,0 +1,84 @@
+"""Rules for resampling (F.interpolate, nn.Upsample) and for reading a pair's shape."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import torch.fx as fx
+import torch.nn.functional as F
+
+from ...nn._common import low_size
+from ...nn.functional import pair_size
+from ...rules import Decline, Octave, RuleContext, register_rule
+from ..ops import INTERPOLATE_PARAMS, RESAMPLE_MODULES, SAME_AS_HIGH_ATTRIBUTES
+
+
+def _interpolate_params(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> dict:
+    if node.op == "call_module":
+        m = ctx.original_module(node.target)
+        return dict(size=m.size, scale_factor=m.scale_factor, mode=m.mode, align_corners=m.align_corners,
+                    recompute_scale_factor=getattr(m, "recompute_scale_factor", None))
+    params = dict(zip(INTERPOLATE_PARAMS, args[1:]))
+    params.update(kwargs)
+    return params
+
+
+@register_rule(F.interpolate, *RESAMPLE_MODULES)
+def resample(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Each branch resampled alike (a scale factor keeps the low branch on the octave grid of
+    the resampled high one when the sizes divide); otherwise (``size=``, odd sizes) the low branch
+    is resampled to the octave grid of the high branch's new size. Exact at octave 1."""
+    x = args[0] if args else None
+    if not isinstance(x, Octave):
+        raise Decline("the pair is not its first argument")
+    try:
+        return ctx.per_branch(node, args, kwargs)
+    except Decline as first:
+        if "octave grid" not in str(first):
+            raise
+    params = _interpolate_params(ctx, node, args, kwargs)
+    h = ctx.emit(node.op, node.target, (x.high, *args[1:]), kwargs)
+    hh, hw = h.meta["val"].shape[-2:]
+    low_params = {k: v for k, v in params.items() if k in ("mode", "align_corners", "antialias")}
+    l = ctx.emit("call_function", F.interpolate, (x.low,), dict(low_params, size=(low_size(hh, ctx.octave), low_size(hw, ctx.octave))))
+    ctx.threaded(node)
+    return Octave(h, l, x.partition)
+
+
+def _size_node(ctx: RuleContext, x: Octave, dim: Any = None) -> fx.Node:
+    extra = () if dim is None else (dim,)
+    node = ctx.emit("call_function", pair_size, ((x.high, x.low), x.partition.channels, *extra))
+    node.meta["is_wrapped"] = True  # re-tracing the generated code (pickling) keeps it one call
+    return node
+
+
+@register_rule(builtins.getattr)
+def read_attribute(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """``x.shape``, ``x.ndim``, ``x.dtype``, ``x.device`` of a pair: the plain tensor's, no merge."""
+    x, name = (args + (None, None))[:2]
+    if not isinstance(x, Octave) or kwargs or len(args) != 2:
+        raise Decline("it reads an attribute of something else than a pair")
+    if name == "shape":
+        return _size_node(ctx, x)
+    if name in SAME_AS_HIGH_ATTRIBUTES:
+        return ctx.emit("call_function", builtins.getattr, (x.high, name))
+    raise Decline(f"it reads .{name} of the pair")
+
+
+@register_rule("size")
+def size(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """``x.size()`` / ``x.size(dim)`` of a pair: the plain tensor's, no merge."""
+    x = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    if not isinstance(x, Octave) or len(args) > 2 or set(kwargs) - {"dim"}:
+        raise Decline("it is not x.size() or x.size(dim) of a pair")
+    return _size_node(ctx, x, dim)
+
+
+@register_rule("dim")
+def dim(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """``x.dim()`` of a pair: the high branch's (both are 4-D)."""
+    if not isinstance(args[0], Octave) or len(args) != 1 or kwargs:
+        raise Decline("it is not x.dim() of a pair")
+    return ctx.emit("call_method", "dim", (args[0].high,))
