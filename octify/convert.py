@@ -33,12 +33,12 @@ from .fx.options import ConvertOptions
 from .fx.plan import AlphaFor, plan
 from .fx.recorder import Recorder
 from .fx.rewrite import rewrite
-from .fx.shape_prop import eval_mode, fake_mode, fakeify, propagate
-from .fx.tracer import LeafSpec, is_user_leaf, trace
+from .fx.shape_prop import eval_mode, fake_mode, propagate
+from .fx.tracer import SPECIALIZED, LeafSpec, is_user_leaf, placeholder_values, trace
 from .fx.verify import verify as verify_outputs
 from .record import ConversionRecord, attach_record
 from .rules import Rule, RuleKey, registry
-from .utils.inputs import default_inputs, normalize_inputs
+from .utils.inputs import default_inputs, split_example_inputs
 from .utils.validate import check_module
 
 __all__ = ["convert"]
@@ -71,8 +71,10 @@ def convert(
     ``model`` is left untouched unless ``inplace=True`` (which reuses its modules instead of
     copying them; the model itself must not be used afterwards).
 
-    ``example_inputs`` is a Tensor or a tuple of positional inputs; by default one
-    1 x C x 224 x 224 input, C the input channels of the first Conv2d.
+    ``example_inputs`` is a Tensor, a tuple of positional inputs or a dict of keyword inputs;
+    by default one 1 x C x 224 x 224 input, C the input channels of the first Conv2d. Python
+    control flow on their shapes is resolved on them (``record_of(...).specialized``) and
+    checked at run time; parameters of ``forward`` they do not give keep their defaults.
     ``policy="latency"`` keeps plain the regions where octave layers cannot pay for themselves on
     a CPU (small maps, depthwise and thin convs), each recorded with its reason.
     ``memory_format="channels_last"`` (the default) lays the converted model's 4-D weights out
@@ -98,25 +100,30 @@ def convert(
         leaf_modules=leaf_modules, rules=rules, transfer_weights=transfer_weights, verify=verify, inplace=inplace,
         policy=policy, memory_format=memory_format, fuse_bn=fuse_bn,
     )
-    inputs = default_inputs(model) if example_inputs is None else normalize_inputs(example_inputs, "octify.convert")
-    return _run(model, inputs, options)
+    if example_inputs is None:
+        args, kwargs = default_inputs(model), {}
+    else:
+        args, kwargs = split_example_inputs(example_inputs, "octify.convert")
+    return _run(model, args, kwargs, options)
 
 
-def _run(model: nn.Module, inputs: tuple, opts: ConvertOptions) -> fx.GraphModule:
+def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions) -> fx.GraphModule:
     rules_in_force = registry(opts.rules)
     # Module types that have a rule are traced as leaves, so their rule sees them whole.
     rule_types = tuple(k for k in rules_in_force if isinstance(k, type) and not k.__module__.startswith("torch.nn"))
 
-    gm = trace(model, opts.leaf_types + rule_types, opts.leaf_globs)  # 1
     fm = fake_mode()
-    fake_inputs = fakeify(fm, inputs)
-    propagate(gm, fm, fake_inputs)  # 2
+    gm = trace(model, opts.leaf_types + rule_types, opts.leaf_globs, fm, args, kwargs)  # 1
+    propagate(gm, fm)  # 2: what the trace could not evaluate, with the node that fails
+    fake_inputs = placeholder_values(gm)
     plans = plan(  # 3
         gm, alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, min_size=opts.min_size,
         exclude=opts.exclude, alpha_for=opts.alpha_for, policy=opts.policy,
     )
 
-    record = ConversionRecord(alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode)
+    record = ConversionRecord(
+        alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, specialized=gm.meta.get(SPECIALIZED, [])
+    )
     recorder = Recorder(record, dict(gm.named_modules()))
     training = {name: m.training for name, m in model.named_modules()}
     root = model if opts.inplace else copy.deepcopy(model)

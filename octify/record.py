@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["ConvRecord", "MergeRecord", "ConversionRecord", "record_of", "attach_record"]
+__all__ = ["ConvRecord", "MergeRecord", "Specialization", "ConversionRecord", "record_of", "attach_record"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,15 @@ class MergeRecord:
     reason: str
 
 
+@dataclass(frozen=True)
+class Specialization:
+    """A decision the traced model took on the example inputs' shapes (a branch, a number)."""
+
+    where: str  # file:line of the user's code
+    code: str  # that line
+    value: object  # what it evaluated to: the branch taken (bool) or the number (int)
+
+
 @dataclass
 class ConversionRecord:
     """Everything convert() decided; ``record_of(model)`` returns it."""
@@ -48,6 +57,13 @@ class ConversionRecord:
     merges: list[MergeRecord] = field(default_factory=list)
     threaded: dict[str, int] = field(default_factory=dict)  # op kind -> nodes run per branch
     fused: list[tuple[str, str]] = field(default_factory=list)  # (conv, batch norm) run as one conv in eval
+    # Control flow resolved on the example inputs' shapes; the converted model checks each one
+    # at run time and refuses an input that would take another branch.
+    specialized: list[Specialization] = field(default_factory=list)
+
+    def __setstate__(self, state: dict) -> None:
+        # Records pickled by 0.1.0 have no ``specialized``.
+        self.__dict__.update({"specialized": [], **state})
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -69,6 +85,7 @@ class ConversionRecord:
             "merges": [asdict(m) for m in self.merges],
             "threaded": dict(self.threaded),
             "fused": [list(p) for p in self.fused],
+            "specialized": [asdict(sp) for sp in self.specialized],
         }
 
 

@@ -20,10 +20,12 @@ reproduces the original's outputs, which is the test every rule is held to.
 ...     def forward(self, x):
 ...         return x * torch.sigmoid(x)
 >>> rules = {Swish: per_branch}  # per call: merged over the registry, which stays unchanged
->>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3), Swish(), torch.nn.Conv2d(8, 4, 3))
->>> rec = octify.record_of(octify.convert(net, example_inputs=torch.randn(1, 3, 32, 32), rules=rules))
->>> rec.count("merge")
-0
+>>> conv = lambda: torch.nn.Conv2d(8, 8, 3, padding=1)
+>>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), conv(), Swish(), conv(), torch.nn.AdaptiveAvgPool2d(1))
+>>> x = torch.randn(1, 3, 32, 32)
+>>> rec = octify.record_of(octify.convert(net, example_inputs=x, rules=rules))
+>>> rec.count("merge"), rec.threaded["Swish"]     # Swish kept whole, run on each branch
+(0, 1)
 """
 
 from __future__ import annotations

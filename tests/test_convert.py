@@ -601,10 +601,15 @@ def test_bad_alpha_for(alpha_for):
         octify.convert(Small(), 0.5, example_inputs=torch.randn(1, 3, 8, 8), alpha_for=alpha_for)
 
 
-@pytest.mark.parametrize("inputs", ["abc", 3, {"x": 1}, []])
+@pytest.mark.parametrize("inputs", ["abc", 3, {1: torch.ones(1)}, []])
 def test_example_inputs_of_the_wrong_type(inputs):
     with pytest.raises(TypeError, match="example_inputs"):
         octify.convert(Small(), example_inputs=inputs)
+
+
+def test_example_inputs_as_a_dict_need_a_tensor():
+    with pytest.raises(ValueError, match=r"example_inputs must hold at least one Tensor, found none in \['x'\]"):
+        octify.convert(Small(), example_inputs={"x": 1})
 
 
 def test_example_inputs_with_wrong_channels_names_the_node():

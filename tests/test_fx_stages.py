@@ -300,9 +300,11 @@ def test_untraceable_module_names_itself_and_hints():
     with pytest.raises(octify.ConversionError) as e:
         trace(WithBranchy(), (), ())
     msg = str(e.value)
-    assert msg.startswith("torch.fx cannot trace WithBranchy in module 'bad' (Branchy): TraceError: ")
-    assert "Hint: pass leaf_modules=['bad']" in msg
-    assert msg.endswith("to keep it intact; its convs then stay plain.")
+    # The user's file and line, the module, and a hint with the module's type.
+    assert msg.startswith("torch.fx cannot trace WithBranchy in module 'bad' (Branchy) at test_fx_stages.py:")
+    assert "(`if x.sum() > 0:`): TraceError: control flow on a tensor's values" in msg
+    assert "Hint: pass leaf_modules=[Branchy] (its type; or the glob 'bad')" in msg
+    assert msg.endswith("to keep it whole; its convs then stay plain.")
     assert isinstance(e.value.__cause__, fx.proxy.TraceError)
 
 
@@ -310,8 +312,13 @@ def test_untraceable_model_at_top_level_hints_its_type():
     with pytest.raises(octify.ConversionError) as e:
         trace(Branchy(), (), ())
     msg = str(e.value)
-    assert msg.startswith("torch.fx cannot trace Branchy: TraceError: ")
-    assert "Hint: pass leaf_modules=[that module's type]" in msg
+    assert msg.startswith("torch.fx cannot trace Branchy at test_fx_stages.py:")
+    # Never "keep the whole model as a leaf" (that would convert nothing): what to change instead.
+    assert "leaf_modules=[" not in msg
+    assert msg.endswith(
+        "Hint: this is Branchy's own forward, which leaf_modules cannot keep whole: make that line depend on "
+        "shapes only, or convert the submodules that hold the convs."
+    )
 
 
 def test_convert_with_untraceable_leaf_keeps_it_whole():
@@ -397,8 +404,8 @@ def test_too_many_and_too_few_inputs():
     with pytest.raises(octify.ConversionError) as e:
         octify.convert(Chain(), example_inputs=(_x(*X), _x(*X)))
     assert str(e.value) == (
-        "example_inputs has 2 tensors but Chain.forward takes 1 inputs. "
-        "Hint: pass a tuple with one tensor per positional input of forward()."
+        "example_inputs do not fit Chain.forward(x): too many positional arguments. "
+        "Hint: pass a tuple with one tensor per positional input of forward(), or a dict of keyword inputs."
     )
     with pytest.raises(octify.ConversionError) as e:
         octify.convert(TwoIn(), example_inputs=_x(*X))

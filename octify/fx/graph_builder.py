@@ -45,9 +45,12 @@ class GraphBuilder:
 
     def copy(self, node: fx.Node, args: tuple, kwargs: dict) -> fx.Node:
         try:
-            return self.emit(node.op, node.target, args, kwargs)
+            new = self.emit(node.op, node.target, args, kwargs)
         except EmitError as e:
             raise ConversionError(f"re-emitting `{node.format_node()}` failed: {e}. Hint: report this model to octify.") from e
+        if node.meta.get("is_wrapped"):
+            new.meta["is_wrapped"] = True  # a wrapped function (a shape guard) stays one call when re-traced
+        return new
 
     def erase(self, *nodes: fx.Node) -> None:
         for node in nodes:

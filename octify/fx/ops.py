@@ -20,7 +20,7 @@ from ..nn import OctBatchNorm2d, OctConv2d
 __all__ = [
     "ELEMENTWISE_MODULES", "ELEMENTWISE_FUNCTIONS", "ELEMENTWISE_METHODS", "NORM_MODULES", "CHANNEL_PRESERVING_MODULES",
     "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "RESAMPLE_MODULES", "INTERPOLATE_PARAMS",
-    "SAME_AS_HIGH_ATTRIBUTES", "ARITHMETIC", "CONCAT", "CHANNEL_MIXING_FUNCTIONS", "is_conv", "mixes_channels", "describe",
+    "SAME_AS_HIGH_ATTRIBUTES", "ARITHMETIC", "CONCAT", "CHANNEL_SPLITS", "channel_split_sizes", "equal_channel_parts", "CHANNEL_MIXING_FUNCTIONS", "is_conv", "mixes_channels", "describe",
 ]
 
 # Elementwise ops (and dropout): run on each branch alone, the pair's partition unchanged.
@@ -71,6 +71,37 @@ ARITHMETIC = (
     "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_",
 )
 CONCAT = (torch.cat, torch.concat, torch.concatenate)
+
+
+CHANNEL_SPLITS = (torch.chunk, torch.split, "chunk", "split")
+
+
+def channel_split_sizes(node: fx.Node, channels: int) -> list[int] | None:
+    """The channel counts of the parts a ``chunk``/``split`` over dim 1 makes of ``channels``
+    channels (as torch computes them), or None when the node is no such split."""
+    if node.op not in ("call_function", "call_method") or node.target not in CHANNEL_SPLITS:
+        return None
+    args, kwargs = node.args, node.kwargs
+    name = node.target if isinstance(node.target, str) else node.target.__name__
+    how = args[1] if len(args) > 1 else kwargs.get("chunks", kwargs.get("split_size_or_sections", kwargs.get("split_size")))
+    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+    if dim not in (1, -3) or isinstance(how, fx.Node) or how is None:
+        return None
+    if name == "chunk":
+        each = -(-channels // how)
+        return [min(each, channels - s) for s in range(0, channels, each)]
+    if isinstance(how, int):
+        return [min(how, channels - s) for s in range(0, channels, how)]
+    return list(how)
+
+
+def equal_channel_parts(node: fx.Node) -> int:
+    """How many equal parts a chunk/split over channels makes (1: none, or unequal parts)."""
+    val = node.args[0].meta.get("val") if node.args and isinstance(node.args[0], fx.Node) else None
+    if not isinstance(val, torch.Tensor) or val.dim() != 4:
+        return 1
+    sizes = channel_split_sizes(node, val.shape[1])
+    return len(sizes) if sizes and len(set(sizes)) == 1 else 1
 
 
 def is_conv(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:

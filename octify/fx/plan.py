@@ -22,7 +22,7 @@ from .latency import (
     LATENCY_MIN_LOW, LATENCY_MIN_LOW_PER_GROUP, LATENCY_MIN_SAVING, LATENCY_MIN_SIZE, block_of, estimated_saving,
     latency_blocks,
 )
-from .ops import CHANNEL_PRESERVING_MODULES, ELEMENTWISE_FUNCTIONS, is_conv, mixes_channels
+from .ops import CHANNEL_PRESERVING_MODULES, ELEMENTWISE_FUNCTIONS, equal_channel_parts, is_conv, mixes_channels
 
 __all__ = ["AlphaFor", "ConvPlan", "plan"]
 
@@ -46,8 +46,9 @@ def _glob_alpha(patterns: Mapping[str, float], name: str) -> Optional[float]:
 
 
 def _grouped_consumer(node: fx.Node, modules: Mapping[str, nn.Module]) -> int:
-    """Groups of the first grouped (non-depthwise) conv reached through ops that keep every
-    channel where it is (a pair crosses them unchanged, so that conv sees this conv's partition)."""
+    """Groups of the first grouped (non-depthwise) conv, or the number of equal parts of the
+    first chunk/split over channels, reached through ops that keep every channel where it is (a
+    pair crosses them unchanged, so that consumer sees this conv's partition)."""
     frontier, seen = list(node.users), set()
     while frontier:
         user = frontier.pop()
@@ -55,6 +56,9 @@ def _grouped_consumer(node: fx.Node, modules: Mapping[str, nn.Module]) -> int:
             continue
         seen.add(user)
         if user.op != "call_module":
+            parts = equal_channel_parts(user)
+            if parts > 1:
+                return parts
             if user.op == "call_function" and user.target in ELEMENTWISE_FUNCTIONS:
                 frontier.extend(user.users)
             continue

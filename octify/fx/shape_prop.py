@@ -94,10 +94,12 @@ def run_node(fm: FakeTensorMode, modules: dict[str, nn.Module], node: fx.Node, o
     raise AssertionError(f"unexpected node op {node.op}")  # placeholders and outputs are handled by callers
 
 
-def propagate(gm: fx.GraphModule, fm: FakeTensorMode, fake_inputs: tuple) -> None:
-    """Store each node's fake value in ``node.meta['val']``; a failure names the node."""
+def propagate(gm: fx.GraphModule, fm: FakeTensorMode, fake_inputs: tuple = ()) -> None:
+    """Store each node's fake value in ``node.meta['val']``; a failure names the node. Nodes that
+    have one already (the tracer computes them as it follows the example inputs) keep it;
+    placeholders without one take ``fake_inputs`` in order, then their defaults."""
     modules = dict(gm.named_modules())
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder" and "val" not in n.meta]
     if len(fake_inputs) > len(placeholders):
         raise ConversionError(
             f"example_inputs has {len(fake_inputs)} tensors but {type(gm).__name__}.forward takes {len(placeholders)} inputs. "
@@ -106,17 +108,18 @@ def propagate(gm: fx.GraphModule, fm: FakeTensorMode, fake_inputs: tuple) -> Non
     inputs = iter(fake_inputs)
     with eval_mode(gm):
         for node in gm.graph.nodes:
+            if "val" in node.meta and node.op != "output":
+                continue
             if node.op == "placeholder":
                 try:
                     node.meta["val"] = next(inputs)
                 except StopIteration:
-                    default = node.args[0] if node.args else None
                     if not node.args:
                         raise ConversionError(
                             f"{type(gm).__name__}.forward needs an input '{node.target}' that example_inputs does not give. "
                             "Hint: pass a tuple with one tensor per positional input of forward()."
                         ) from None
-                    node.meta["val"] = default
+                    node.meta["val"] = node.args[0]
             elif node.op == "output":
                 node.meta["val"] = fx.node.map_arg(node.args[0], lambda n: n.meta["val"])
             else:

@@ -19,6 +19,11 @@ class _FakeRun(fx.Interpreter):
         super().__init__(module)
         self.fm = fm
 
+    def placeholder(self, target: Any, args: Any, kwargs: Any) -> Any:
+        if str(target).startswith("**"):
+            return {}  # fx.Interpreter would hand a **kwargs placeholder the rest of the positional inputs
+        return super().placeholder(target, args, kwargs)
+
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         return call_module(self.fm, self.fetch_attr(target), args, kwargs)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Optional, Tuple, Union
 
 import torch
+import torch.fx
 from torch import Tensor
 
-__all__ = ["pair_size"]
+__all__ = ["pair_size", "shape_guard"]
 
 
 def pair_size(x: Tuple[Tensor, Tensor], channels: int, dim: Optional[int] = None) -> Union[torch.Size, int]:
@@ -22,3 +23,24 @@ def pair_size(x: Tuple[Tensor, Tensor], channels: int, dim: Optional[int] = None
     high = x[0]
     size = torch.Size([high.shape[0], channels, *high.shape[2:]])
     return size if dim is None else size[dim]
+
+
+@torch.fx.node.has_side_effect  # not dead code: it checks
+def shape_guard(condition: object, expected: bool, where: str) -> None:
+    """Raise unless ``condition`` is ``expected``: a converted model runs the branch its example
+    inputs took at ``where`` (its control flow was resolved on their shapes), and refuses an input
+    for which the original would take another branch rather than compute something else.
+
+    >>> shape_guard(224 % 32 == 0, True, "model.py:12: if h % 32 == 0:")
+    >>> shape_guard(225 % 32 == 0, True, "model.py:12: if h % 32 == 0:")
+    Traceback (most recent call last):
+    ...
+    ValueError: octify: this model was converted with example inputs for which `if h % 32 == 0:` (model.py:12) was True; for this input it is False, so the original would run another branch. Convert it again with example_inputs of this input's shape.
+    """
+    if bool(condition) != expected:
+        place, _, code = where.partition(": ")
+        raise ValueError(
+            f"octify: this model was converted with example inputs for which `{code}` ({place}) was {expected}; "
+            f"for this input it is {not expected}, so the original would run another branch. "
+            "Convert it again with example_inputs of this input's shape."
+        )

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["normalize_inputs", "default_shape", "default_inputs", "tensors_of", "describe", "batch_of"]
+__all__ = ["normalize_inputs", "split_example_inputs", "default_shape", "default_inputs", "tensors_of", "describe", "batch_of"]
 
 _SCALARS = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
 DEFAULT_SIZE = 224
@@ -59,6 +59,19 @@ def normalize_inputs(example_inputs: Any, who: str) -> Tuple[Any, ...]:
             f"{', '.join(type(v).__name__ for v in example_inputs)}"
         )
     return example_inputs
+
+
+def split_example_inputs(example_inputs: Any, who: str) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """(positional, keyword) inputs: a dict of str keys is keyword inputs, anything else goes
+    through :func:`normalize_inputs`."""
+    if isinstance(example_inputs, dict):
+        if not example_inputs or not all(isinstance(k, str) for k in example_inputs):
+            raise TypeError(f"{who}: example_inputs as a dict must map forward()'s parameter names to inputs, found {example_inputs!r}")
+        _check_leaf(example_inputs, "", who)
+        if not tensors_of(example_inputs):
+            raise ValueError(f"{who}: example_inputs must hold at least one Tensor, found none in {list(example_inputs)}")
+        return (), dict(example_inputs)
+    return normalize_inputs(example_inputs, who), {}
 
 
 def default_shape(model: nn.Module) -> Tuple[int, int, int, int]:

@@ -1,15 +1,18 @@
-"""Rules for ops that combine tensors: add / sub / mul / div, and concatenation over channels."""
+"""Rules for ops that combine or cut tensors: add / sub / mul / div, concatenation and chunk/split
+over channels, and indexing the tuples they make."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import operator
 
 import torch
 import torch.fx as fx
 
 from ...nn.partition import Partition
 from ...rules import Decline, Octave, RuleContext, register_rule
-from ..ops import ARITHMETIC, CONCAT
+from ..ops import ARITHMETIC, CHANNEL_SPLITS, CONCAT, channel_split_sizes
 
 
 def _branch_operand(ctx: RuleContext, node: fx.Node, value: Any, part: Partition, high_hw: tuple) -> tuple[Any, Any]:
@@ -91,3 +94,38 @@ def cat(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     l = lows[0] if len(lows) == 1 else ctx.emit("call_function", torch.cat, (lows, 1))
     ctx.threaded(node)
     return Octave(h, l, part)
+
+
+@register_rule(*CHANNEL_SPLITS)
+def split_channels(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """chunk / split over channels: each part a pair of its own, when every part has channels on
+    both branches (the plan splits the conv in front per part for that)."""
+    x = args[0] if args else None
+    if not isinstance(x, Octave):
+        raise Decline("the pair is not its first argument")
+    sizes = channel_split_sizes(node, x.partition.channels)
+    if sizes is None:
+        raise Decline("it does not cut over channels into sizes known when converting")
+    parts, start = [], 0
+    for k, size in enumerate(sizes):
+        end = start + size
+        high = [i for i, c in enumerate(x.partition.high) if start <= c < end]
+        low = [i for i, c in enumerate(x.partition.low) if start <= c < end]
+        if not high or not low:
+            raise Decline(f"part {k} would hold channels of one branch only")
+        h = ctx.emit("call_method", "narrow", (x.high, 1, high[0], len(high)))
+        l = ctx.emit("call_method", "narrow", (x.low, 1, low[0], len(low)))
+        part = Partition(tuple(x.partition.high[i] - start for i in high), tuple(x.partition.low[i] - start for i in low))
+        parts.append(Octave(h, l, part))
+        start = end
+    ctx.threaded(node)
+    return tuple(parts)
+
+
+@register_rule(operator.getitem)
+def index_parts(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """``parts[i]`` of a tuple of pairs (what chunk/split gave): that pair."""
+    seq, index = args[0], args[1] if len(args) > 1 else None
+    if isinstance(seq, (tuple, list)) and isinstance(index, int):
+        return seq[index]
+    raise Decline("it indexes a pair itself")
