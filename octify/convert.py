@@ -111,9 +111,10 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions) -> f
     rules_in_force = registry(opts.rules)
     # Module types that have a rule are traced as leaves, so their rule sees them whole.
     rule_types = tuple(k for k in rules_in_force if isinstance(k, type) and not k.__module__.startswith("torch.nn"))
+    rule_classes = tuple(k for k in rules_in_force if isinstance(k, str) and "." in k)
 
     fm = fake_mode()
-    gm = trace(model, opts.leaf_types + rule_types, opts.leaf_globs, fm, args, kwargs)  # 1
+    gm = trace(model, opts.leaf_types + rule_types, opts.leaf_globs, fm, args, kwargs, rule_classes)  # 1
     propagate(gm, fm)  # 2: what the trace could not evaluate, with the node that fails
     fake_inputs = placeholder_values(gm)
     plans = plan(  # 3

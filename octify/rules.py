@@ -1,6 +1,8 @@
 """The registry of octave rules: how each op treats an octave (high, low) pair.
 
-A rule is keyed by a module type, a function, or a tensor-method name (a ``str``). The
+A rule is keyed by a module type, a function, a tensor-method name (a ``str``), or a module
+class's qualified name (a ``str`` with a dot, ``"timm.layers.norm_act.BatchNormAct2d"``: a
+library octify does not import). The
 conversion pass calls it as ``rule(ctx, node, args, kwargs)`` for every node of that kind that
 receives a pair (or for every node at all, when registered with ``plain=True``): ``node`` is
 the node of the traced original, ``args``/``kwargs`` its arguments with every value already
@@ -190,9 +192,14 @@ def _check_key(key: object) -> None:
         raise TypeError(f"a rule key that is a class must be an nn.Module subclass, found {key.__name__}")
 
 
+def class_name(cls: type) -> str:
+    """The key of a module class given by name: ``module.QualName``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _key_name(key: RuleKey) -> str:
     if isinstance(key, str):
-        return f"method .{key}()"
+        return f"class {key}" if "." in key else f"method .{key}()"
     return getattr(key, "__qualname__", None) or repr(key)
 
 

@@ -154,7 +154,7 @@ def test_a_conv2d_subclass_never_goes_missing_from_the_record():
     out = convert_quiet(model, x, octave=1)
     by = {c.name: c for c in octify.record_of(out).convs}
     assert set(by) == {"stem", "a", "same", "b"}
-    assert by["same"].plain_reason == "PadSame is a Conv2d subclass with a forward of its own: traced through, left plain"
+    assert by["same"].plain_reason == "PadSame is a Conv2d subclass with a forward of its own: kept whole, left plain"
     assert isinstance(out.a, OctConv2d) and isinstance(out.b, OctConv2d)
     with torch.no_grad():
         assert rel_err(out(x), model(x)) <= RTOL

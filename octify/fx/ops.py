@@ -19,8 +19,9 @@ from ..nn import OctBatchNorm2d, OctConv2d
 
 __all__ = [
     "ELEMENTWISE_MODULES", "ELEMENTWISE_FUNCTIONS", "ELEMENTWISE_METHODS", "NORM_MODULES", "CHANNEL_PRESERVING_MODULES",
-    "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "RESAMPLE_MODULES", "INTERPOLATE_PARAMS",
-    "SAME_AS_HIGH_ATTRIBUTES", "ARITHMETIC", "CONCAT", "CHANNEL_SPLITS", "channel_split_sizes", "equal_channel_parts", "CHANNEL_MIXING_FUNCTIONS", "is_conv", "mixes_channels", "describe",
+    "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "RESAMPLE_MODULES", "PAD_MODULES", "INTERPOLATE_PARAMS",
+    "SAME_AS_HIGH_ATTRIBUTES", "ARITHMETIC", "CONCAT", "CHANNEL_SPLITS", "CHANNEL_MIXING_FUNCTIONS",
+    "channel_split_sizes", "equal_channel_parts", "torch_base", "is_conv", "mixes_channels", "describe",
 ]
 
 # Elementwise ops (and dropout): run on each branch alone, the pair's partition unchanged.
@@ -61,6 +62,7 @@ LOCAL_POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d)
 GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.mean, "mean")
 
 RESAMPLE_MODULES = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+PAD_MODULES = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularPad2d)
 INTERPOLATE_PARAMS = ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias")
 # Attributes of a pair that are those of its high branch (and of the plain tensor it stands for).
 SAME_AS_HIGH_ATTRIBUTES = ("ndim", "dtype", "device", "is_cuda", "layout")
@@ -104,9 +106,25 @@ def equal_channel_parts(node: fx.Node) -> int:
     return len(sizes) if sizes and len(set(sizes)) == 1 else 1
 
 
+def torch_base(module: nn.Module) -> type | None:
+    """The torch.nn class a module behaves as: its own class for torch.nn's, or the torch.nn base
+    class of a subclass that keeps that base's forward (HF's ``EfficientNetDepthwiseConv2d`` only
+    changes ``__init__``); None for a subclass with a forward of its own (timm's ``Conv2dSame``)."""
+    cls = type(module)
+    base = next((c for c in cls.__mro__ if c.__module__.startswith("torch.nn.modules")), None)
+    if base is None or base is nn.Module:
+        return None
+    same = all(getattr(cls, name) is getattr(base, name) for name in ("forward", "_conv_forward") if hasattr(base, name))
+    return base if same else None
+
+
 def is_conv(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
-    """A call of a (plain) Conv2d of the traced model."""
-    return node.op == "call_module" and isinstance(modules.get(node.target), nn.Conv2d)
+    """A call of a Conv2d of the traced model that the conv rule converts: an nn.Conv2d, or a
+    subclass with nn.Conv2d's forward (one with its own forward is kept whole and plain)."""
+    if node.op != "call_module":
+        return False
+    mod = modules.get(node.target)
+    return isinstance(mod, nn.Conv2d) and (type(mod) is nn.Conv2d or torch_base(mod) is nn.Conv2d)
 
 
 # Ops that combine channels: past one of them an output no longer shows a conv's low branch.

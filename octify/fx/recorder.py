@@ -60,7 +60,7 @@ class Recorder:
             if leaf is not None:
                 reason = f"inside leaf module {leaf}"
             elif isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d:
-                reason = f"{type(m).__name__} is a Conv2d subclass with a forward of its own: traced through, left plain"
+                reason = f"{type(m).__name__} is a Conv2d subclass with a forward of its own: kept whole, left plain"
             elif isinstance(m, (nn.Conv1d, nn.Conv3d)):
                 reason = f"{type(m).__name__}: octify converts Conv2d layers only"
             elif isinstance(m, _ConvTransposeNd):

@@ -16,15 +16,22 @@ from typing import Any, Dict, Mapping, Optional
 import torch.fx as fx
 
 from ..errors import ConversionError
-from ..rules import Decline, EmitError, Octave, RuleEntry, RuleKey
+from ..rules import Decline, EmitError, Octave, RuleEntry, RuleKey, class_name
 from .context import ConversionContext, map_values, octaves_in
+from .ops import torch_base
 
 __all__ = ["rewrite"]
 
 
-def _key(node: fx.Node, modules: Mapping[str, Any]) -> Optional[RuleKey]:
+def _key(node: fx.Node, modules: Mapping[str, Any], rules: Mapping[RuleKey, RuleEntry]) -> Optional[RuleKey]:
     if node.op == "call_module":
-        return type(modules[node.target])
+        cls = type(modules[node.target])
+        if cls in rules:
+            return cls
+        if class_name(cls) in rules:
+            return class_name(cls)
+        # A subclass that keeps its torch.nn base's forward follows the base's rule.
+        return torch_base(modules[node.target]) or cls
     if node.op in ("call_function", "call_method"):
         return node.target
     return None
@@ -62,7 +69,7 @@ class _Walk:
         if node.op == "get_attr":
             return ctx.copy(node, args, kwargs)
         has_pair = bool(octaves_in((args, kwargs)))
-        key = _key(node, self.modules)
+        key = _key(node, self.modules, self.rules)
         entry = self.rules.get(key) if key is not None else None
         kind = ctx.recorder.describe(node)
         if entry is not None and (has_pair or entry.plain):

@@ -33,6 +33,8 @@ from torch.fx.proxy import Attribute, TraceError
 from ..errors import ConversionError
 from ..nn.functional import shape_guard
 from ..record import Specialization
+from ..rules import class_name
+from .ops import torch_base
 from .shape_prop import call_module, eval_mode, fakeify, run_node
 
 __all__ = ["LeafSpec", "Tracer", "is_user_leaf", "split_leaf_specs", "trace", "placeholder_values", "SPECIALIZED"]
@@ -116,10 +118,12 @@ class Tracer(fx.Tracer):
         leaf_globs: tuple[str, ...],
         fm: Optional[FakeTensorMode] = None,
         values: Optional[Dict[str, Any]] = None,
+        leaf_classes: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self._leaf_types = leaf_types
         self._leaf_globs = leaf_globs
+        self._leaf_classes = frozenset(leaf_classes)  # module classes with a rule keyed by name
         self.fm = fm
         self._values = values  # placeholder name -> fake value; None: plain symbolic tracing
         self.specialized: List[Specialization] = []
@@ -130,8 +134,12 @@ class Tracer(fx.Tracer):
         # octify's own layers branch on their input's type: trace them whole.
         if type(m).__module__.startswith("octify.nn."):
             return True
-        if is_user_leaf(m, qualname, self._leaf_types, self._leaf_globs):
+        if is_user_leaf(m, qualname, self._leaf_types, self._leaf_globs) or class_name(type(m)) in self._leaf_classes:
             return True
+        if torch_base(m) is not None:  # a subclass that keeps its torch.nn base's forward
+            return not isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return True  # a conv subclass with a forward of its own: kept whole, recorded plain
         return super().is_leaf_module(m, qualname)
 
     def trace(self, root: Any, concrete_args: Optional[Dict[str, Any]] = None) -> fx.Graph:
@@ -236,7 +244,8 @@ def split_leaf_specs(leaf_modules: Sequence[LeafSpec]) -> tuple[tuple[type, ...]
 def _bind(model: nn.Module, args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """(placeholder values by name, concrete_args): parameters the inputs give are traced;
     parameters with defaults that they do not give keep their defaults."""
-    sig = inspect.signature(model.forward)
+    sig = inspect.signature(inspect.unwrap(type(model).forward))  # see _undecorated
+    sig = sig.replace(parameters=list(sig.parameters.values())[1:])  # without self
     try:
         bound = sig.bind_partial(*args, **kwargs)
     except TypeError as e:
@@ -260,6 +269,25 @@ def _bind(model: nn.Module, args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], 
     return values, concrete
 
 
+@contextlib.contextmanager
+def _undecorated(model: nn.Module) -> Iterator[None]:
+    """A forward wrapped by a decorator (``functools.wraps``: HF's ``can_return_tuple``) is traced
+    as the function it wraps: torch.fx names its inputs after the wrapped function's parameters
+    but runs the wrapper's ``(*args, **kwargs)``, which mixes them up. The decorator's own work
+    (reformatting the outputs) is not part of the converted model. The model's class is swapped
+    for the time of the trace only."""
+    cls = type(model)
+    inner = inspect.unwrap(cls.forward)
+    if inner is cls.forward:
+        yield
+        return
+    model.__class__ = type(cls.__name__, (cls,), {"forward": inner, "__module__": cls.__module__})
+    try:
+        yield
+    finally:
+        model.__class__ = cls
+
+
 def trace(
     model: nn.Module,
     leaf_types: tuple[type, ...],
@@ -267,6 +295,7 @@ def trace(
     fm: Optional[FakeTensorMode] = None,
     args: tuple = (),
     kwargs: Optional[Dict[str, Any]] = None,
+    leaf_classes: Sequence[str] = (),
 ) -> fx.GraphModule:
     """Trace ``model``; with ``fm`` and example ``args``/``kwargs``, following their values: then
     every node has its fake value in ``meta["val"]`` and ``gm.meta[SPECIALIZED]`` lists the
@@ -275,9 +304,10 @@ def trace(
     concrete: Optional[Dict[str, Any]] = None
     if fm is not None:
         values, concrete = _bind(model, fakeify(fm, tuple(args)), fakeify(fm, dict(kwargs or {})))
-    tracer = Tracer(leaf_types, leaf_globs, fm, values)
+    tracer = Tracer(leaf_types, leaf_globs, fm, values, leaf_classes)
     try:
-        graph = tracer.trace(model, concrete or None)
+        with _undecorated(model):
+            graph = tracer.trace(model, concrete or None)
     except ConversionError:
         raise
     except Exception as e:  # torch.fx raises many kinds; each becomes one clear message

@@ -11,6 +11,7 @@ from .batchnorm import OctBatchNorm2d
 from .channels import ChannelMerge, ChannelSplit
 from .dual import OctaveDual
 from .groupnorm import OctGroupNorm
+from .norm_act import OctNormAct
 from .octconv import OctConv2d
 from .partition import Partition
 from .realign import Realign
@@ -19,5 +20,5 @@ from .stochastic_depth import SharedStochasticDepth
 
 __all__ = [
     "OctConv2d", "OctBatchNorm2d", "OctaveDual", "OctaveSplit", "OctaveMerge", "Partition",
-    "OctGroupNorm", "ChannelMerge", "ChannelSplit", "Realign", "SharedStochasticDepth",
+    "OctGroupNorm", "OctNormAct", "ChannelMerge", "ChannelSplit", "Realign", "SharedStochasticDepth",
 ]

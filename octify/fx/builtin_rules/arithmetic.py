@@ -108,24 +108,41 @@ def split_channels(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -
         raise Decline("it does not cut over channels into sizes known when converting")
     parts, start = [], 0
     for k, size in enumerate(sizes):
-        end = start + size
-        high = [i for i, c in enumerate(x.partition.high) if start <= c < end]
-        low = [i for i, c in enumerate(x.partition.low) if start <= c < end]
-        if not high or not low:
-            raise Decline(f"part {k} would hold channels of one branch only")
-        h = ctx.emit("call_method", "narrow", (x.high, 1, high[0], len(high)))
-        l = ctx.emit("call_method", "narrow", (x.low, 1, low[0], len(low)))
-        part = Partition(tuple(x.partition.high[i] - start for i in high), tuple(x.partition.low[i] - start for i in low))
-        parts.append(Octave(h, l, part))
-        start = end
+        parts.append(_channel_range(ctx, x, start, start + size, f"part {k}"))
+        start += size
     ctx.threaded(node)
     return tuple(parts)
 
 
+def _channel_range(ctx: RuleContext, x: Octave, start: int, end: int, what: str) -> Octave:
+    """Channels [start, end) of a pair, as a pair: a narrow of each branch (a sorted partition
+    keeps each branch's channels of a range together)."""
+    high = [i for i, c in enumerate(x.partition.high) if start <= c < end]
+    low = [i for i, c in enumerate(x.partition.low) if start <= c < end]
+    if not high or not low:
+        raise Decline(f"{what} would hold channels of one branch only")
+    h = ctx.emit("call_method", "narrow", (x.high, 1, high[0], len(high)))
+    l = ctx.emit("call_method", "narrow", (x.low, 1, low[0], len(low)))
+    part = Partition(tuple(x.partition.high[i] - start for i in high), tuple(x.partition.low[i] - start for i in low))
+    return Octave(h, l, part)
+
+
 @register_rule(operator.getitem)
 def index_parts(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
-    """``parts[i]`` of a tuple of pairs (what chunk/split gave): that pair."""
+    """``parts[i]`` of a tuple of pairs (what chunk/split gave): that pair; ``x[:, a:b]`` of a
+    pair: those channels, as a pair."""
     seq, index = args[0], args[1] if len(args) > 1 else None
     if isinstance(seq, (tuple, list)) and isinstance(index, int):
         return seq[index]
-    raise Decline("it indexes a pair itself")
+    if isinstance(seq, Octave) and isinstance(index, tuple) and len(index) >= 2:
+        # x[:, a:b] (trailing full slices or ...): a range of channels
+        rest_full = all(i == slice(None) or i is Ellipsis for i in index[2:])
+        channels = index[1]
+        if index[0] == slice(None) and rest_full and isinstance(channels, slice) and channels.step in (None, 1):
+            total = seq.partition.channels
+            start, end, _ = channels.indices(total)
+            if not any(isinstance(v, fx.Node) for v in (channels.start, channels.stop)) and end > start:
+                out = _channel_range(ctx, seq, start, end, f"channels {start}:{end}")
+                ctx.threaded(node)
+                return out
+    raise Decline("it indexes a pair other than by a range of channels")

@@ -7,7 +7,7 @@ from typing import Any
 import torch.fx as fx
 from torch import nn
 
-from ...nn import OctBatchNorm2d, OctGroupNorm
+from ...nn import OctBatchNorm2d, OctGroupNorm, OctNormAct
 from ...nn.groupnorm import whole_groups
 from ...nn.partition import Partition
 from ...rules import Decline, Octave, RuleContext, register_rule
@@ -51,6 +51,30 @@ def group_norm(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> An
             raise Decline(f"its {gn.num_groups} groups are too few to put whole groups on both branches")
         x = ctx.align(x, target, f"GroupNorm {node.target} needs each of its {gn.num_groups} groups on one branch")
     layer = OctGroupNorm.from_gn(gn, x.partition)
+    name = ctx.install(node, layer)
+    ctx.threaded(node)
+    return ctx.call_pair_module(name, x, x.partition)
+
+
+# timm's norm-act layers, by class name (octify does not import timm): a BatchNorm2d subclass
+# whose forward is batch norm, then ``self.drop``, then ``self.act``.
+NORM_ACT_CLASSES = ("timm.layers.norm_act.BatchNormAct2d",)
+
+
+@register_rule(*NORM_ACT_CLASSES)
+def norm_act(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """BatchNormAct2d -> OctNormAct: one batch norm per branch, then dropout and the activation."""
+    x = args[0]
+    if not isinstance(x, Octave) or kwargs or len(args) != 1:
+        raise Decline("it is called with more than one pair argument")
+    m = ctx.original_module(node.target)
+    if not (isinstance(m, nn.BatchNorm2d) and isinstance(getattr(m, "act", None), nn.Module) and isinstance(getattr(m, "drop", None), nn.Module)):
+        raise Decline(f"{type(m).__name__} is not a batch norm with drop and act submodules")
+    layer = OctNormAct.from_norm_act(m, x.partition)
+    if not ctx.transfer_weights:
+        for bn in (layer.bn.bn_h, layer.bn.bn_l):
+            if bn is not None:
+                bn.reset_parameters()
     name = ctx.install(node, layer)
     ctx.threaded(node)
     return ctx.call_pair_module(name, x, x.partition)

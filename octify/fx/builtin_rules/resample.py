@@ -1,4 +1,5 @@
-"""Rules for resampling (F.interpolate, nn.Upsample) and for reading a pair's shape."""
+"""Rules for what changes a map's size (F.interpolate, nn.Upsample, padding) and for reading a
+pair's shape."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from ...nn._common import low_size
 from ...nn.functional import pair_size
 from ...rules import Decline, Octave, RuleContext, register_rule
-from ..ops import INTERPOLATE_PARAMS, RESAMPLE_MODULES, SAME_AS_HIGH_ATTRIBUTES
+from ..ops import INTERPOLATE_PARAMS, PAD_MODULES, RESAMPLE_MODULES, SAME_AS_HIGH_ATTRIBUTES
 
 
 def _interpolate_params(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> dict:
@@ -42,6 +43,46 @@ def resample(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     hh, hw = h.meta["val"].shape[-2:]
     low_params = {k: v for k, v in params.items() if k in ("mode", "align_corners", "antialias")}
     l = ctx.emit("call_function", F.interpolate, (x.low,), dict(low_params, size=(low_size(hh, ctx.octave), low_size(hw, ctx.octave))))
+    ctx.threaded(node)
+    return Octave(h, l, x.partition)
+
+
+@register_rule(F.pad, *PAD_MODULES)
+def pad(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Padding of H and W: the high branch as given; the low branch by what keeps it on the
+    octave grid of the padded high one (a pad of p before becomes p // octave, the rest after).
+    Exact at octave 1."""
+    x = args[0] if args else None
+    if not isinstance(x, Octave):
+        raise Decline("the pair is not its first argument")
+    if node.op == "call_module":
+        m = ctx.original_module(node.target)
+        pads, value = tuple(m.padding), getattr(m, "value", 0.0)
+        mode = {"ReflectionPad2d": "reflect", "ReplicationPad2d": "replicate", "CircularPad2d": "circular"}.get(type(m).__name__, "constant")
+    else:
+        pads = tuple(args[1] if len(args) > 1 else kwargs["pad"])
+        mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
+        value = args[3] if len(args) > 3 else kwargs.get("value", None)
+    if len(pads) not in (2, 4) or any(isinstance(p, fx.Node) for p in pads):
+        raise Decline("it pads other dimensions than H and W, or by amounts known only at run time")
+    hv = x.high.meta["val"]
+    sizes = [hv.shape[-1], hv.shape[-2]]  # F.pad order: W first
+    low_pads = []
+    for axis in range(len(pads) // 2):
+        before, after = pads[2 * axis], pads[2 * axis + 1]
+        size = sizes[axis]
+        lb = before // ctx.octave
+        la = low_size(size + before + after, ctx.octave) - low_size(size, ctx.octave) - lb
+        if lb < 0 or la < 0:
+            raise Decline("it crops, which the low grid cannot follow")
+        low_pads += [lb, la]
+    h = ctx.emit(node.op, node.target, (x.high, *args[1:]), kwargs)
+    low_kwargs = {"mode": mode} if mode != "constant" or value is None else {"mode": mode, "value": value}
+    l = ctx.emit("call_function", F.pad, (x.low, tuple(low_pads)), low_kwargs)
+    why = ctx.low_fits(h, l)
+    if why is not None:
+        ctx.erase(l, h)
+        raise Decline(why)
     ctx.threaded(node)
     return Octave(h, l, x.partition)
 
