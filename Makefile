@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-zoo bench bench-latency install clean
+.PHONY: demo test test-fast test-zoo test-realworld bench bench-latency install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,models]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,10 +24,13 @@ test: $(STAMP)
 
 # The edit loop: everything but the model zoo and the whole-network checks (markers in pyproject.toml).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not zoo and not slow" --durations=10
+	$(BIN)/python -m pytest -q -m "not zoo and not slow and not realworld" --durations=10
 
 test-zoo: $(STAMP)
 	$(BIN)/python -m pytest -q -m zoo
+
+test-realworld: $(STAMP)
+	$(BIN)/python -m pytest -q -m realworld --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/layer.py

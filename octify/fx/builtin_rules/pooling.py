@@ -43,13 +43,20 @@ def pool2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
             raise Decline("it returns indices")
     params["ceil_mode"] = True
     h = ctx.emit(node.op, node.target, (x.high, *args[1:]), kwargs)
-    l = ctx.emit("call_function", fn, (x.low,), params)
-    why = ctx.low_fits(h, l)
-    if why is not None:
-        ctx.erase(l, h)
-        raise Decline(why)
-    ctx.threaded(node)
-    return Octave(h, l, x.partition)
+    # Ceil mode first; where the low branch still falls short (a 7x7 low branch pooled 3/2 gives
+    # 3x3, the grid of a 7x7 high output is 4x4), one more pixel of padding, up to kernel // 2.
+    kernel = params["kernel_size"] if isinstance(params["kernel_size"], int) else max(params["kernel_size"])
+    pad0 = params.get("padding", 0)
+    pads = [pad0] + ([p for p in range(pad0 + 1, kernel // 2 + 1)] if isinstance(pad0, int) else [])
+    for pad in pads:
+        l = ctx.emit("call_function", fn, (x.low,), dict(params, padding=pad))
+        why = ctx.low_fits(h, l)
+        if why is None:
+            ctx.threaded(node)
+            return Octave(h, l, x.partition)
+        ctx.erase(l)
+    ctx.erase(h)
+    raise Decline(why)
 
 
 # -- global pooling: a pair in, a plain (N, C, 1, 1) or (N, C) tensor out ------------------------

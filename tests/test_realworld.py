@@ -1,0 +1,146 @@
+"""The models people actually have (issue 11): segmentation-models-pytorch, timm, torchvision
+segmentation and detection backbones, Hugging Face transformers' vision CNNs. Random weights,
+small inputs, one thread. Each converts as given (no hints), keeps its output structure, holds
+the octave=1 oracle, and has no merge at a resampling op or a shape read.
+
+Run alone with ``pytest -m realworld``; installed by ``make test`` through the ``models`` extra.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import octify
+
+from conftest import randomize_bn, rel_err
+
+pytestmark = pytest.mark.realworld
+smp = pytest.importorskip("segmentation_models_pytorch", reason="the models extra is not installed")
+timm = pytest.importorskip("timm", reason="the models extra is not installed")
+transformers = pytest.importorskip("transformers", reason="the models extra is not installed")
+import torchvision  # noqa: E402
+
+RTOL = 1e-4
+# Ops at which a merge would mean a rule is missing where real decoders need one.
+NO_MERGE_AT = ("F.interpolate", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "pair_size", "getattr", ".size()", ".dim()")
+
+
+def _first_tensor(out):
+    if isinstance(out, dict):
+        out = next(iter(out.values()))
+    if isinstance(out, (tuple, list)):
+        out = out[-1]
+    return out
+
+
+def _check(model: torch.nn.Module, x: torch.Tensor, *, min_converted: int = 1) -> octify.ConversionRecord:
+    torch.set_num_threads(1)
+    randomize_bn(model)
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exact = octify.convert(model, example_inputs=x, octave=1)
+        converted = octify.convert(model, example_inputs=x)
+    with torch.no_grad():
+        want = model(x)
+        got = exact(x)
+        octave = converted(x)
+    # The output keeps its structure: the same keys (a dict for mappings), the same shapes.
+    if isinstance(want, dict):
+        assert list(got) == list(want) and list(octave) == list(want)
+    w, g, o = _first_tensor(want), _first_tensor(got), _first_tensor(octave)
+    assert g.shape == w.shape == o.shape and torch.isfinite(o).all()
+    assert rel_err(g, w) <= RTOL, rel_err(g, w)
+    rec = octify.record_of(converted)
+    assert len(rec.converted) >= min_converted
+    bad = [m for m in rec.merges if m.kind == "merge" and m.target in NO_MERGE_AT]
+    assert not bad, bad
+    return rec
+
+
+SMP_ARCHS = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN", "UPerNet", "Segformer"]
+
+
+# Named exceptions to "at least one conv converted", each with its reason.
+CONVERTS_NOTHING = {
+    ("PAN", "efficientnet-b0"): "smp's EfficientNet encoder is built from Conv2dStaticSamePadding (a Conv2d subclass "
+    "with its own forward: kept whole and plain), and PAN's decoder runs on maps below min_size at 128x128",
+    ("Segformer", "efficientnet-b0"): "the same encoder, and Segformer's decoder mixes channels with 1x1 convs on "
+    "maps it flattens to tokens: nothing left to convert",
+}
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "efficientnet-b0"])
+@pytest.mark.parametrize("arch", SMP_ARCHS)
+def test_segmentation_models_pytorch(arch, encoder):
+    torch.manual_seed(0)
+    model = getattr(smp, arch)(encoder_name=encoder, encoder_weights=None, classes=3)
+    size = 128 if arch == "PAN" else 64  # PAN's pyramid pools a 64x64 input below 1x1: the original fails
+    rec = _check(model, torch.randn(1, 3, size, size), min_converted=0 if (arch, encoder) in CONVERTS_NOTHING else 1)
+    # The segmentation logits come out at full resolution: the head is the last layer.
+    heads = [c for c in rec.convs if c.name.startswith("segmentation_head")]
+    assert heads and all(c.alpha_out == 0.0 for c in heads)
+
+
+TIMM = ["efficientnet_b0", "mobilenetv3_small_100", "regnety_002", "cspresnet50", "vovnet39a", "rexnet_100",
+        "resnet18d", "ese_vovnet19b_dw", "dla34", "ghostnet_100", "darknet17", "tf_efficientnet_b0"]
+# Families built from timm's norm-act layers: no merge anywhere inside a block.
+NORM_ACT_NO_MERGE = {"efficientnet_b0", "mobilenetv3_small_100", "regnety_002", "cspresnet50", "vovnet39a",
+                     "ese_vovnet19b_dw", "darknet17"}
+
+
+@pytest.mark.parametrize("name", TIMM)
+def test_timm(name):
+    torch.manual_seed(0)
+    rec = _check(timm.create_model(name, pretrained=False), torch.randn(1, 3, 96, 96))
+    if name in NORM_ACT_NO_MERGE:
+        assert rec.count("merge") == 0, rec.merges
+        assert rec.threaded.get("BatchNormAct2d", 0) > 0
+    if name == "tf_efficientnet_b0":  # Conv2dSame: a Conv2d subclass with its own forward, kept whole
+        same = [c for c in rec.convs if c.plain_reason and "Conv2dSame is a Conv2d subclass" in c.plain_reason]
+        assert same
+
+
+@pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"])
+def test_torchvision_segmentation(name):
+    torch.manual_seed(0)
+    model = getattr(torchvision.models.segmentation, name)(weights=None, weights_backbone=None)
+    rec = _check(model, torch.randn(1, 3, 96, 96))
+    assert rec.count("merge") == 0
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v3_large"])
+def test_torchvision_detection_backbones_with_fpn(backbone):
+    from torchvision.models.detection import backbone_utils as B
+
+    torch.manual_seed(0)
+    if backbone == "resnet18":
+        model = B.resnet_fpn_backbone(backbone_name=backbone, weights=None)
+    else:
+        model = B.mobilenet_backbone(backbone_name=backbone, weights=None, fpn=True)
+    rec = _check(model, torch.randn(1, 3, 96, 96))
+    assert rec.count("merge") == 0
+
+
+def _hf(name):
+    T = transformers
+    return {
+        "ResNet": lambda: T.ResNetModel(T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1])),
+        "ResNetForImageClassification": lambda: T.ResNetForImageClassification(
+            T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1], num_labels=3)
+        ),
+        "ConvNext": lambda: T.ConvNextModel(T.ConvNextConfig(hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1])),
+        "MobileNetV2": lambda: T.MobileNetV2Model(T.MobileNetV2Config(depth_multiplier=0.35)),
+        "RegNet": lambda: T.RegNetModel(T.RegNetConfig()),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", ["ResNet", "ResNetForImageClassification", "ConvNext", "MobileNetV2", "RegNet"])
+def test_transformers_vision_cnns(name):
+    torch.manual_seed(0)
+    rec = _check(_hf(name), torch.randn(1, 3, 64, 64))
+    if name != "ConvNext":  # ConvNeXt's LayerNorm runs channels-last: merged at its permute, by design
+        assert rec.count("merge") == 0, rec.merges
