@@ -275,3 +275,29 @@ def test_a_model_reading_shapes_saves_and_reloads(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(back(x), out(x))
     assert any(n.target is octify.nn.functional.pair_size for n in back.graph.nodes)
+
+
+class ReadsWeight(nn.Module):
+    """Code that reads a conv's weight (a weight-norm penalty, a tied head) keeps working."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        y = self.b(F.relu(self.a(self.stem(x))))
+        return self.fc(y.mean((2, 3))) * self.a.weight.abs().mean()
+
+
+def test_a_conv_whose_weight_the_model_reads_stays_plain_with_the_reason():
+    model = ReadsWeight().eval()
+    x = torch.randn(1, 3, 16, 16)
+    out = convert_quiet(model, x, octave=1)
+    by = {c.name: c for c in octify.record_of(out).convs}
+    assert by["a"].plain_reason == "the model reads a.weight itself" and type(out.a) is nn.Conv2d
+    assert isinstance(out.b, OctConv2d)
+    with torch.no_grad():
+        assert rel_err(out(x), model(x)) <= RTOL

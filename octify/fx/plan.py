@@ -86,6 +86,8 @@ def plan(
     plans: dict[fx.Node, ConvPlan] = {}
     latency_plain = latency_blocks(gm, modules) if policy == "latency" else {}
     last_layers = dense_output_convs(gm, modules)
+    # Parameters the forward reads itself (``self.conv.weight``): an OctConv2d has no dense weight.
+    read_params = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
     after_conv: dict[fx.Node, bool] = {}
     for node in gm.graph.nodes:
         upstream = any(after_conv.get(a, False) or is_conv(a, modules) for a in node.all_input_nodes)
@@ -98,6 +100,10 @@ def plan(
         inp = tuple(node.args[0].meta["val"].shape) if isinstance(node.args[0], fx.Node) else out
         if any(fnmatch.fnmatchcase(name, g) for g in exclude):
             plans[node] = ConvPlan(0.0, "excluded", keep_plain=True)
+            continue
+        read = sorted(p for p in read_params if p in (f"{name}.weight", f"{name}.bias"))
+        if read:
+            plans[node] = ConvPlan(0.0, f"the model reads {', '.join(read)} itself", keep_plain=True)
             continue
         if not upstream:
             plans[node] = ConvPlan(0.0, "stem (first conv on the model input)", keep_plain=True)
