@@ -49,7 +49,8 @@ def _check(model: torch.nn.Module, x: torch.Tensor, *, min_converted: int = 1) -
         got = exact(x)
         octave = converted(x)
     # The output keeps its structure: the same keys (a dict for mappings), the same shapes.
-    if isinstance(want, dict):
+    if isinstance(want, dict):  # the same mapping type (OrderedDict, ModelOutput), the same keys
+        assert type(got) is type(want) and type(octave) is type(want)
         assert list(got) == list(want) and list(octave) == list(want)
     w, g, o = _first_tensor(want), _first_tensor(got), _first_tensor(octave)
     assert g.shape == w.shape == o.shape and torch.isfinite(o).all()

@@ -58,7 +58,7 @@ def test_shape_control_flow_resolves_on_the_example_and_is_recorded():
     exact = convert_quiet(model, example_inputs=x, octave=1)
     with torch.no_grad():
         got, want = exact(x), model(x)
-    assert list(got) == ["logits", "pooled"]  # (the container is a plain dict now: see README, limitations)
+    assert type(got) is collections.OrderedDict and list(got) == ["logits", "pooled"]
     for k in want:
         assert rel_err(got[k], want[k]) <= RTOL
     spec = octify.record_of(exact).specialized
@@ -128,3 +128,17 @@ def test_control_flow_on_values_names_the_users_line():
     msg = str(e.value)
     assert "at test_tracing.py:" in msg and "(`if y.mean() > 0:  # a tensor's value: the example cannot decide it`)" in msg
     assert "leaf_modules=[" not in msg  # the model's own forward: no hint that converts nothing
+
+
+def test_a_model_with_guards_and_a_rebuilt_output_saves_and_reloads(tmp_path):
+    model = ShapeChecks().eval()
+    x = torch.randn(1, 3, 16, 16)
+    out = convert_quiet(model, example_inputs=x)
+    back = octify.load(octify.save(out, tmp_path / "m.pt"))
+    with torch.no_grad():
+        got, want = back(x), out(x)
+    assert type(got) is collections.OrderedDict
+    torch.testing.assert_close(got["logits"], want["logits"])
+    assert octify.record_of(back).specialized == octify.record_of(out).specialized
+    with pytest.raises(ValueError, match="Convert it again with example_inputs of this input's shape"):
+        back(torch.randn(1, 3, 32, 32))

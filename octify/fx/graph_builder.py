@@ -48,8 +48,11 @@ class GraphBuilder:
             new = self.emit(node.op, node.target, args, kwargs)
         except EmitError as e:
             raise ConversionError(f"re-emitting `{node.format_node()}` failed: {e}. Hint: report this model to octify.") from e
-        if node.meta.get("is_wrapped"):
-            new.meta["is_wrapped"] = True  # a wrapped function (a shape guard) stays one call when re-traced
+        if node.meta.get("is_wrapped") and getattr(node.target, "__module__", "").startswith("octify."):
+            # octify's wrapped functions (shape guards) stay one call when the generated code is
+            # traced again (loading a saved model); torch.fx's own (``_assert_is_none``) take
+            # care of themselves, and a qualified name there would break later traces.
+            new.meta["is_wrapped"] = True
         return new
 
     def erase(self, *nodes: fx.Node) -> None:

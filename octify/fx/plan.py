@@ -17,6 +17,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..nn._common import conv_out, conv_padding, is_depthwise, low_size, same_padding
+from ..nn.functional import rebuild_mapping
 from ..nn.partition import low_channels
 from .latency import (
     LATENCY_MIN_LOW, LATENCY_MIN_LOW_PER_GROUP, LATENCY_MIN_SAVING, LATENCY_MIN_SIZE, block_of, estimated_saving,
@@ -194,7 +195,7 @@ def dense_output_convs(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> 
     half resolution, nearest-upsampled into 2x2 blocks."""
     reaches: set[fx.Node] = set()
     for node in reversed(gm.graph.nodes):
-        if node.op == "output":
+        if node.op == "output" or node.target is rebuild_mapping:  # the output, or its mapping rebuilt
             reaches.update(n for n in node.all_input_nodes if _dense(n))
         elif node not in reaches and _dense(node):
             if any(u in reaches and not mixes_channels(u, modules) for u in node.users):

@@ -31,7 +31,7 @@ from torch.fx import _symbolic_trace
 from torch.fx.proxy import Attribute, TraceError
 
 from ..errors import ConversionError
-from ..nn.functional import shape_guard
+from ..nn.functional import assert_none, rebuild_mapping, shape_guard, to_int
 from ..record import Specialization
 from ..rules import class_name
 from .ops import torch_base
@@ -99,7 +99,8 @@ class ValueProxy(fx.Proxy):
     def __int__(self) -> int:
         val = self._value()
         if isinstance(val, float):  # int(h / 2): the conversion is part of what the guard checks
-            as_int = self.tracer.create_proxy("call_function", int, (self,), {})
+            as_int = self.tracer.create_proxy("call_function", to_int, (self,), {})
+            as_int.node.meta["is_wrapped"] = True
             return self.tracer.specialize_int(as_int, int(val))  # type: ignore[attr-defined]
         return self.__index__()
 
@@ -215,6 +216,17 @@ class Tracer(fx.Tracer):
             return iter([obj[i] for i in range(len(val))])
         return super().iter(obj)
 
+    def create_arg(self, a: Any) -> Any:
+        # A dict subclass (OrderedDict, HF's ModelOutput) would reach the graph as a plain dict:
+        # a rebuild_mapping node gives the converted model the original's output type back.
+        if isinstance(a, dict) and type(a) is not dict and all(isinstance(k, str) for k in a):
+            cls = type(a)
+            plain = super().create_arg(dict(a))
+            node = self.create_node("call_function", rebuild_mapping, (f"{cls.__module__}:{cls.__qualname__}", plain), {})
+            node.meta["is_wrapped"] = True
+            return node
+        return super().create_arg(a)
+
     def keys(self, obj: fx.Proxy) -> Any:
         val = obj.node.meta.get("val", _MISSING) if self._values is not None else _MISSING
         if isinstance(val, dict):
@@ -312,6 +324,10 @@ def trace(
         raise
     except Exception as e:  # torch.fx raises many kinds; each becomes one clear message
         raise _trace_error(model, tracer, e) from e
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target is _symbolic_trace._assert_is_none:
+            node.target = assert_none  # see assert_none
+            node.meta["is_wrapped"] = True
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
     gm.meta[SPECIALIZED] = list(tracer.specialized)
     return gm

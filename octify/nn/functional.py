@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+import functools
+import importlib
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 import torch.fx
 from torch import Tensor
 
-__all__ = ["pair_size", "shape_guard"]
+__all__ = ["pair_size", "shape_guard", "rebuild_mapping", "to_int", "assert_none"]
 
 
 def pair_size(x: Tuple[Tensor, Tensor], channels: int, dim: Optional[int] = None) -> Union[torch.Size, int]:
@@ -44,3 +46,41 @@ def shape_guard(condition: object, expected: bool, where: str) -> None:
             f"for this input it is {not expected}, so the original would run another branch. "
             "Convert it again with example_inputs of this input's shape."
         )
+
+
+@functools.lru_cache(maxsize=None)
+def _class(path: str) -> type:
+    module, _, name = path.rpartition(":")
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def rebuild_mapping(cls: str, values: Dict[str, Any]) -> Any:
+    """``values`` in the mapping type the original model returned (``module:QualName``: an
+    OrderedDict, a Hugging Face ModelOutput): torch.fx's graphs carry plain dicts.
+
+    >>> out = rebuild_mapping("collections:OrderedDict", {"a": 1})
+    >>> type(out).__name__, dict(out)
+    ('OrderedDict', {'a': 1})
+    """
+    return _class(cls)(**values)
+
+
+def to_int(x: Any) -> int:
+    """``int(x)`` as a graph can call it (``int`` itself cannot be traced again when a saved
+    converted model is loaded).
+
+    >>> to_int(224 / 2)
+    112
+    """
+    return int(x)
+
+
+@torch.fx.node.has_side_effect
+def assert_none(value: Any, message: str) -> None:
+    """torch.fx's check that a parameter kept at its default ``None`` is still None, under a name
+    a loaded model's generated code can wrap (torch.fx's own breaks tracing after a reload)."""
+    if value is not None:
+        raise ValueError(f"octify: {message}")
