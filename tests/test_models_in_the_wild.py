@@ -301,3 +301,62 @@ def test_a_conv_whose_weight_the_model_reads_stays_plain_with_the_reason():
     assert isinstance(out.b, OctConv2d)
     with torch.no_grad():
         assert rel_err(out(x), model(x)) <= RTOL
+
+
+
+class UNetTransposed(nn.Module):
+    """A hand-written U-Net that upsamples with transposed convs (k2 s2, and k3 s2 p1 op1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.down = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(32, 16, 2, stride=2)
+        self.mid = nn.Conv2d(32, 16, 3, padding=1)
+        self.up2 = nn.ConvTranspose2d(16, 16, 3, stride=2, padding=1, output_padding=1)
+        self.head = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x):
+        a = F.relu(self.stem(x))
+        b = F.relu(self.down(a))
+        y = F.relu(self.mid(torch.cat([F.relu(self.up(b)), a], 1)))
+        return self.head(F.avg_pool2d(self.up2(y), 2))
+
+
+def test_transposed_convs_become_octave_layers(tmp_path):
+    torch.manual_seed(0)
+    model = UNetTransposed().eval()
+    x = torch.randn(2, 3, 32, 32)
+    exact = convert_quiet(model, x, octave=1)
+    with torch.no_grad():
+        assert rel_err(exact(x), model(x)) <= RTOL
+    out = convert_quiet(model, x)
+    rec = octify.record_of(out)
+    assert rec.merges == []
+    by = {c.name: c for c in rec.convs}
+    assert (by["up"].alpha_in, by["up"].alpha_out) == (0.5, 0.5) and type(out.up) is octify.nn.OctConvTranspose2d
+    assert sum(p.numel() for p in out.up.parameters()) == sum(p.numel() for p in model.up.parameters())
+    out.train()
+    out(x).square().mean().backward()
+    assert all(p.grad is not None for p in out.up.parameters())
+    back = octify.load(octify.save(out.eval(), tmp_path / "u.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), out(x))
+
+
+def test_a_transposed_conv_off_the_grid_stays_plain_with_the_reason():
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.a = nn.Conv2d(8, 8, 3, padding=1)
+            self.up = nn.ConvTranspose2d(8, 8, 3, stride=2)  # 7 -> 15; the low 4 -> 9, the grid needs 8
+            self.fc = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.fc(self.up(self.a(self.stem(x))).mean((2, 3)))
+
+    out = convert_quiet(Odd().eval(), torch.randn(1, 3, 7, 7), min_size=2)
+    by = {c.name: c for c in octify.record_of(out).convs}
+    assert by["up"].plain_reason == "its low paths would leave the octave grid of its output"
+    assert type(out.up) is nn.ConvTranspose2d

@@ -21,7 +21,7 @@ __all__ = [
     "ELEMENTWISE_MODULES", "ELEMENTWISE_FUNCTIONS", "ELEMENTWISE_METHODS", "NORM_MODULES", "CHANNEL_PRESERVING_MODULES",
     "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "RESAMPLE_MODULES", "PAD_MODULES", "INTERPOLATE_PARAMS",
     "SAME_AS_HIGH_ATTRIBUTES", "ARITHMETIC", "CONCAT", "CHANNEL_SPLITS", "CHANNEL_MIXING_FUNCTIONS",
-    "channel_split_sizes", "equal_channel_parts", "torch_base", "is_conv", "mixes_channels", "describe",
+    "channel_split_sizes", "equal_channel_parts", "torch_base", "is_conv", "is_transposed_conv", "mixes_channels", "describe",
 ]
 
 # Elementwise ops (and dropout): run on each branch alone, the pair's partition unchanged.
@@ -132,6 +132,14 @@ CHANNEL_MIXING_FUNCTIONS = (
     F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose2d, torch.matmul, torch.mm, torch.bmm, torch.einsum,
     operator.matmul,
 )
+
+
+def is_transposed_conv(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    """A call of a ConvTranspose2d (or a subclass with its forward)."""
+    if node.op != "call_module":
+        return False
+    mod = modules.get(node.target)
+    return isinstance(mod, nn.ConvTranspose2d) and (type(mod) is nn.ConvTranspose2d or torch_base(mod) is nn.ConvTranspose2d)
 
 
 def mixes_channels(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:

@@ -13,12 +13,13 @@ from .dual import OctaveDual
 from .groupnorm import OctGroupNorm
 from .norm_act import OctNormAct
 from .octconv import OctConv2d
+from .octconv_transpose import OctConvTranspose2d
 from .partition import Partition
 from .realign import Realign
 from .split_merge import OctaveMerge, OctaveSplit
 from .stochastic_depth import SharedStochasticDepth
 
 __all__ = [
-    "OctConv2d", "OctBatchNorm2d", "OctaveDual", "OctaveSplit", "OctaveMerge", "Partition",
+    "OctConv2d", "OctConvTranspose2d", "OctBatchNorm2d", "OctaveDual", "OctaveSplit", "OctaveMerge", "Partition",
     "OctGroupNorm", "OctNormAct", "ChannelMerge", "ChannelSplit", "Realign", "SharedStochasticDepth",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 import torch.fx as fx
 from torch import nn
 
-from ...nn import OctConv2d
+from ...nn import OctConv2d, OctConvTranspose2d
 from ...nn._common import conv_padding, is_depthwise
 from ...nn.partition import Partition
 from ...rules import Octave, RuleContext, register_rule
@@ -53,4 +53,36 @@ def conv2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     name = ctx.install(node, layer)
     out = ctx.call_pair_module(name, x, out_part)
     ctx.record_conv(node, in_part.alpha, out_part.alpha, None)
+    return out
+
+
+@register_rule(nn.ConvTranspose2d, plain=True)
+def conv_transpose2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """ConvTranspose2d -> OctConvTranspose2d (ungrouped, zero padding, the low paths on the grid)."""
+    conv: nn.ConvTranspose2d = ctx.original_module(node.target)
+    plan = ctx.plan_of(node)
+    x = args[0]
+    ref = (x.high if isinstance(x, Octave) else x).meta["val"]
+    reason = plan.reason if plan.keep_plain else None
+    if reason is None and (len(args) > 1 or kwargs):
+        reason = "called with an output size"
+    if reason is None and (conv.groups != 1 or conv.padding_mode != "zeros" or type(conv).forward is not nn.ConvTranspose2d.forward):
+        reason = "a grouped or padded-mode transposed conv has no octave form yet"
+    probe = None
+    if reason is None:
+        in_part = x.partition if isinstance(x, Octave) else Partition.all_high(conv.in_channels)
+        out_part = Partition.all_high(conv.out_channels) if plan.alpha_out == 0.0 else Partition.split(conv.out_channels, plan.alpha_out)
+        probe = OctConvTranspose2d(conv, in_part, out_part, ctx.octave)
+        if (in_part.low or out_part.low) and not probe.keeps_grid(ref.shape[-2], ref.shape[-1]):
+            reason = "its low paths would leave the octave grid of its output"
+    if reason is not None or probe is None or not (probe.in_partition.low or probe.out_partition.low):
+        if isinstance(x, Octave):
+            x = ctx.merge(x, f"transposed conv {node.target} stays plain: {reason}")
+        ctx.record_conv(node, 0.0, 0.0, reason or plan.reason or "alpha 0")
+        return ctx.copy(node, (x,) + tuple(args[1:]), kwargs)
+    if not ctx.transfer_weights:
+        probe.reset_parameters()
+    name = ctx.install(node, probe)
+    out = ctx.call_pair_module(name, x, probe.out_partition)
+    ctx.record_conv(node, probe.in_partition.alpha, probe.out_partition.alpha, None)
     return out
