@@ -130,6 +130,12 @@ class RuleContext(Protocol):
         result leaves the octave grid or changes the channel count."""
         ...
 
+    def per_branch_with(self, node: fx.Node, x: "Octave", emit: Callable[[fx.Node], fx.Node]) -> "Octave":
+        """``emit`` run on the high and on the low branch of ``x`` (it emits one node); declines
+        when the low result leaves the octave grid. The partition is ``x``'s: a rule that moves
+        channels builds the Octave it returns from this one's nodes."""
+        ...
+
     def low_fits(self, high: fx.Node, low: fx.Node) -> Optional[str]:
         """None when ``low`` lies on the octave grid of ``high``, else why not."""
         ...

@@ -360,3 +360,35 @@ def test_a_transposed_conv_off_the_grid_stays_plain_with_the_reason():
     by = {c.name: c for c in octify.record_of(out).convs}
     assert by["up"].plain_reason == "its low paths would leave the octave grid of its output"
     assert type(out.up) is nn.ConvTranspose2d
+
+
+
+class Shuffles(nn.Module):
+    """Sub-pixel upsampling (ESPCN) and space-to-depth, with an odd number of channel blocks."""
+
+    def __init__(self, mid: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, mid, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+        self.b = nn.Conv2d(mid // 4, 8, 3, padding=1)
+        self.c = nn.Conv2d(32, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        y = self.b(self.shuffle(F.relu(self.a(self.stem(x)))))
+        y = self.c(F.pixel_unshuffle(y, 2))
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("mid, aligns", [(16, 0), (12, 1)])  # 12 channels, alpha 0.5: 6 low, not whole blocks of 4
+def test_pixel_shuffle_and_unshuffle_run_per_branch(mid, aligns):
+    torch.manual_seed(0)
+    model = Shuffles(mid).eval()
+    x = torch.randn(2, 3, 16, 16)
+    exact = convert_quiet(model, x, octave=1)
+    with torch.no_grad():
+        assert rel_err(exact(x), model(x)) <= RTOL
+    rec = octify.record_of(convert_quiet(model, x))
+    assert rec.count("merge") == 0 and rec.count("align") == aligns, rec.merges
+    assert rec.threaded.get("PixelShuffle") == 1 and rec.threaded.get("torch.pixel_unshuffle") == 1

@@ -145,3 +145,11 @@ def test_transformers_vision_cnns(name):
     rec = _check(_hf(name), torch.randn(1, 3, 64, 64))
     if name != "ConvNext":  # ConvNeXt's LayerNorm runs channels-last: merged at its permute, by design
         assert rec.count("merge") == 0, rec.merges
+
+
+@pytest.mark.parametrize("encoder", ["tu-efficientnet_b0", "tu-mobilenetv3_small_100"])
+def test_smp_unet_with_a_timm_encoder(encoder):
+    # The case that merged 47 times before: timm's norm-act encoder under smp's decoder.
+    torch.manual_seed(0)
+    rec = _check(smp.Unet(encoder_name=encoder, encoder_weights=None, classes=3), torch.randn(1, 3, 64, 64))
+    assert rec.count("merge") == 0, rec.merges

@@ -154,6 +154,23 @@ class ConversionContext:
             return f"the low branch would be {lv.shape[-2]}x{lv.shape[-1]}, the octave grid of {hv.shape[-2]}x{hv.shape[-1]} needs {need[0]}x{need[1]}"
         return None
 
+    def per_branch_with(self, node: fx.Node, x: Octave, emit: Callable[[fx.Node], fx.Node]) -> Octave:
+        try:
+            h = emit(x.high)
+        except EmitError as e:
+            raise Decline(f"it fails on the high branch: {e}") from None
+        try:
+            l = emit(x.low)
+        except EmitError as e:
+            self.erase(h)
+            raise Decline(f"it fails on the low branch: {e}") from None
+        why = self.low_fits(h, l)
+        if why is not None:
+            self.erase(l, h)
+            raise Decline(why)
+        self.threaded(node)
+        return Octave(h, l, x.partition)
+
     def per_branch(self, node: fx.Node, args: tuple, kwargs: dict) -> Octave:
         pairs = octaves_in((args, kwargs))
         if len({p.partition for p in pairs}) != 1:

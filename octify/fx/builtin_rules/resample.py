@@ -8,9 +8,11 @@ from typing import Any
 
 import torch.fx as fx
 import torch.nn.functional as F
+from torch import nn
 
 from ...nn._common import low_size
 from ...nn.functional import pair_size
+from ...nn.partition import Partition
 from ...rules import Decline, Octave, RuleContext, register_rule
 from ..ops import INTERPOLATE_PARAMS, PAD_MODULES, RESAMPLE_MODULES, SAME_AS_HIGH_ATTRIBUTES
 
@@ -123,3 +125,47 @@ def dim(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     if not isinstance(args[0], Octave) or len(args) != 1 or kwargs:
         raise Decline("it is not x.dim() of a pair")
     return ctx.emit("call_method", "dim", (args[0].high,))
+
+
+def _whole_blocks(partition: Partition, block: int) -> bool:
+    low = set(partition.low)
+    return all(len({c in low for c in range(g, g + block)}) == 1 for g in range(0, partition.channels, block))
+
+
+@register_rule(nn.PixelShuffle, F.pixel_shuffle)
+def pixel_shuffle(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """PixelShuffle(r) per branch: each output channel comes from a block of r^2 input channels,
+    so every block must lie on one branch (aligned to whole blocks when it does not)."""
+    x = args[0] if args else None
+    if not isinstance(x, Octave):
+        raise Decline("the pair is not its first argument")
+    r = ctx.original_module(node.target).upscale_factor if node.op == "call_module" else (args[1] if len(args) > 1 else kwargs["upscale_factor"])
+    block = r * r
+    part = x.partition
+    if not _whole_blocks(part, block):
+        n_low = (len(part.low) // block) * block
+        if n_low == 0 or n_low == part.channels:
+            raise Decline(f"its blocks of {block} channels cannot be split between the branches")
+        cut = part.channels - n_low
+        x = ctx.align(x, Partition(tuple(range(cut)), tuple(range(cut, part.channels))),
+                      f"PixelShuffle {node.target} needs each block of {block} channels on one branch")
+        part = x.partition
+    out = ctx.per_branch_with(node, x, lambda v: ctx.emit("call_function", F.pixel_shuffle, (v, r)))
+    high = tuple(sorted({c // block for c in part.high}))
+    low = tuple(sorted({c // block for c in part.low}))
+    return Octave(out.high, out.low, Partition(high, low))
+
+
+@register_rule(nn.PixelUnshuffle, F.pixel_unshuffle)
+def pixel_unshuffle(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """PixelUnshuffle(r) per branch: input channel c becomes channels c*r^2 .. c*r^2 + r^2 - 1 on its branch."""
+    x = args[0] if args else None
+    if not isinstance(x, Octave):
+        raise Decline("the pair is not its first argument")
+    r = ctx.original_module(node.target).downscale_factor if node.op == "call_module" else (args[1] if len(args) > 1 else kwargs["downscale_factor"])
+    block = r * r
+    out = ctx.per_branch_with(node, x, lambda v: ctx.emit("call_function", F.pixel_unshuffle, (v, r)))
+    part = x.partition
+    high = tuple(c * block + i for c in part.high for i in range(block))
+    low = tuple(c * block + i for c in part.low for i in range(block))
+    return Octave(out.high, out.low, Partition(high, low))
