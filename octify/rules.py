@@ -130,10 +130,13 @@ class RuleContext(Protocol):
         result leaves the octave grid or changes the channel count."""
         ...
 
-    def per_branch_with(self, node: fx.Node, x: "Octave", emit: Callable[[fx.Node], fx.Node]) -> "Octave":
-        """``emit`` run on the high and on the low branch of ``x`` (it emits one node); declines
-        when the low result leaves the octave grid. The partition is ``x``'s: a rule that moves
-        channels builds the Octave it returns from this one's nodes."""
+    def per_branch_with(
+        self, node: fx.Node, x: "Octave", emit: Callable[[fx.Node], fx.Node],
+        emit_low: Optional[Callable[[fx.Node], fx.Node]] = None,
+    ) -> "Octave":
+        """``emit`` run on the high branch of ``x`` and ``emit_low`` (default: ``emit``) on the low
+        one, each emitting one node; declines when the low result leaves the octave grid. The
+        partition is ``x``'s: a rule that moves channels builds its Octave from these nodes."""
         ...
 
     def low_fits(self, high: fx.Node, low: fx.Node) -> Optional[str]:

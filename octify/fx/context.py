@@ -154,13 +154,16 @@ class ConversionContext:
             return f"the low branch would be {lv.shape[-2]}x{lv.shape[-1]}, the octave grid of {hv.shape[-2]}x{hv.shape[-1]} needs {need[0]}x{need[1]}"
         return None
 
-    def per_branch_with(self, node: fx.Node, x: Octave, emit: Callable[[fx.Node], fx.Node]) -> Octave:
+    def per_branch_with(
+        self, node: fx.Node, x: Octave, emit: Callable[[fx.Node], fx.Node],
+        emit_low: Optional[Callable[[fx.Node], fx.Node]] = None,
+    ) -> Octave:
         try:
             h = emit(x.high)
         except EmitError as e:
             raise Decline(f"it fails on the high branch: {e}") from None
         try:
-            l = emit(x.low)
+            l = (emit_low or emit)(x.low)
         except EmitError as e:
             self.erase(h)
             raise Decline(f"it fails on the low branch: {e}") from None

@@ -9,7 +9,7 @@ plain depthwise conv would only add splits and merges. ``plan`` applies these ru
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import Mapping, Optional
 
 import torch
 import torch.fx as fx
@@ -18,9 +18,6 @@ from torch import nn
 from ..nn._common import is_depthwise
 from ..nn.cost import octave_macs_ratio
 from .ops import CONCAT, is_conv
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .plan import ConvPlan
 
 __all__ = ["block_of", "latency_blocks", "estimated_saving"]
 
@@ -32,7 +29,7 @@ LATENCY_MIN_SAVING = 0.10  # below this share of the conv MACs saved, the whole 
 
 
 def estimated_saving(
-    gm: fx.GraphModule, modules: Mapping[str, nn.Module], plans: Mapping[fx.Node, "ConvPlan"], octave: int
+    gm: fx.GraphModule, modules: Mapping[str, nn.Module], alpha_out: Mapping[fx.Node, float], octave: int
 ) -> float:
     """The share of the convs' multiply-adds the plan saves, before rewriting: the low share of
     every map is followed through the graph (kept by per-channel and elementwise ops, averaged
@@ -41,9 +38,9 @@ def estimated_saving(
     low: dict[fx.Node, float] = {}
     total = kept = 0.0
     for node in gm.graph.nodes:
-        if node in plans:
+        if node in alpha_out:
             ai = low.get(node.args[0], 0.0) if isinstance(node.args[0], fx.Node) else 0.0
-            ao = plans[node].alpha_out
+            ao = alpha_out[node]
             conv = modules[node.target]
             macs = node.meta["val"].numel() * (conv.in_channels // conv.groups) * conv.kernel_size[0] * conv.kernel_size[1]
             total += macs

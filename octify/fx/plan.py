@@ -178,7 +178,7 @@ def plan(
             block = block_of(node)
             if p.alpha_out > 0.0 and block in latency_plain:
                 p.alpha_out, p.reason = 0.0, f"latency policy: {latency_plain[block]}"
-        saving = estimated_saving(gm, modules, plans, octave)
+        saving = estimated_saving(gm, modules, {n: p.alpha_out for n, p in plans.items()}, octave)
         if 0.0 < saving < LATENCY_MIN_SAVING:
             why = (
                 f"latency policy: the octave layers left would save only {saving:.0%} of the conv "

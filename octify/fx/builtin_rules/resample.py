@@ -78,15 +78,12 @@ def pad(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
         if lb < 0 or la < 0:
             raise Decline("it crops, which the low grid cannot follow")
         low_pads += [lb, la]
-    h = ctx.emit(node.op, node.target, (x.high, *args[1:]), kwargs)
     low_kwargs = {"mode": mode} if mode != "constant" or value is None else {"mode": mode, "value": value}
-    l = ctx.emit("call_function", F.pad, (x.low, tuple(low_pads)), low_kwargs)
-    why = ctx.low_fits(h, l)
-    if why is not None:
-        ctx.erase(l, h)
-        raise Decline(why)
-    ctx.threaded(node)
-    return Octave(h, l, x.partition)
+    return ctx.per_branch_with(
+        node, x,
+        lambda high: ctx.emit(node.op, node.target, (high, *args[1:]), kwargs),
+        lambda low: ctx.emit("call_function", F.pad, (low, tuple(low_pads)), low_kwargs),
+    )
 
 
 def _size_node(ctx: RuleContext, x: Octave, dim: Any = None) -> fx.Node:
