@@ -9,6 +9,7 @@ interface of :mod:`octify.rules` and the command line. Internals live in subpack
 from .convert import convert
 from .errors import ConversionError
 from .fx.fold import fold_bn
+from .fx.freeze import freeze
 from .io import load, save
 from .nn import OctBatchNorm2d, OctConv2d, OctaveDual, OctaveMerge, OctaveSplit, Partition
 from .record import ConversionRecord, ConvRecord, MergeRecord, record_of
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "convert",
+    "freeze",
     "fold_bn",
     "record_of",
     "ConversionError",

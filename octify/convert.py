@@ -8,10 +8,12 @@ The stages live in :mod:`octify.fx`, one file each, and run in this order:
 3. ``plan``: each conv's output alpha and the reason (``latency`` adds the latency policy);
 4. ``rewrite``: the graph re-emitted with (high, low) pairs, the rules of ``builtin_rules``
    (and the user's) deciding per op, weights carried into the new layers;
-5. ``fuse``: conv -> batch norm pairs run as one conv in inference;
-6. ``inplace``: residual sums written in place, as the original's ``+=`` was;
-7. the memory format (channels-last weights);
-8. ``verify``: the converted model on fake inputs gives outputs of the original's structure.
+5. ``inplace``: residual sums written in place, as the original's ``+=`` was;
+6. the memory format (channels-last weights);
+7. ``verify``: the converted model on fake inputs gives outputs of the original's structure.
+
+The result is a plain model: no cache, the same code in training and in eval. ``octify.freeze``
+(``fx/freeze.py``) makes the inference form, with batch norms folded, on request.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from torch import nn
 
 from .fx import builtin_rules  # noqa: F401  (fills the rule registry)
 from .fx.context import ConversionContext
-from .fx.fuse import fuse_conv_bn
 from .fx.graph_builder import GraphBuilder
 from .fx.inplace import inplace_adds
 from .fx.layout import to_channels_last
+from .fx.narrow import narrow_outputs
 from .fx.options import ConvertOptions
 from .fx.plan import AlphaFor, plan
 from .fx.recorder import Recorder
@@ -61,7 +63,6 @@ def convert(
     inplace: bool = False,
     policy: str = "default",
     memory_format: str = "channels_last",
-    fuse_bn: bool = True,
 ) -> fx.GraphModule:
     """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them.
 
@@ -80,10 +81,10 @@ def convert(
     ``memory_format="channels_last"`` (the default) lays the converted model's 4-D weights out
     channels-last, the layout in which its many small convolutions run fast; inputs in either
     layout are accepted. ``"preserve"`` keeps the original layout.
-    ``fuse_bn=True`` (the default) runs each conv -> batch norm pair as one call: in training it is
-    the conv then the batch norm, as before; in eval mode outside autograd it is one conv whose
-    weights have the batch norm folded in, cached until a parameter or statistic changes. Both
-    modules keep their names and parameters (``record_of(...).fused`` lists the pairs).
+    The result computes from its parameters on every call, in training and in eval alike (no
+    cache: writes through ``.data``, optimizer steps and ``load_state_dict`` are all seen), and
+    exports, traces and scripts as any module does. ``octify.freeze(model.eval())`` gives its
+    inference form (batch norms folded, weights laid out once), the one to deploy.
 
     >>> import torch, torchvision, octify
     >>> net = torchvision.models.resnet18().eval()
@@ -98,7 +99,7 @@ def convert(
     options = ConvertOptions(
         alpha=alpha, octave=octave, stride_mode=stride_mode, min_size=min_size, exclude=exclude, alpha_for=alpha_for,
         leaf_modules=leaf_modules, rules=rules, transfer_weights=transfer_weights, verify=verify, inplace=inplace,
-        policy=policy, memory_format=memory_format, fuse_bn=fuse_bn,
+        policy=policy, memory_format=memory_format,
     )
     if example_inputs is None:
         args, kwargs = default_inputs(model), {}
@@ -140,14 +141,13 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions) -> f
     out = fx.GraphModule(root, graph, class_name=f"Oct{type(model).__name__}")
     builder.restore_training_flags(out)
     out.training = model.training
-    if opts.fuse_bn:
-        record.fused = fuse_conv_bn(out)  # 5
-    inplace_adds(out)  # 6
+    inplace_adds(out)  # 5
+    narrow_outputs(out)  # (what TorchScript needs: one-branch octave outputs typed as Tensors)
     if opts.memory_format == "channels_last":
-        to_channels_last(out)  # 7
+        to_channels_last(out)  # 6
     attach_record(out, record)
     if opts.verify:
-        verify_outputs(gm, out, fm, fake_inputs)  # 8
+        verify_outputs(gm, out, fm, fake_inputs)  # 7
     return out
 
 

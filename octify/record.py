@@ -56,7 +56,7 @@ class ConversionRecord:
     convs: list[ConvRecord] = field(default_factory=list)
     merges: list[MergeRecord] = field(default_factory=list)
     threaded: dict[str, int] = field(default_factory=dict)  # op kind -> nodes run per branch
-    fused: list[tuple[str, str]] = field(default_factory=list)  # (conv, batch norm) run as one conv in eval
+    fused: list[tuple[str, str]] = field(default_factory=list)  # (conv, batch norm) folded by octify.freeze
     # Control flow resolved on the example inputs' shapes; the converted model checks each one
     # at run time and refuses an input that would take another branch.
     specialized: list[Specialization] = field(default_factory=list)

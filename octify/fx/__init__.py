@@ -8,13 +8,13 @@
 ``rewrite``    4. the graph re-emitted with (high, low) pairs; ``context`` is what rules see
                (built on ``graph_builder`` and ``recorder``), ``builtin_rules`` the rules,
                ``ops`` the op tables they share
-``fuse``       5. conv -> batch norm pairs run as one conv in inference
-``inplace``    6. residual sums written in place
-``verify``     8. the converted model's outputs have the original's structure
-``fold``       after the pass, on request: ``octify.fold_bn``
+``inplace``    5. residual sums written in place
+``layout``     6. channels-last weights
+``verify``     7. the converted model's outputs have the original's structure
+``freeze``     after the pass, on request: ``octify.freeze``, the inference form
+``fold``       batch norms folded into convs (``octify.fold_bn``; part of ``freeze``)
+``fuse``       ``conv_bn``, which models saved by octify 0.1.0 call
 ============== =====================================================================
-
-(Stage 7, the channels-last layout, is one line of ``octify.convert``.)
 """
 
 from .options import ConvertOptions

@@ -1,21 +1,89 @@
-"""fold_bn (after the pass, on request): fold inference-mode batch norms into the convs in front of them (plain and octave)."""
+"""fold_bn (after the pass, on request; part of ``octify.freeze``): fold inference-mode batch
+norms into the convs in front of them (plain and octave), for good: the folded model has new
+conv weights and no batch norms."""
 
 from __future__ import annotations
 
 import copy
 import operator
-from typing import Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
 from ..nn import OctBatchNorm2d, OctConv2d
-from .fuse import bn_affine, conv_bn_pairs, fold_affine, unfuse_conv_bn
 from ..utils.validate import check_module
+from .fuse import unfuse_conv_bn
+from .ops import is_branch_read, is_single
 from .tracer import trace
 
-__all__ = ["fold_bn"]
+__all__ = ["fold_bn", "fold_graph", "bn_affine", "fold_affine", "conv_bn_pairs", "conv_feeding"]
+
+
+def bn_affine(bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor]:
+    """The per-channel (scale, shift) an eval-mode batch norm applies."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("folding a batch norm needs one that tracks running statistics")
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale, shift
+
+
+def fold_affine(
+    weight: Optional[Tensor], bias: Optional[Tensor], scale: Optional[Tensor], shift: Optional[Tensor]
+) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """A conv's weight and bias with a per-output-channel ``y * scale + shift`` folded in (the
+    one place BN folding is computed: ``conv_bn``'s cached weights and ``fold_bn`` both use it).
+    A missing weight (an absent path) stays None; the weight keeps its memory format."""
+    w = weight
+    if weight is not None and scale is not None:
+        fmt = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        w = (weight * scale.reshape(-1, 1, 1, 1)).contiguous(memory_format=fmt)
+    b = bias
+    if shift is not None:
+        b = shift if bias is None else bias * scale + shift
+    return w, b
+
+
+def conv_feeding(arg: Any, modules: dict) -> Optional[fx.Node]:
+    """The conv node whose output is ``arg`` and nothing else uses (plain, or a (high, low) getitem pair)."""
+    if isinstance(arg, fx.Node) and is_single(arg) and len(arg.users) == 1:
+        arg = arg.args[0]  # a one-branch octave output, narrowed for TorchScript
+    if isinstance(arg, fx.Node):
+        ok = arg.op == "call_module" and isinstance(modules.get(arg.target), (nn.Conv2d, OctConv2d)) and len(arg.users) == 1
+        return arg if ok else None
+    if isinstance(arg, tuple) and len(arg) == 2 and all(isinstance(a, fx.Node) for a in arg):
+        h, l = arg
+        if not all(is_branch_read(a) and len(a.users) == 1 for a in arg):
+            return None
+        src = h.args[0]
+        if src is not l.args[0] or (h.args[1], l.args[1]) != (0, 1):
+            return None
+        ok = src.op == "call_module" and isinstance(modules.get(src.target), OctConv2d) and len(src.users) == 2
+        return src if ok else None
+    return None
+
+
+def conv_bn_pairs(gm: fx.GraphModule, modules: dict) -> List[Tuple[fx.Node, fx.Node]]:
+    """(batch norm node, conv node) for each BatchNorm2d / OctBatchNorm2d call that alone reads a
+    Conv2d / OctConv2d call's output (a list, so that callers may edit the graph as they go)."""
+    pairs = []
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        if type(modules.get(node.target)) not in (nn.BatchNorm2d, OctBatchNorm2d):
+            continue
+        conv_node = conv_feeding(node.args[0], modules)
+        if conv_node is not None:
+            pairs.append((node, conv_node))
+    return pairs
+
+
 
 
 def _oct_bn_affine(bn: OctBatchNorm2d) -> Tuple[Tensor, Tensor]:
@@ -88,9 +156,16 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
         gm = model if inplace else copy.deepcopy(model)
     else:
         gm = trace(model if inplace else copy.deepcopy(model), (), ())
-    unfuse_conv_bn(gm)  # a converted model runs its conv -> BN pairs through conv_bn: fold them for good
-    modules = dict(gm.named_modules())
+    fold_graph(gm)
+    return gm
 
+
+def fold_graph(gm: fx.GraphModule) -> List[Tuple[str, str]]:
+    """Fold, in ``gm`` itself, each eval-mode batch norm that alone reads a conv's output; returns
+    the (conv, batch norm) names folded."""
+    unfuse_conv_bn(gm)  # a model saved by 0.1.0 runs its conv -> BN pairs through conv_bn
+    modules = dict(gm.named_modules())
+    folded: List[Tuple[str, str]] = []
     for node, conv_node in conv_bn_pairs(gm, modules):
         bn, conv = modules[node.target], modules[conv_node.target]
         if isinstance(bn, OctBatchNorm2d) and isinstance(conv, OctConv2d):
@@ -98,21 +173,22 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
                 continue
             _set(gm, conv_node.target, _fold_octave(conv, *_oct_bn_affine(bn)))
             for user in list(node.users):
-                if user.op == "call_function" and user.target is operator.getitem:
+                if is_branch_read(user):
                     user.replace_all_uses_with(node.args[0][user.args[1]])
                     gm.graph.erase_node(user)
             if node.users:
                 node.replace_all_uses_with(conv_node)
         elif type(bn) is nn.BatchNorm2d and type(conv) is nn.Conv2d:
             _set(gm, conv_node.target, _fold_plain(conv, bn))
-            node.replace_all_uses_with(conv_node)
+            node.replace_all_uses_with(node.args[0])
         elif type(bn) is nn.BatchNorm2d and isinstance(conv, OctConv2d) and not conv.out_partition.low:
             _set(gm, conv_node.target, _fold_octave(conv, *bn_affine(bn)))  # alpha_out 0: a plain output
-            node.replace_all_uses_with(conv_node)
+            node.replace_all_uses_with(node.args[0])
         else:
             continue
         gm.graph.erase_node(node)
+        folded.append((conv_node.target, node.target))
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
     gm.recompile()
-    return gm
+    return folded

@@ -4,7 +4,6 @@ emitted, modules installed under their names with the training flag they must en
 from __future__ import annotations
 
 import itertools
-import operator
 from typing import Any, Dict, Optional
 
 import torch.fx as fx
@@ -12,6 +11,7 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ..errors import ConversionError
+from ..nn.functional import branch
 from ..rules import EmitError
 from .shape_prop import run_node
 
@@ -41,7 +41,9 @@ class GraphBuilder:
         return node
 
     def getitem(self, node: fx.Node, i: int) -> fx.Node:
-        return self.emit("call_function", operator.getitem, (node, i))
+        out = self.emit("call_function", branch, (node, i))
+        out.meta["is_wrapped"] = True  # one call when the generated code is traced again
+        return out
 
     def copy(self, node: fx.Node, args: tuple, kwargs: dict) -> fx.Node:
         try:

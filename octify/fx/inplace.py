@@ -1,4 +1,4 @@
-"""Stage 6, in-place sums: residual additions written in place, as the original's ``out += identity`` was.
+"""Stage 5, in-place sums: residual additions written in place, as the original's ``out += identity`` was.
 
 torch.fx records ``out += identity`` as ``operator.add``, so a traced network allocates a new
 map for every residual sum where the original wrote into ``out``. For each ``a + b`` whose ``a``
@@ -13,21 +13,19 @@ import operator
 import torch
 import torch.fx as fx
 
-from .fuse import conv_bn
-from .ops import FRESH_OUTPUT_MODULES
+from .ops import FRESH_OUTPUT_MODULES, is_branch_read, is_single
 
 __all__ = ["inplace_adds"]
 
 
 def _fresh(node: fx.Node, modules: dict) -> bool:
     """Whether ``node``'s value is a new tensor no other node can see."""
-    if node.op == "call_function" and node.target is operator.getitem:
+    if is_single(node):
         src = node.args[0]
-        return isinstance(src, fx.Node) and _fresh(src, modules) and all(
-            u.op == "call_function" and u.target is operator.getitem for u in src.users
-        )
-    if node.op == "call_function" and node.target is conv_bn:
-        return True
+        return isinstance(src, fx.Node) and len(src.users) == 1 and _fresh(src, modules)
+    if is_branch_read(node):
+        src = node.args[0]
+        return isinstance(src, fx.Node) and _fresh(src, modules) and all(is_branch_read(u) for u in src.users)
     return node.op == "call_module" and type(modules.get(node.target)) in FRESH_OUTPUT_MODULES
 
 

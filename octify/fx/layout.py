@@ -1,4 +1,4 @@
-"""Stage 7, memory format: the converted model's 4-D weights laid out channels-last.
+"""Stage 6, memory format: the converted model's 4-D weights laid out channels-last.
 
 Its many small convolutions run fastest channels-last on a CPU (benchmarks/latency.py); inputs
 in either layout are accepted. Only 4-D tensors have that layout: the weights of Conv1d / Conv3d

@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import OctBatchNorm2d, OctConv2d
+from ..nn.functional import branch, single
 
 __all__ = [
+    "is_branch_read", "is_single",
     "ELEMENTWISE_MODULES", "ELEMENTWISE_FUNCTIONS", "ELEMENTWISE_METHODS", "NORM_MODULES", "CHANNEL_PRESERVING_MODULES",
     "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "RESAMPLE_MODULES", "PAD_MODULES", "INTERPOLATE_PARAMS",
     "SAME_AS_HIGH_ATTRIBUTES", "ARITHMETIC", "CONCAT", "CHANNEL_SPLITS", "CHANNEL_MIXING_FUNCTIONS",
@@ -76,6 +78,17 @@ CONCAT = (torch.cat, torch.concat, torch.concatenate)
 
 
 CHANNEL_SPLITS = (torch.chunk, torch.split, "chunk", "split")
+
+
+def is_branch_read(node: fx.Node) -> bool:
+    """Whether ``node`` reads one branch of a pair output: ``branch(y, i)`` (what converted graphs
+    emit) or ``y[i]`` (graphs saved by octify 0.1.0, and pairs indexed by torch.fx itself)."""
+    return node.op == "call_function" and node.target in (operator.getitem, branch)
+
+
+def is_single(node: fx.Node) -> bool:
+    """Whether ``node`` is ``single(y)``: a one-branch octave output narrowed to a Tensor (``narrow``)."""
+    return node.op == "call_function" and node.target is single
 
 
 def channel_split_sizes(node: fx.Node, channels: int) -> list[int] | None:

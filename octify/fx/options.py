@@ -44,7 +44,6 @@ class ConvertOptions:
     inplace: bool = False
     policy: str = "default"
     memory_format: str = "channels_last"
-    fuse_bn: bool = True
     leaf_types: Tuple[type, ...] = field(init=False, repr=False)
     leaf_globs: Tuple[str, ...] = field(init=False, repr=False)
 

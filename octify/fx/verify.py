@@ -1,4 +1,4 @@
-"""Stage 8, verify: run the converted model on fake example inputs and compare its outputs with the original's."""
+"""Stage 7, verify: run the converted model on fake example inputs and compare its outputs with the original's."""
 
 from __future__ import annotations
 

@@ -14,6 +14,12 @@ from ._resample import add_upsampled, downsample, reorder, upsample_to
 
 __all__ = ["fuse_low", "Kernels"]
 
+# Shape-dependent helpers stay one call when torch.fx traces a converted model again.
+torch.fx.wrap("add_upsampled")
+torch.fx.wrap("downsample")
+torch.fx.wrap("reorder")
+torch.fx.wrap("upsample_to")
+
 
 def fuse_low(weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
     """``weights`` (as ``OctConv2d.path_tensors`` lists them) with the [hl | ll] weight filled in."""
@@ -70,12 +76,12 @@ class Kernels:
             lh = self._conv(xl_lh, w_lh, b_h if yh is None else None, stride, g)
             yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave)
         xhl: Optional[Tensor] = None
-        if w_hl is not None and xh is not None:
+        if (w_hl is not None or w_low is not None) and xh is not None:
             xhl = downsample(xh, self.octave)
-        if w_hl is not None and w_ll is not None and xhl is not None and xl is not None and g == 1:
+        if w_low is None and w_hl is not None and w_ll is not None and g == 1:
+            w_low = torch.cat([w_hl, w_ll], 1)
+        if w_low is not None and xhl is not None and xl is not None:
             # H->L and L->L share their output: one conv over the concatenated inputs.
-            if w_low is None:
-                w_low = torch.cat([w_hl, w_ll], 1)
             yl = self._conv(torch.cat([xhl, xl], 1), w_low, b_l, stride, 1)
         else:
             if w_ll is not None and xl is not None:
@@ -85,20 +91,14 @@ class Kernels:
                 yl = hl if yl is None else yl + hl
         return yh, yl
 
-    @torch.jit.unused
-    def _gemm_applies(self, xs: List[Optional[Tensor]]) -> bool:
-        if torch.compiler.is_compiling():
-            return False
-        return all(t is None or (type(t) is Tensor and t.is_contiguous(memory_format=torch.channels_last)) for t in xs)
-
-    @torch.jit.unused
     def _forward_pointwise(
         self, xh: Optional[Tensor], xl: Optional[Tensor], xl_lh: Optional[Tensor], hw: List[int], weights: List[Optional[Tensor]]
     ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        """A 1x1 stride-1 octave conv on channels-last maps, in inference: each path is one matrix
-        product over the pixels (a channels-last map is a pixels x channels matrix, no copy), and
-        H->L accumulates into L->L in place, so the low output needs no concatenated input. At
-        small batches this also skips the per-call set-up of a convolution kernel."""
+        """A 1x1 stride-1 octave conv as matrix products: each path is one product over the
+        pixels (a channels-last map is a pixels x channels matrix, no copy), and H->L is added
+        onto L->L by the product itself (``addmm``), so the low output needs no concatenated
+        input. At small batches this also skips the per-call set-up of a convolution kernel.
+        Everything is out of place: exporters and autograd see plain products."""
         w_hh, w_lh, w_hl, w_ll, b_h, b_l = weights[0], weights[1], weights[2], weights[3], weights[5], weights[6]
         yh: Optional[Tensor] = None
         yl: Optional[Tensor] = None
@@ -114,7 +114,9 @@ class Kernels:
             if yl is None:
                 yl = _matmul(xhl, w_hl, b_l)
             else:
-                _pixels(yl).addmm_(_pixels(xhl), w_hl.view(w_hl.shape[0], w_hl.shape[1]).t())
+                n, lh_, lw_ = yl.shape[0], yl.shape[2], yl.shape[3]
+                acc = torch.addmm(_pixels(yl), _pixels(xhl), w_hl.view(w_hl.shape[0], w_hl.shape[1]).t())
+                yl = acc.view(n, lh_, lw_, acc.shape[1]).permute(0, 3, 1, 2)
         return yh, yl
 
     def _forward_depthwise(
@@ -135,7 +137,7 @@ class Kernels:
             parts: List[Tensor] = []
             if xl is not None:
                 parts.append(xl)
-            if xh is not None and self._hl_sel.numel() > 0:
+            if xh is not None and self._n_hl > 0:
                 parts.append(downsample(xh.index_select(1, self._hl_sel), self.octave))
             low_in = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
             low_all = self._conv(low_in, w_l, self.bias_l, stride, w_l.shape[0])
@@ -143,14 +145,14 @@ class Kernels:
             return yh, low_all
         yl: Optional[Tensor] = None
         if low_all is not None:
-            if self._lh_sel.numel() > 0:
+            if len(self._lh_pos) > 0:
                 if pool and xl_lh is not None and w_l is not None:
                     # Strided pool mode: L->H channels are convolved on the low input pooled by
                     # stride / octave (the pooled high grid), as in the dense L->H path.
                     b_l = self.bias_l
                     lh = self._conv(
                         xl_lh.index_select(1, self._lh_sel), w_l.index_select(0, self._lh_sel),
-                        None if b_l is None else b_l.index_select(0, self._lh_sel), stride, self._lh_sel.numel(),
+                        None if b_l is None else b_l.index_select(0, self._lh_sel), stride, len(self._lh_pos),
                     )
                 else:
                     lh = low_all.index_select(1, self._lh_sel)

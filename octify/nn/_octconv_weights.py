@@ -51,6 +51,8 @@ class PathWeights:
         # Placeholders so that TorchScript sees one attribute set whatever the kind.
         self.weight_h = self.weight_l = None
         self._same = False
+        self._n_hl = 0
+        self._lh_pos = []
         self._ll_pos = []
         for name in ("_hh_sel", "_hl_sel", "_lh_sel", "_ll_sel", "_high_order", "_low_order"):
             self.register_buffer(name, torch.empty(0, dtype=torch.long), persistent=False)
@@ -65,6 +67,7 @@ class PathWeights:
         low_res = list(pin.low) + hl  # channels the low-resolution conv computes, in this order
         self._hh = hh
         self._low_res = low_res
+        self._n_hl = len(hl)
         kh, kw = self.kernel_size
         self.weight_hh = self.weight_hl = self.weight_lh = self.weight_ll = None
         self.weight_h = nn.Parameter(torch.empty(len(hh), 1, kh, kw, **factory)) if hh else None
@@ -139,6 +142,15 @@ class PathWeights:
         return blocks
 
 
+    def _path_weights(self) -> dict:
+        """The four path weights by name ("hh", "hl", "lh", "ll"), cut back out of ``weight_low``
+        on a layer whose low paths were fused."""
+        out = {k: getattr(self, "weight_" + k) for k in ("hh", "hl", "lh", "ll")}
+        fused = getattr(self, "weight_low", None)
+        if fused is not None:
+            out["hl"], out["ll"] = fused[:, : self.ih], fused[:, self.ih :]
+        return out
+
     @torch.no_grad()
     def to_dense_weight(self) -> Tuple[Tensor, Optional[Tensor]]:
         """The nn.Conv2d weight and bias these paths tile (inverse of ``from_conv``)."""
@@ -155,9 +167,10 @@ class PathWeights:
                 if b is not None and bias is not None:
                     bias[chans] = b
             return weight, bias
+        paths = self._path_weights()
         for out_name, out_idx in (("h", pout.high), ("l", pout.low)):
             for in_name, in_idx in (("h", pin.high), ("l", pin.low)):
-                p = getattr(self, f"weight_{in_name}{out_name}")
+                p = paths[in_name + out_name]
                 if p is not None:
                     for rows, src, cols in self._blocks(out_idx, in_idx):
                         block = weight[rows]

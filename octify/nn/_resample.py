@@ -15,6 +15,19 @@ from torch import Tensor
 from ._common import low_size
 
 
+def fx_tracing() -> bool:
+    """Whether torch.fx is tracing this code symbolically (sizes are Proxies, so checks on them
+    are skipped: they run when the traced graph runs). False under TorchScript."""
+    if torch.jit.is_scripting():
+        return False
+    return _fx_symbolic_tracing()
+
+
+@torch.jit.unused
+def _fx_symbolic_tracing() -> bool:
+    return torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+
+
 def downsample(x: Tensor, factor: int) -> Tensor:
     """Average-pool by ``factor`` onto the ceil grid; identity for ``factor == 1``."""
     if factor == 1:
@@ -37,25 +50,17 @@ def upsample_to(x: Tensor, size: List[int]) -> Tensor:
 
 
 def add_upsampled(high: Tensor, low: Tensor, octave: int) -> Tensor:
-    """``high + upsample(low)`` to high's size. Outside autograd, when high's size is an exact
-    multiple of low's, the sum is written into ``high`` without materialising the upsampled tensor."""
+    """``high + upsample(low)`` to high's size. When high's size is an exact multiple of low's,
+    one broadcast add over a (.., lh, octave, lw, octave) view, without materialising the
+    upsampled tensor. Out of place, so exporters and autograd see a plain add."""
     h, w = high.shape[-2], high.shape[-1]
     lh, lw = low.shape[-2], low.shape[-1]
     if lh == h and lw == w:
-        return high + low if high.requires_grad else high.add_(low)
-    if octave > 1 and lh * octave == h and lw * octave == w and not high.requires_grad:
-        # In place, kept out of autograd so that a graph never sees an in-place write on a view.
+        return high + low
+    if octave > 1 and lh * octave == h and lw * octave == w and high.dim() == 4:
         n, c = high.shape[0], high.shape[1]
-        if high.is_contiguous() and low.is_contiguous():
-            # NCHW: repeat the low columns once (a quarter-size temporary for octave 2), then
-            # broadcast the rows over a (.., lh, oct, W) view: the inner loop stays contiguous.
-            cols = low.unsqueeze(-1).expand(n, c, lh, lw, octave).reshape(n, c, lh, 1, w)
-            high.view(n, c, lh, octave, w).add_(cols)
-            return high
-        elif high.is_contiguous(memory_format=torch.channels_last):
-            # channels_last: one broadcast pass over a (.., lh, oct, lw, oct) view (channels innermost).
-            high.view(n, c, lh, octave, lw, octave).add_(low.reshape(n, c, lh, 1, lw, 1))
-            return high
+        out = high.reshape(n, c, lh, octave, lw, octave) + low.reshape(n, c, lh, 1, lw, 1)
+        return out.reshape(n, c, h, w)
     return high + upsample_to(low, [h, w])
 
 

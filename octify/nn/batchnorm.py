@@ -78,7 +78,7 @@ class OctBatchNorm2d(nn.Module):
     def forward(self, x: OctaveInput) -> OctaveOutput:
         # Submodules are read as ``self.bn_*`` (not through locals) so that TorchScript can call
         # them, and the ``is None`` tests fold away on a module whose branch is absent.
-        if isinstance(x, Tensor):
+        if not isinstance(x, tuple):
             if self.bn_l is None:
                 if self.bn_h is not None:
                     return self.bn_h(x)

@@ -17,6 +17,8 @@ __all__ = ["ChannelMerge", "ChannelSplit"]
 from ._resample import reorder, sort_order
 from .partition import Partition
 
+torch.fx.wrap("reorder")  # one call when torch.fx traces a converted model again
+
 
 class ChannelMerge(nn.Module):
     """Concatenate same-sized high and low parts over dim 1 in original channel order (after global pooling).

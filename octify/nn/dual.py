@@ -29,6 +29,6 @@ class OctaveDual(nn.Module):
         self.module = module
 
     def forward(self, x: OctaveInput) -> OctaveOutput:
-        if isinstance(x, Tensor):
-            return self.module(x)
-        return self.module(x[0]), self.module(x[1])
+        if isinstance(x, tuple):
+            return self.module(x[0]), self.module(x[1])
+        return self.module(x)

@@ -10,7 +10,33 @@ import torch
 import torch.fx
 from torch import Tensor
 
-__all__ = ["pair_size", "shape_guard", "rebuild_mapping", "to_int", "assert_none"]
+__all__ = ["branch", "single", "pair_size", "shape_guard", "rebuild_mapping", "to_int", "assert_none"]
+
+
+def branch(pair: Union[Tensor, Tuple[Tensor, Tensor]], index: int) -> Tensor:
+    """``pair[index]``: the high (0) or low (1) branch of an octave module's output. Converted
+    graphs read pairs through this rather than ``operator.getitem`` because octave modules are
+    typed to return a Tensor or a pair, and TorchScript indexes a Union only after a check.
+
+    >>> branch((torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 2, 2)), 1).shape
+    torch.Size([1, 2, 2, 2])
+    """
+    if isinstance(pair, tuple):
+        return pair[0] if index == 0 else pair[1]
+    raise ValueError(f"octify: expected a (high, low) pair, found a single Tensor of shape {list(pair.shape)}")
+
+
+def single(y: Union[Tensor, Tuple[Tensor, Tensor]]) -> Tensor:
+    """The output of an octave module that has one branch here (an OctConv2d with alpha_out 0,
+    a one-branch norm), as the Tensor it is: TorchScript needs the Union narrowed before a plain
+    module takes it.
+
+    >>> single(torch.zeros(1, 2)).shape
+    torch.Size([1, 2])
+    """
+    if isinstance(y, tuple):
+        raise ValueError("octify: expected a single Tensor, found a (high, low) pair")
+    return y
 
 
 def pair_size(x: Tuple[Tensor, Tensor], channels: int, dim: Optional[int] = None) -> Union[torch.Size, int]:

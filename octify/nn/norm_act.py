@@ -35,5 +35,7 @@ class OctNormAct(nn.Module):
         return cls(OctBatchNorm2d.from_bn(module, partition), copy.deepcopy(module.drop), copy.deepcopy(module.act))
 
     def forward(self, x: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tensor]:
-        h, l = self.bn(x)
-        return self.act(self.drop(h)), self.act(self.drop(l))
+        y = self.bn(x)
+        if not isinstance(y, tuple):
+            raise ValueError("OctNormAct: expected a (high, low) pair")
+        return self.act(self.drop(y[0])), self.act(self.drop(y[1]))

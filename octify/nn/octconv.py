@@ -12,11 +12,10 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from ..utils.validate import check_choice, check_int, check_octave
-from . import _eval_cache
 from ._common import conv_out, depthwise_shape, low_size, resolve_padding
 from ._octconv_kernels import Kernels, fuse_low
 from ._octconv_weights import PathWeights
-from ._resample import check_low
+from ._resample import check_low, fx_tracing
 from .partition import AlphaLike, Partition, parse_alpha
 
 __all__ = ["OctConv2d", "OctaveInput", "OctaveOutput", "fuse_low"]
@@ -44,8 +43,9 @@ class OctConv2d(PathWeights, Kernels, nn.Module):
 
     # Class-level annotations: TorchScript needs the element type of lists that may be empty.
     _ll_pos: List[int]
+    _lh_pos: List[int]
     _pad4: List[int]
-    __jit_unused_properties__ = ["fuses_low"]
+    __jit_unused_properties__ = ["fuses_low", "pointwise", "runs_as_matmul"]
 
     def __init__(
         self,
@@ -141,14 +141,25 @@ class OctConv2d(PathWeights, Kernels, nn.Module):
         else:
             self._init_dense(bias, factory)
         self.has_bias = bias
-        # 1x1 dense convs that are stride-1 once pooled run as matrix products in inference (_forward_pointwise).
+        # 1x1 dense convs that are stride-1 once pooled can run as matrix products (use_matmul).
         self._pointwise = (
             not self.depthwise and groups == 1 and self.kernel_size == (1, 1)
             and (self.stride == (1, 1) or stride_mode == "pool") and self.padding == (0, 0) and self.dilation == (1, 1)
         )
-        # Other dense ungrouped convs run H->L and L->L as one conv over a [hl | ll] weight,
-        # which inference takes from a cache (the matrix-product path accumulates instead).
+        self._matmul = False
+        # Other dense ungrouped convs run H->L and L->L as one conv over the concatenated inputs;
+        # ``octify.freeze`` stores their [hl | ll] weight once (``weight_low``).
         self._fuses_low = not self.depthwise and groups == 1 and not self._pointwise
+        self.register_parameter("weight_low", None)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        # Layers saved by octify 0.1.0 predate the inference forms.
+        self._parameters.setdefault("weight_low", None)
+        self.__dict__.setdefault("_matmul", False)
+        if "_n_hl" not in self.__dict__:
+            self._n_hl = len(getattr(self, "_low_res", [])) - self.il if self.depthwise else 0
+            self._lh_pos = list(getattr(self, "_lh_pos", []))
 
     @classmethod
     def from_conv(
@@ -184,6 +195,36 @@ class OctConv2d(PathWeights, Kernels, nn.Module):
         layer.train(conv.training)
         return layer
 
+    # -- inference forms (``octify.freeze`` picks them; each is the same function) --------------
+    def use_matmul(self, enabled: bool = True) -> "OctConv2d":
+        """Run each path of this 1x1 layer as one matrix product over the pixels of a
+        channels-last map (no convolution set-up per call, H->L accumulated onto L->L without a
+        concatenated input); ValueError for a layer that is not 1x1, stride-1 once pooled, dense
+        and ungrouped. Inputs in any layout give the same numbers (others are copied first)."""
+        if enabled and not self._pointwise:
+            raise ValueError(
+                "OctConv2d.use_matmul: only dense, ungrouped 1x1 convs without padding or dilation, stride 1 once pooled, "
+                f"run as matrix products; this layer is {self.extra_repr()}"
+            )
+        self._matmul = bool(enabled)
+        return self
+
+    @torch.no_grad()
+    def fuse_low_weights(self) -> "OctConv2d":
+        """Store H->L and L->L as one ``weight_low`` parameter, the [hl | ll] concatenation that the
+        low output's single conv uses, instead of concatenating it on every call. ``weight_hl``
+        and ``weight_ll`` become None (the state dict changes accordingly); a no-op on layers
+        that do not run the two paths as one conv (:attr:`fuses_low`)."""
+        if not self.fuses_low:
+            return self
+        weights = fuse_low(self.path_tensors())
+        fused = weights[4]
+        assert fused is not None  # fuses_low: both paths are present
+        self.weight_low = nn.Parameter(fused, requires_grad=bool(self.weight_hl.requires_grad))
+        self.weight_hl = None
+        self.weight_ll = None
+        return self
+
     def extra_repr(self) -> str:
         s = (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -205,26 +246,32 @@ class OctConv2d(PathWeights, Kernels, nn.Module):
 
     # -- forward -------------------------------------------------------------------------------
     def _split_input(self, x: OctaveInput) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        if isinstance(x, Tensor):
-            if self.il == 0:
-                xh: Optional[Tensor] = x
-                xl: Optional[Tensor] = None
-            elif self.ih == 0:
-                xh = None
-                xl = x
-            else:
-                raise ValueError(
-                    "OctConv2d: expected a (high, low) pair since alpha_in={} ({} high + {} low channels), found a single Tensor".format(
-                        self.alpha_in, self.ih, self.il
-                    )
-                )
-        else:
-            xh = x[0]
-            xl = x[1]
+        # Pairs are told apart from tensors by ``isinstance(x, tuple)``: TorchScript refines the
+        # Union on it, and a torch.fx Proxy (a single tensor while re-tracing) is not a tuple.
+        if isinstance(x, tuple):
             if self.il == 0:
                 raise ValueError("OctConv2d: alpha_in=0, so the input must be a plain Tensor of {} channels, found a pair".format(self.ih))
             if self.ih == 0:
                 raise ValueError("OctConv2d: alpha_in=1, so the input must be the low Tensor alone ({} channels), found a pair".format(self.il))
+            xh: Optional[Tensor] = x[0]
+            xl: Optional[Tensor] = x[1]
+        elif self.il == 0:
+            xh = x
+            xl = None
+        elif self.ih == 0:
+            xh = None
+            xl = x
+        else:
+            raise ValueError(
+                "OctConv2d: expected a (high, low) pair since alpha_in={} ({} high + {} low channels), found a single Tensor".format(
+                    self.alpha_in, self.ih, self.il
+                )
+            )
+        if not fx_tracing():
+            self._check_input(xh, xl)
+        return xh, xl
+
+    def _check_input(self, xh: Optional[Tensor], xl: Optional[Tensor]) -> None:
         if xh is not None:
             if xh.dim() != 4:
                 raise ValueError("OctConv2d: expected 4-D (N, C, H, W) input, found {} dims".format(xh.dim()))
@@ -237,7 +284,6 @@ class OctConv2d(PathWeights, Kernels, nn.Module):
                 raise ValueError("OctConv2d: expected a low input with {} channels, found {}".format(self.il, xl.shape[1]))
             if xh is not None:
                 check_low(xh, xl, self.octave, "OctConv2d input")
-        return xh, xl
 
     def _out_hw(self, h: int, w: int) -> List[int]:
         """Spatial size of the high output for a high input of ``h`` x ``w``."""
@@ -248,30 +294,31 @@ class OctConv2d(PathWeights, Kernels, nn.Module):
         return [conv_out(h, k[0], s[0], p[0], d[0]), conv_out(w, k[1], s[1], p[1], d[1])]
 
     def forward(self, x: OctaveInput) -> OctaveOutput:
-        weights = self.path_tensors()
-        if not torch.jit.is_scripting() and not self.training:
-            weights = self._eval_tensors(x, weights)
-        return self.forward_with(x, weights)
+        return self.forward_with(x, self.path_tensors())
 
-    # -- the inference interface (conv -> batch norm fusion runs the layer on its own weights) ---
+    # -- the inference interface (freezing runs the layer on weights with a batch norm folded in) --
     def path_tensors(self) -> List[Optional[Tensor]]:
         """The dense paths' tensors as :meth:`forward_with` takes them: hh, lh, hl, ll, the fused
-        [hl | ll] weight (None: concatenate on the fly), bias_h, bias_l."""
-        return [self.weight_hh, self.weight_lh, self.weight_hl, self.weight_ll, None, self.bias_h, self.bias_l]
+        [hl | ll] weight (``weight_low``, set by ``octify.freeze``; hl and ll are then None),
+        bias_h, bias_l."""
+        return [self.weight_hh, self.weight_lh, self.weight_hl, self.weight_ll, self.weight_low, self.bias_h, self.bias_l]
 
     @property
     def fuses_low(self) -> bool:
-        """Whether H->L and L->L run as one conv over a [hl | ll] weight (ungrouped, not 1x1)."""
-        return self._fuses_low
+        """Whether H->L and L->L can run as one conv over a [hl | ll] weight (ungrouped, not 1x1,
+        both paths present)."""
+        return self._fuses_low and self.weight_hl is not None and self.weight_ll is not None
 
-    @torch.jit.unused
-    def _eval_tensors(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
-        """In inference, the concatenated [hl | ll] weight comes from a cache instead of a copy per call."""
-        if not self._fuses_low or weights[2] is None or weights[3] is None:
-            return weights
-        inputs = [x] if isinstance(x, Tensor) else [x[0], x[1]]
-        got = _eval_cache.cached(self, "fused-low", weights, inputs, lambda: fuse_low(weights))
-        return weights if got is None else got
+    @property
+    def pointwise(self) -> bool:
+        """Whether this layer is a dense, ungrouped 1x1 conv, stride 1 once pooled (it can :meth:`use_matmul`)."""
+        return self._pointwise
+
+    @property
+    def runs_as_matmul(self) -> bool:
+        """Whether this 1x1 layer runs each path as one matrix product over the pixels
+        (``octify.freeze`` turns it on for channels-last models)."""
+        return self._matmul
 
     def forward_with(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> OctaveOutput:
         """The layer's output computed with ``weights`` (laid out as :meth:`path_tensors`) instead of its own."""
@@ -296,17 +343,11 @@ class OctConv2d(PathWeights, Kernels, nn.Module):
             xl_lh = xl
         if self.depthwise:
             yh, yl = self._forward_depthwise(xh, xl, xl_lh, hw, stride, pool)
-        elif (
-            not torch.jit.is_scripting()
-            and self._pointwise
-            and stride == (1, 1)
-            and not self.training
-            and self._gemm_applies([xh, xl, xl_lh])
-        ):
+        elif self._matmul and stride == (1, 1):
             yh, yl = self._forward_pointwise(xh, xl, xl_lh, hw, weights)
         else:
             yh, yl = self._forward_dense(xh, xl, xl_lh, hw, stride, weights)
-        if yl is not None:
+        if yl is not None and not fx_tracing():
             eh, ew = low_size(hw[0], self.octave), low_size(hw[1], self.octave)
             if yl.shape[-2] != eh or yl.shape[-1] != ew:
                 raise ValueError(

@@ -11,8 +11,13 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from ._common import low_size
-from ._resample import add_upsampled, check_low, downsample, upsample_to
+from ._resample import add_upsampled, check_low, downsample, fx_tracing, upsample_to
 from .partition import Partition
+
+# Shape-dependent helpers stay one call when torch.fx traces a converted model again.
+torch.fx.wrap("add_upsampled")
+torch.fx.wrap("downsample")
+torch.fx.wrap("upsample_to")
 
 __all__ = ["OctConvTranspose2d", "transposed_out"]
 
@@ -81,13 +86,14 @@ class OctConvTranspose2d(nn.Module):
 
     def forward(self, x: _Pair) -> _Pair:
         pin = self.in_partition
-        if isinstance(x, Tensor):
+        if isinstance(x, tuple):
+            xh, xl = x[0], x[1]
+            if not fx_tracing():
+                check_low(xh, xl, self.octave, "OctConvTranspose2d input")
+        else:
             xh, xl = (x, None) if not pin.low else (None, x) if not pin.high else (None, None)
             if xh is None and xl is None:
                 raise ValueError("OctConvTranspose2d: expected a (high, low) pair, found a single Tensor")
-        else:
-            xh, xl = x[0], x[1]
-            check_low(xh, xl, self.octave, "OctConvTranspose2d input")
         ref = xh if xh is not None else xl
         scale = 1 if xh is not None else self.octave
         hw = self.out_size(ref.shape[-2] * scale, ref.shape[-1] * scale)
@@ -103,7 +109,7 @@ class OctConvTranspose2d(nn.Module):
         if self.weight_hl is not None and xh is not None:
             hl = self._up(downsample(xh, self.octave), self.weight_hl, self.bias_l if yl is None else None)
             yl = hl if yl is None else yl + hl
-        if yl is not None and list(yl.shape[-2:]) != [low_size(s, self.octave) for s in hw]:
+        if yl is not None and not fx_tracing() and list(yl.shape[-2:]) != [low_size(s, self.octave) for s in hw]:
             raise ValueError(
                 f"OctConvTranspose2d: the low branch comes out {yl.shape[-2]}x{yl.shape[-1]}, the octave grid of the "
                 f"{hw[0]}x{hw[1]} output needs {low_size(hw[0], self.octave)}x{low_size(hw[1], self.octave)}"

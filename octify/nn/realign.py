@@ -15,6 +15,11 @@ from torch import Tensor, nn
 from ._resample import downsample, reorder, sort_order, upsample_to
 from .partition import Partition
 
+# Shape-dependent helpers stay one call when torch.fx traces a converted model again.
+torch.fx.wrap("downsample")
+torch.fx.wrap("reorder")
+torch.fx.wrap("upsample_to")
+
 __all__ = ["Realign"]
 
 
@@ -43,16 +48,22 @@ class Realign(nn.Module):
         self.register_buffer("_to_low", idx(pos_h, to_low), persistent=False)
         self.register_buffer("_keep_l", idx(pos_l, keep_l), persistent=False)
         self.register_buffer("_to_high", idx(pos_l, to_high), persistent=False)
+        self._moves_up, self._moves_down = bool(to_high), bool(to_low)  # static: traced graphs branch on neither
         self.register_buffer("_high_order", sort_order(keep_h + to_high), persistent=False)
         self.register_buffer("_low_order", sort_order(keep_l + to_low), persistent=False)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "_moves_up" not in self.__dict__:  # saved by octify 0.1.0
+            self._moves_up, self._moves_down = bool(self._to_high.numel()), bool(self._to_low.numel())
 
     def forward(self, x: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tensor]:
         h, l = x
         hi = [h.index_select(1, self._keep_h)]
-        if self._to_high.numel():
+        if self._moves_up:
             hi.append(upsample_to(l.index_select(1, self._to_high), [h.shape[-2], h.shape[-1]]))
         lo = [l.index_select(1, self._keep_l)]
-        if self._to_low.numel():
+        if self._moves_down:
             lo.append(downsample(h.index_select(1, self._to_low), self.octave))
         return reorder(torch.cat(hi, 1), self._high_order), reorder(torch.cat(lo, 1), self._low_order)
 

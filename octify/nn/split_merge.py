@@ -8,9 +8,13 @@ import torch
 from torch import Tensor, nn
 
 from ..utils.validate import check_octave
-from ._resample import check_low, downsample, merge, sort_order
+from ._resample import check_low, downsample, fx_tracing, merge, sort_order
 from .octconv import OctaveOutput
 from .partition import Partition, parse_alpha
+
+# Shape-dependent helpers stay one call when torch.fx traces a converted model again.
+torch.fx.wrap("downsample")
+torch.fx.wrap("merge")
 
 __all__ = ["OctaveSplit", "OctaveMerge"]
 
@@ -43,12 +47,16 @@ class OctaveSplit(nn.Module):
         self.channels = self.partition.channels
         self.octave = check_octave(octave, "OctaveSplit: octave")
         self._contiguous = self.partition.is_contiguous
-        self._nh = len(self.partition.high)
+        self._nh, self._nl = len(self.partition.high), len(self.partition.low)
         self.register_buffer("_high", torch.tensor(self.partition.high, dtype=torch.long), persistent=False)
         self.register_buffer("_low", torch.tensor(self.partition.low, dtype=torch.long), persistent=False)
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_nl", len(self.partition.low))  # saved by octify 0.1.0
+
     def forward(self, x: Tensor) -> OctaveOutput:
-        if x.dim() != 4 or x.shape[1] != self.channels:
+        if not fx_tracing() and (x.dim() != 4 or x.shape[1] != self.channels):
             raise ValueError(
                 "OctaveSplit: expected an (N, {}, H, W) tensor, found shape {}".format(self.channels, list(x.shape))
             )
@@ -58,10 +66,10 @@ class OctaveSplit(nn.Module):
         else:
             high = x.index_select(1, self._high)
             low = x.index_select(1, self._low)
-        if low.shape[1] == 0:
+        if self._nl == 0:
             return high
         low = downsample(low, self.octave)
-        if high.shape[1] == 0:
+        if self._nh == 0:
             return low
         return high, low
 
@@ -89,15 +97,16 @@ class OctaveMerge(nn.Module):
         self.register_buffer("_order", sort_order(list(self.partition.high) + list(self.partition.low)), persistent=False)
 
     def forward(self, x: Tuple[Tensor, Tensor]) -> Tensor:
-        if isinstance(x, Tensor):
+        if not isinstance(x, tuple):
             raise ValueError("OctaveMerge: expected a (high, low) pair, found a single Tensor")
         high, low = x[0], x[1]
         nh, nl = self._nh, self._nl
-        if high.shape[1] != nh or low.shape[1] != nl:
-            raise ValueError(
-                "OctaveMerge: expected {} high + {} low channels, found {} + {}".format(nh, nl, high.shape[1], low.shape[1])
-            )
-        check_low(high, low, self.octave, "OctaveMerge")
+        if not fx_tracing():
+            if high.shape[1] != nh or low.shape[1] != nl:
+                raise ValueError(
+                    "OctaveMerge: expected {} high + {} low channels, found {} + {}".format(nh, nl, high.shape[1], low.shape[1])
+                )
+            check_low(high, low, self.octave, "OctaveMerge")
         return merge(high, low, self.octave, self._order)
 
     def extra_repr(self) -> str:

@@ -27,15 +27,15 @@ class SharedStochasticDepth(nn.Module):
     def forward(self, x: Union[Tensor, Tuple[Tensor, Tensor]]) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         if not self.training or self.p == 0.0:
             return x
-        ref = x if isinstance(x, Tensor) else x[0]
+        ref = x[0] if isinstance(x, tuple) else x
         size = [ref.shape[0], 1, 1, 1] if self.mode == "row" else [1, 1, 1, 1]
         survival = 1.0 - self.p
         noise = ref.new_empty(size).bernoulli_(survival)
         if survival > 0.0:
             noise.div_(survival)
-        if isinstance(x, Tensor):
-            return x * noise
-        return x[0] * noise, x[1] * noise
+        if isinstance(x, tuple):
+            return x[0] * noise, x[1] * noise
+        return x * noise
 
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode}"

@@ -1,0 +1,94 @@
+"""freeze (after the pass, on request): the inference form of a model, computed once.
+
+``octify.convert`` returns a plain model: every layer computes from its parameters on every call,
+the same code in training and in eval, so each write to a weight is seen and every exporter and
+tracer sees what eager mode runs. The speed-ups that only hold while the weights stay as they are
+are applied here, explicitly, and produce a new model (in the spirit of ``torch.jit.freeze``):
+
+1. batch norms folded into the convs in front of them (``fold_bn``): new conv weights, no norms;
+2. each OctConv2d that runs H->L and L->L as one conv stores its [hl | ll] weight once
+   (``OctConv2d.fuse_low_weights``) instead of concatenating it per call;
+3. with ``memory_format="channels_last"`` (the default), every 4-D weight channels-last and the
+   1x1 octave convs run as matrix products over the pixels (``OctConv2d.use_matmul``).
+
+The frozen model is again an ordinary module with no cache and no mode-dependent code: it
+exports, traces and scripts like the converted one, and writing to its parameters changes its
+outputs. What it no longer has is the original's parameters (the batch norms are gone), so
+train or fine-tune the converted model and freeze again afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Optional
+
+import torch.fx as fx
+from torch import nn
+
+from ..nn import OctConv2d
+from ..record import ConversionRecord, attach_record
+from ..utils.validate import check_choice, check_module
+from .fold import fold_graph
+from .layout import to_channels_last
+from .narrow import narrow_outputs
+from .tracer import trace
+
+__all__ = ["freeze", "FREEZE_MEMORY_FORMATS"]
+
+FREEZE_MEMORY_FORMATS = ("channels_last", "preserve")
+
+
+def _record(model: nn.Module) -> Optional[ConversionRecord]:
+    meta = getattr(model, "meta", None)
+    rec = meta.get("octify") if isinstance(meta, dict) else None
+    rec = rec if rec is not None else getattr(model, "_octify_record", None)
+    return rec if isinstance(rec, ConversionRecord) else None
+
+
+def freeze(
+    model: nn.Module, *, fold_bn: bool = True, memory_format: str = "channels_last", inplace: bool = False
+) -> fx.GraphModule:
+    """The inference form of ``model`` (see the module docstring): batch norms folded, fused
+    low weights stored once, channels-last weights with 1x1 octave convs as matrix products.
+
+    ``model`` is a converted model (or a plain one, traced with torch.fx first, so that a
+    benchmark can give the original the same treatment) in eval mode. It is copied unless
+    ``inplace=True``. The result computes the same function (float rounding aside) and keeps
+    the conversion record, whose ``fused`` lists the (conv, batch norm) pairs folded.
+
+    >>> import torch, torchvision, octify
+    >>> net = torchvision.models.resnet18().eval()
+    >>> frozen = octify.freeze(octify.convert(net, octave=1))     # octave=1: the same function
+    >>> x = torch.randn(1, 3, 64, 64)
+    >>> bool((frozen(x) - net(x)).abs().max() < 1e-3)
+    True
+    >>> any(isinstance(m, (torch.nn.BatchNorm2d, octify.OctBatchNorm2d)) for m in frozen.modules())
+    False
+    """
+    check_module(model, "octify.freeze: model")
+    check_choice(memory_format, "octify.freeze: memory_format", FREEZE_MEMORY_FORMATS)
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training:
+        raise ValueError(
+            f"octify.freeze makes an inference model, but {len(training)} module(s) are in training mode "
+            f"({', '.join(training[:3])}{', ...' if len(training) > 3 else ''}). Hint: call model.eval() first."
+        )
+    record = _record(model)
+    if isinstance(model, fx.GraphModule):
+        gm = model if inplace else copy.deepcopy(model)
+    else:
+        gm = trace(model if inplace else copy.deepcopy(model), (), ())
+    folded = fold_graph(gm) if fold_bn else []
+    channels_last = memory_format == "channels_last"
+    for m in gm.modules():
+        if isinstance(m, OctConv2d):
+            m.fuse_low_weights()
+            if channels_last and m.pointwise:
+                m.use_matmul()
+    if channels_last:
+        to_channels_last(gm)
+    narrow_outputs(gm)
+    if record is not None:
+        attach_record(gm, dataclasses.replace(record, fused=list(folded)))
+    return gm
