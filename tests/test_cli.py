@@ -148,8 +148,13 @@ def test_saved_model_reloads_with_identical_outputs(converted):
         assert torch.equal(loaded(x), expected)
         assert torch.equal(plain_loaded(x), expected)
     assert not loaded.training
-    # The conv -> batch norm pairs come back as single calls (pickling re-traces the code).
-    assert loaded.code.count("conv_bn(") == len(octify.record_of(loaded).fused) > 0
+    # Pairs are still read through branch() and one-branch outputs through single() (pickling
+    # traces the code again, which must keep them as calls), so the reloaded model scripts.
+    expected_code = octify.convert(net, 0.5, example_inputs=x).code
+    for call in ("branch(", "single("):
+        assert loaded.code.count(call) == expected_code.count(call) > 0
+    with torch.no_grad():
+        assert torch.equal(torch.jit.script(loaded)(x), expected)
     rec = octify.record_of(loaded)  # the conversion record survives the round trip
     assert rec.alpha == 0.5 and any(c.name == "stem.0" and not c.converted for c in rec.convs)
 

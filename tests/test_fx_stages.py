@@ -26,7 +26,8 @@ import octify
 import octify.rules
 from conftest import randomize_bn, rel_err
 from octify.fx.context import ConversionContext
-from octify.fx.fuse import bn_affine, conv_bn, conv_bn_pairs, fold_affine, fuse_conv_bn, unfuse_conv_bn
+from octify.fx.fold import bn_affine, conv_bn_pairs, fold_affine
+from octify.fx.fuse import conv_bn, unfuse_conv_bn
 from octify.fx.graph_builder import GraphBuilder
 from octify.fx.inplace import inplace_adds
 from octify.fx.options import ConvertOptions
@@ -724,70 +725,93 @@ def test_rule_keyed_module_type_is_traced_whole():
 
 
 # =============================================================================================
-# 6. Fuse
+# 6. Freeze (after the pass): folded batch norms, fused low weights, matrix-product 1x1 convs
 # =============================================================================================
 def _count_conv_bn(gm: fx.GraphModule) -> int:
     return len(_nodes(gm, "call_function", conv_bn))
 
 
-def test_convert_fuses_conv_bn_pairs():
-    model = _make(FuseNet)
-    x = _x(*X)
-    fused = octify.convert(model, example_inputs=x)
-    unfused = octify.convert(model, example_inputs=x, fuse_bn=False)
-    assert octify.record_of(fused).fused == [("stem", "bn0"), ("conv1", "bn1")]
-    assert octify.record_of(unfused).fused == []
-    assert (_count_conv_bn(fused), _count_conv_bn(unfused)) == (2, 0)
-    assert _nodes(fused, "call_module", "bn0") == [] and _nodes(fused, "call_module", "bn1") == []
-    assert type(fused.bn1) is OctBatchNorm2d  # kept under its name, with its statistics
-    torch.testing.assert_close(fused.bn1.bn_h.running_mean, model.bn1.running_mean[:8])
-    with torch.no_grad():
-        torch.testing.assert_close(fused(x), unfused(x), rtol=RTOL, atol=ATOL)
+def _norms(gm: nn.Module) -> list:
+    return [n for n, m in gm.named_modules() if isinstance(m, (nn.BatchNorm2d, OctBatchNorm2d)) and "." not in n]
 
 
-def test_fuse_and_unfuse_by_hand():
-    model = _make(FuseNet)
-    x = _x(*X)
-    gm = octify.convert(model, example_inputs=x, fuse_bn=False, alpha_for={"conv2": 0.5})
-    with torch.no_grad():
-        want = gm(x)
-    assert fuse_conv_bn(gm) == [("stem", "bn0"), ("conv1", "bn1")]
-    assert _count_conv_bn(gm) == 2
-    assert [n.target for n in _nodes(gm, "get_attr")] == ["stem", "bn0", "conv1", "bn1"]
-    assert [n.target for n in _nodes(gm, "call_module")] == ["conv2", "octify_merge_0"]
-    with torch.no_grad():
-        torch.testing.assert_close(gm(x), want, rtol=RTOL, atol=ATOL)
-    assert fuse_conv_bn(gm) == []  # nothing left to fuse
-
-    unfuse_conv_bn(gm)
-    assert _count_conv_bn(gm) == 0 and _nodes(gm, "get_attr") == []
-    assert [n.target for n in _nodes(gm, "call_module")] == ["stem", "bn0", "conv1", "bn1", "conv2", "octify_merge_0"]
-    with torch.no_grad():
-        torch.testing.assert_close(gm(x), want, rtol=RTOL, atol=ATOL)
-
-
-def test_fused_bn_is_folded_in_eval_and_follows_its_statistics():
+def test_convert_returns_a_plain_graph_and_freeze_folds_its_pairs():
     model = _make(FuseNet)
     x = _x(*X)
     gm = octify.convert(model, example_inputs=x)
-    calls = []
-    bn0_forward = gm.bn0.forward
-    gm.bn0.forward = lambda t: calls.append(1) or bn0_forward(t)
+    assert octify.record_of(gm).fused == [] and _count_conv_bn(gm) == 0
+    assert [n.target for n in _nodes(gm, "call_module")] == ["stem", "bn0", "conv1", "bn1", "conv2"]
+    frozen = octify.freeze(gm)
+    assert octify.record_of(frozen).fused == [("stem", "bn0"), ("conv1", "bn1")]
+    assert _norms(frozen) == [] and _norms(gm) == ["bn0", "bn1"]  # the converted model is copied, not changed
+    assert [n.target for n in _nodes(frozen, "call_module")] == ["stem", "conv1", "conv2"]
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), gm(x), rtol=RTOL, atol=ATOL)
+
+
+def test_freeze_stores_the_low_weight_once_and_runs_1x1_convs_as_matrix_products():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 3, padding=1)
+            self.c0 = nn.Conv2d(16, 16, 3, padding=1)
+            self.c3 = nn.Conv2d(16, 16, 3, padding=1)
+            self.c1 = nn.Conv2d(16, 16, 1)
+            self.head = nn.Conv2d(16, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = F.relu(self.c0(F.relu(self.stem(x))))
+            return self.head(F.relu(self.c1(F.relu(self.c3(y)))))
+
+    model = _make(Net)
+    x = _x(*X)
+    gm = octify.convert(model, example_inputs=x)
+    frozen = octify.freeze(gm)
+    c3, c1 = frozen.c3, frozen.c1
+    assert (c3.weight_hl, c3.weight_ll) == (None, None) and tuple(c3.weight_low.shape) == (8, 16, 3, 3)
+    assert c3.weight_low.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(c3.weight_low, torch.cat([gm.c3.weight_hl, gm.c3.weight_ll], 1))
+    assert "c3.weight_low" in frozen.state_dict() and "c3.weight_hl" not in frozen.state_dict()
+    assert (c1.runs_as_matmul, c3.runs_as_matmul, gm.c1.runs_as_matmul) == (True, False, False)
+    torch.testing.assert_close(c3.to_dense_weight()[0], gm.c3.to_dense_weight()[0])
+    kept = octify.freeze(gm, memory_format="preserve")
+    assert kept.c1.runs_as_matmul is False
+    with torch.no_grad():
+        for m in (frozen, kept):
+            torch.testing.assert_close(m(x), gm(x), rtol=RTOL, atol=ATOL)
+            torch.testing.assert_close(m(x.contiguous(memory_format=torch.channels_last)), gm(x), rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match=r"^OctConv2d.use_matmul: only dense, ungrouped 1x1 convs .* this layer is 16, 16, kernel_size=\(3, 3\)"):
+        gm.c3.use_matmul()
+
+
+def test_freeze_refuses_a_model_in_training_mode():
+    gm = octify.convert(_make(FuseNet), example_inputs=_x(*X)).train()
+    with pytest.raises(ValueError, match=re.escape(
+        "octify.freeze makes an inference model, but 8 module(s) are in training mode (OctFuseNet, stem, bn0, ...). "
+        "Hint: call model.eval() first."
+    )):
+        octify.freeze(gm)
+    with pytest.raises(ValueError, match="memory_format must be 'channels_last' or 'preserve', found 'nhwc'"):
+        octify.freeze(gm.eval(), memory_format="nhwc")
+
+
+def test_converted_model_sees_every_write_to_its_statistics_and_weights():
+    model = _make(FuseNet)
+    x = _x(*X)
+    gm = octify.convert(model, example_inputs=x)
     with torch.no_grad():
         y0 = gm(x)
-    assert calls == []  # folded into the stem conv: the batch norm itself never ran
-    gm(x)  # autograd into the parameters: conv then batch norm
-    assert calls == [1]
-    with torch.no_grad():
-        gm.bn0.running_mean.add_(1.0)  # in place: the cached folded weights must be rebuilt
+        gm.bn0.running_mean.add_(1.0)  # in place
         model.bn0.running_mean.add_(1.0)
+        gm.conv1.weight_hh.data.mul_(1.5)  # through .data: no version counter moves
+        model.conv1.weight.data[:8, :8].mul_(1.5)
         y1 = gm(x)
-        ref = octify.convert(model, example_inputs=x, fuse_bn=False)(x)
+        ref = octify.convert(model, example_inputs=x)(x)
     assert rel_err(y1, y0) > 1e-2
     torch.testing.assert_close(y1, ref, rtol=RTOL, atol=ATOL)
 
 
-def test_conv_output_read_twice_is_not_fused():
+def test_conv_output_read_twice_is_not_folded():
     class Twice(FuseNet):
         def forward(self, x):
             y = F.relu(self.bn0(self.stem(x)))
@@ -797,10 +821,36 @@ def test_conv_output_read_twice_is_not_fused():
     model = _make(Twice)
     x = _x(*X)
     out = octify.convert(model, example_inputs=x)
-    assert octify.record_of(out).fused == [("stem", "bn0")]
-    assert conv_bn_pairs(out, dict(out.named_modules())) == []  # the stem pair is fused already
+    pairs = conv_bn_pairs(out, dict(out.named_modules()))
+    assert [(c.target, b.target) for b, c in pairs] == [("stem", "bn0")]
+    frozen = octify.freeze(out)
+    assert octify.record_of(frozen).fused == [("stem", "bn0")] and _norms(frozen) == ["bn1"]
     with torch.no_grad():
+        torch.testing.assert_close(frozen(x), out(x), rtol=RTOL, atol=ATOL)
         torch.testing.assert_close(octify.convert(model, example_inputs=x, octave=1)(x), model(x), rtol=RTOL, atol=ATOL)
+
+
+def test_legacy_conv_bn_calls_unfuse_into_the_two_modules():
+    model = _make(FuseNet)
+    x = _x(*X)
+    gm = octify.convert(model, example_inputs=x, alpha_for={"conv2": 0.0, "conv1": 0.0})
+    with torch.no_grad():
+        want = gm(x)
+    # A graph as octify 0.1.0 wrote it: the stem pair as one conv_bn(x, conv, bn) call.
+    stem, bn0 = _nodes(gm, "call_module", "stem")[0], _nodes(gm, "call_module", "bn0")[0]
+    with gm.graph.inserting_before(bn0):
+        legacy = gm.graph.call_function(conv_bn, (stem.args[0], gm.graph.get_attr("stem"), gm.graph.get_attr("bn0")))
+    bn0.replace_all_uses_with(legacy)
+    gm.graph.erase_node(bn0)
+    gm.graph.erase_node(stem)
+    gm.recompile()
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), want, rtol=RTOL, atol=ATOL)
+    unfuse_conv_bn(gm)
+    assert _count_conv_bn(gm) == 0 and _nodes(gm, "get_attr") == []
+    assert [n.target for n in _nodes(gm, "call_module")][:2] == ["stem", "bn0"]
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), want, rtol=RTOL, atol=ATOL)
 
 
 def test_bn_affine_and_fold_affine_by_hand():
@@ -830,8 +880,7 @@ def test_fold_bn_removes_batch_norms():
     x = _x(*X)
     gm = octify.convert(model, example_inputs=x)
     folded = octify.fold_bn(gm)
-    assert not any(isinstance(m, (nn.BatchNorm2d, OctBatchNorm2d)) for m in folded.modules())
-    assert _count_conv_bn(gm) == 2  # the converted model is copied, not changed
+    assert _norms(folded) == [] and _norms(gm) == ["bn0", "bn1"]  # the converted model is copied, not changed
     with torch.no_grad():
         torch.testing.assert_close(folded(x), gm(x), rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match=re.escape("fold_bn folds running statistics into the convs: call model.eval() first")):
@@ -916,8 +965,7 @@ def test_inplace_sums_keep_training_gradients():
     model = randomize_bn(_ResidualBN(), 0).train()
     x = _x(*X)
     out = octify.convert(copy.deepcopy(model), octave=1, example_inputs=x)
-    assert len(_nodes(out, "call_function", operator.iadd)) == 2  # into the fused conv_bn's outputs
-    assert _count_conv_bn(out) == 1
+    assert len(_nodes(out, "call_function", operator.iadd)) == 2  # into the batch norm's output, then the stem's
     got, want = out(x), model(x)
     torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL)
     got.square().sum().backward()
@@ -965,7 +1013,7 @@ ORACLE = [
     (Chain, dict(alpha=0.25, alpha_for={"conv2": 0.0})),
     (Chain, dict(rules={nn.ReLU: None})),
     (FuseNet, {}),
-    (FuseNet, dict(fuse_bn=False, memory_format="preserve")),
+    (FuseNet, dict(memory_format="preserve")),
     (Flip, {}),
     (Flip, dict(rules={torch.flip: per_branch})),
     (TwoFlips, {}),

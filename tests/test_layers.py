@@ -935,11 +935,16 @@ def test_pointwise_inference_runs_as_matrix_products_with_the_same_result(alpha,
     high = torch.randn(2, layer.ih, 11, 11).contiguous(memory_format=cl)
     low = torch.randn(2, layer.il, 6, 6).contiguous(memory_format=cl)
     x = high if layer.il == 0 else low if layer.ih == 0 else (high, low)
-    want = layer(x)  # training mode: the convolution paths
-    layer.eval()
-    with torch.no_grad(), _OpNames() as ops:
+    want = layer(x)  # the convolution paths
+    assert layer.runs_as_matmul is False
+    layer.use_matmul()
+    with _OpNames() as ops:
         got = layer(x)
     assert "convolution" not in ops.names and ops.names & {"mm", "addmm"}
+    assert not any(name.endswith("_") for name in ops.names)  # nothing in place: exporters see plain products
+    if layer.weight_hh is not None:
+        (got[0] if isinstance(got, tuple) else got).sum().backward()  # and autograd goes through them
+        assert layer.weight_hh.grad is not None
     want = want if isinstance(want, tuple) else (want,)
     got = got if isinstance(got, tuple) else (got,)
     assert [t.shape for t in got] == [t.shape for t in want]
