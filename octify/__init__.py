@@ -7,7 +7,8 @@ interface of :mod:`octify.rules` and the command line. Internals live in subpack
 """
 
 from .convert import convert
-from .errors import ConversionError
+from .errors import ConversionError, ExportError, MissingDependency
+from .export import ExportResult, export
 from .fx.fold import fold_bn
 from .fx.freeze import freeze
 from .io import load, save
@@ -22,6 +23,10 @@ __all__ = [
     "convert",
     "freeze",
     "fold_bn",
+    "export",
+    "ExportResult",
+    "ExportError",
+    "MissingDependency",
     "record_of",
     "ConversionError",
     "ConversionRecord",

@@ -22,6 +22,7 @@ import copy
 import warnings
 from typing import Any, Mapping, Optional, Sequence, Union
 
+import torch
 import torch.fx as fx
 from torch import nn
 
@@ -124,7 +125,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions) -> f
     )
 
     record = ConversionRecord(
-        alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, specialized=gm.meta.get(SPECIALIZED, [])
+        alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, specialized=gm.meta.get(SPECIALIZED, []),
+        input_shapes=[tuple(a.shape) for a in args if isinstance(a, torch.Tensor)],
     )
     recorder = Recorder(record, dict(gm.named_modules()))
     training = {name: m.training for name, m in model.named_modules()}

@@ -60,10 +60,12 @@ class ConversionRecord:
     # Control flow resolved on the example inputs' shapes; the converted model checks each one
     # at run time and refuses an input that would take another branch.
     specialized: list[Specialization] = field(default_factory=list)
+    # The shapes of the positional tensor inputs the model was converted on (what ``octify export`` reruns).
+    input_shapes: list[tuple[int, ...]] = field(default_factory=list)
 
     def __setstate__(self, state: dict) -> None:
-        # Records pickled by 0.1.0 have no ``specialized``.
-        self.__dict__.update({"specialized": [], **state})
+        # Records pickled by 0.1.0 have no ``specialized`` and no ``input_shapes``.
+        self.__dict__.update({"specialized": [], "input_shapes": [], **state})
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -86,6 +88,7 @@ class ConversionRecord:
             "threaded": dict(self.threaded),
             "fused": [list(p) for p in self.fused],
             "specialized": [asdict(sp) for sp in self.specialized],
+            "input_shapes": [list(s) for s in self.input_shapes],
         }
 
 

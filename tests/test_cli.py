@@ -431,3 +431,50 @@ def test_policy_option(tmp_path):
     # The latency policy keeps every depthwise block plain: no conv converted, MACs unchanged.
     assert data["after"]["macs"] == data["before"]["macs"]
     assert all(c["alpha_out"] == 0.0 for c in data["conversion"]["convs"])
+
+
+# --------------------------------------------------------------------------- octify export
+@pytest.mark.parametrize(
+    "fmt,args,suffix",
+    [
+        ("onnx", (), ".onnx"),
+        ("onnx", ("--onnx-exporter", "legacy", "--no-freeze"), ".onnx"),
+        ("torchscript", (), ".torchscript.pt"),
+        ("exported-program", (), ".pt2"),
+    ],
+)
+def test_export_writes_reruns_and_prints_the_difference(converted, tmp_path, fmt, args, suffix):
+    tmp, _, _ = converted
+    result = run("export", tmp / "out.pt", "-f", fmt, *args, "-o", tmp_path / f"m{suffix}", "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["format"] == fmt and data["frozen"] == ("--no-freeze" not in args)
+    assert data["input_shapes"] == [[int(v) for v in SHAPE.split(",")]]  # the shape it was converted on
+    assert 0 <= data["rel_diff"] < 1e-4 and (tmp_path / f"m{suffix}").stat().st_size > 10_000
+    runtime = "onnxruntime" if fmt == "onnx" else "torch.jit.load" if fmt == "torchscript" else "torch.export.load"
+    assert data["runtime"].startswith(runtime)
+    assert f"Reran it with {runtime}" in result.stdout and "largest difference from the model" in result.stdout
+
+
+def test_export_default_output_name_and_input_shape(converted, tmp_path, monkeypatch):
+    tmp, _, _ = converted
+    monkeypatch.chdir(tmp_path)
+    result = run("export", tmp / "out.pt", "-f", "exported-program", "-i", "3,3,40,40", "--json", "-")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["path"] == str(tmp_path / "out.pt2") and data["input_shapes"] == [[3, 3, 40, 40]]
+    loaded = torch.export.load(tmp_path / "out.pt2").module()
+    assert loaded(torch.randn(5, 3, 40, 40)).shape[0] == 5  # the batch stays dynamic
+
+
+def test_export_without_onnxruntime_says_what_to_install(converted, tmp_path, monkeypatch):
+    tmp, _, _ = converted
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    result = run("export", tmp / "out.pt", "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "octify: error: exporting to ONNX with the dynamo exporter needs onnxruntime, which is not installed. "
+        "Hint: pip install 'octify[export]'"
+    )
+    assert not (tmp_path / "m.onnx").exists()

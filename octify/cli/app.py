@@ -12,8 +12,9 @@ from typing import Annotated, Any, List, Optional
 import typer
 from typer.core import TyperGroup
 
+from ..export import EXPORT_FORMATS, ONNX_EXPORTERS
 from . import options as opt
-from .commands import run_convert, run_report
+from .commands import run_convert, run_export, run_report
 from .console import UI, print_error
 
 __all__ = ["app", "main"]
@@ -37,6 +38,8 @@ _APP_EPILOG = """[b]Examples[/b]
   octify convert examples/custom_cnn.py --input-shape 1,3,64,64 --json report.json
 
   octify report torchvision:resnet18 --input-shape 1,3,224,224 --latency
+
+  octify export resnet50_oct.pt --format onnx -o resnet50_oct.onnx
 """
 
 _CONVERT_EPILOG = """[b]Examples[/b]
@@ -62,6 +65,17 @@ _REPORT_EPILOG = """[b]Examples[/b]
 """
 
 _MODEL_HELP = "path/to/file.py, file.py:NAME, torchvision:NAME, or a saved model file.pt."
+_EXPORT_EPILOG = """[b]Examples[/b]
+
+  octify export resnet50_oct.pt                          [dim]# ONNX, writes resnet50_oct.onnx[/]
+
+  octify export resnet50_oct.pt -f exported-program -o resnet50_oct.pt2
+
+  octify export resnet50_oct.pt -f onnx --onnx-exporter legacy -i 8,3,224,224 --json -
+
+The input shape defaults to the one the model was converted on. ONNX needs pip install 'octify[export]'.
+"""
+
 _SHAPE_HELP = (
     "Shape of the random example input, N,C,H,W. \\[default: 1,C,224,224, C from the first Conv2d]"
 )
@@ -178,6 +192,27 @@ def report(
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
     with ui.boundary():
         run_report(ui, spec=model, input_shape=input_shape, weights=weights, json_out=json_out, latency=latency)
+
+
+@app.command(epilog=_EXPORT_EPILOG)
+def export(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A converted model saved by `octify convert` (file.pt), or any MODEL form above.", show_default=False)],
+    format: Annotated[str, typer.Option("--format", "-f", metavar="onnx|torchscript|exported-program", parser=opt.choice("format", EXPORT_FORMATS), help="The file format: ONNX (rerun in onnxruntime), TorchScript (torch.jit.trace), or a torch.export ExportedProgram (.pt2).")] = "onnx",
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write it. \\[default: <model name>.onnx | .torchscript.pt | .pt2]", show_default=False)] = None,
+    input_shape: _Shape = None,
+    freeze: Annotated[bool, typer.Option("--freeze/--no-freeze", help="Export the frozen form (octify.freeze: batch norms folded, weights laid out once), the one to deploy.")] = True,
+    onnx_exporter: Annotated[str, typer.Option(metavar="dynamo|legacy", parser=opt.choice("onnx_exporter", ONNX_EXPORTERS), help="ONNX only: torch.onnx's dynamo exporter, or the TorchScript-based one.")] = "dynamo",
+    json_out: _Json = None,
+    quiet: _Quiet = False,
+    debug: _Debug = False,
+) -> None:
+    """Export MODEL for deployment, load the file back, run it and print how far it is from MODEL."""
+    ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
+    with ui.boundary():
+        run_export(
+            ui, spec=model, format=format, output=output, input_shape=input_shape, freeze=freeze,
+            onnx_exporter=onnx_exporter, json_out=json_out,
+        )
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..convert import convert as convert_model
 from ..errors import ConversionError
+from ..export import export as export_model
 from ..io import load, save
 from ..record import record_of
 from ..report import compare, profile
@@ -25,7 +26,10 @@ from .console import UI, CLIError, one_line, usage, write_json
 from .options import Shape, check_writable
 from .weights import load_weights
 
-__all__ = ["run_convert", "run_report"]
+__all__ = ["run_convert", "run_report", "run_export", "EXPORT_SUFFIXES"]
+
+# The default output file of ``octify export`` per format.
+EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported-program": ".pt2"}
 
 
 def _random_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -251,4 +255,46 @@ def run_report(ui: UI, *, spec: str, input_shape: Optional[Shape], weights: Opti
         data = prof.to_dict()
         data.setdefault("source", loaded.source)
         data.setdefault("input_shape", list(x.shape))
+        write_json(ui, data, json_out)
+
+
+def run_export(
+    ui: UI, *, spec: str, format: str, output: Optional[str], input_shape: Optional[Shape], freeze: bool,
+    onnx_exporter: str, json_out: Optional[str],
+) -> None:
+    if output is not None:
+        check_writable(Path(output), "the exported model")
+    if json_out not in (None, "-"):
+        check_writable(Path(json_out), "the JSON report")
+    loaded = _load_model(ui, spec, None)
+    stem = Path(spec).stem if Path(spec).suffix in (".pt", ".pth") else loaded.name  # resnet50_oct.pt -> resnet50_oct.onnx
+    out_path = Path(output) if output is not None else Path.cwd() / f"{stem}{EXPORT_SUFFIXES[format]}"
+    if output is None:
+        check_writable(out_path, "the exported model")
+    try:
+        shapes = record_of(loaded.model).input_shapes
+    except ValueError:
+        shapes = []
+    if input_shape is not None or not shapes:
+        x: Any = _example(ui, loaded.model, input_shape)
+    else:
+        x = tuple(_random_input(s, seed=0) for s in shapes)
+    how = f"the {onnx_exporter} exporter" if format == "onnx" else {"torchscript": "torch.jit.trace", "exported-program": "torch.export"}[format]
+    what = "frozen " if freeze else ""
+    with ui.step(f"Exporting the {what}model to {format} with {how}, then running the file"):
+        result = export_model(loaded.model, out_path, format=format, example_inputs=x, freeze=freeze, onnx_exporter=onnx_exporter)
+    shapes_text = ", ".join(shape_text(s) for s in result.input_shapes)
+    if json_out != "-":
+        ui.say(
+            f"Exported [cyan]{escape(str(out_path))}[/] ({nbytes(out_path.stat().st_size)}): {format} via {how}, "
+            + ("the frozen model (batch norms folded), " if freeze else "the model as saved (--no-freeze), ")
+            + "dynamic batch"
+        )
+        ui.say(
+            f"Reran it with {result.runtime} on a random {shapes_text} input: largest difference from the model "
+            f"[bold]{result.max_abs_diff:.2e}[/] (relative {result.rel_diff:.2e})"
+        )
+    if json_out is not None:
+        data = result.to_dict()
+        data["source"] = loaded.source
         write_json(ui, data, json_out)

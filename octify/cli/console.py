@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import ConversionError
+from ..errors import ConversionError, ExportError, MissingDependency
 from .loading import LoadError
 
 __all__ = ["CLIError", "usage", "UI", "one_line", "write_json", "print_error"]
@@ -119,6 +119,8 @@ def _describe(e: BaseException) -> tuple[int, str]:
         elif "Hint" not in msg:
             msg += " Hint: keep the part torch.fx cannot trace whole with --leaf GLOB; its convs then stay plain."
         return 1, msg
+    if isinstance(e, (MissingDependency, ExportError)):
+        return 1, one_line(str(e))
     if isinstance(e, OSError):
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         return 1, f"{where}{e.strerror or e}"
