@@ -2,13 +2,18 @@
 
 CPU, float32, eval, no grad, torch.set_num_threads(THREADS), 224x224 inputs. The original and
 the converted model run alternated in one process; the figure is the median of the per-pair
-ratios. Two comparisons per row:
+ratios. The octave side is what README tells users to deploy: ``octify.freeze(octify.convert(m))``
+(batch norms folded, channels-last, fused low weights, 1x1 octave convs as matrix products).
+Two comparisons per row:
 
-- "given": the original as the user has it (NCHW, BN unfolded) against ``octify.convert``'s
-  output as it is returned, both fed the user's NCHW input;
+- "given": the original as the user has it (NCHW, BN unfolded) against the frozen octave model,
+  both fed the user's NCHW input;
 - "best plain": the fastest plain configuration of the original (as given, channels_last,
-  conv-BN folded, both) against the converted model with the same tricks applied, so that
-  memory format and BN folding do not count as octave speed.
+  conv-BN folded, both: ``octify.freeze`` of the plain model) against the same frozen octave
+  model, so that memory format and BN folding do not count as octave speed.
+
+The "converted ms" column is ``octify.convert``'s output before freezing (batch norms as
+separate calls, weights read as they are on every call), for reference.
 
     python benchmarks/latency.py                       # the full table (about 15 minutes here)
     python benchmarks/latency.py --models resnet50 --batches 8 --iters 9
@@ -45,13 +50,6 @@ def build(name: str) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torchvision.models.get_model(name, weights=None).eval()
-
-
-def configure(model: nn.Module, fold: bool, channels_last: bool) -> nn.Module:
-    """A copy of ``model`` with the plain tricks applied (``model`` itself stays as it is:
-    ``Module.to`` works in place)."""
-    out = octify.fold_bn(model) if fold else copy.deepcopy(model)
-    return out.to(memory_format=CL) if channels_last else out
 
 
 def alternate(a: Callable, b: Callable, xa: torch.Tensor, xb: torch.Tensor, iters: int) -> tuple[float, float, float]:
@@ -100,9 +98,18 @@ def converted(model: nn.Module, alpha: float, policy: str, x224: torch.Tensor, b
     return conv, macs(conv, x224) / base_macs
 
 
+def configure(model: nn.Module, fold: bool, channels_last: bool) -> nn.Module:
+    """A copy of ``model`` with the plain tricks applied (``model`` itself stays as it is:
+    ``Module.to`` works in place)."""
+    if fold:
+        return octify.freeze(model, memory_format="channels_last" if channels_last else "preserve")
+    out = copy.deepcopy(model)
+    return out.to(memory_format=CL) if channels_last else out
+
+
 def latency_table(args: argparse.Namespace) -> None:
-    print("| model | policy | alpha | batch | original ms | converted ms | ratio (given) | best plain | best plain ms | converted same ms | ratio (best plain) | MACs ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    print("| model | policy | alpha | batch | original ms | frozen octave ms | ratio (given) | best plain | best plain ms | frozen octave ms | ratio (best plain) | converted ms | MACs ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for name in args.models:
         model = build(name)
         x224 = torch.randn(1, 3, 224, 224)
@@ -119,13 +126,14 @@ def latency_table(args: argparse.Namespace) -> None:
             for policy in args.policies:
                 for alpha in args.alphas:
                     conv, ratio_macs = converted(model, alpha, policy, x224, base_macs)
-                    o_ms, c_ms, r_given = alternate(model, conv, x, x, args.iters)
-                    conv_same = configure(conv, *best)
+                    frozen = octify.freeze(conv)
+                    o_ms, f_ms, r_given = alternate(model, frozen, x, x, args.iters)
                     xb = xcl if best[1] else x
-                    b_ms, cs_ms, r_best = alternate(plain[best], conv_same, xb, xb, args.iters)
+                    b_ms, fb_ms, r_best = alternate(plain[best], frozen, xb, xb, args.iters)
+                    c_ms = time_one(conv, x, max(3, args.iters // 3))
                     print(
-                        f"| {name} | {policy} | {alpha:g} | {batch} | {o_ms:.1f} | {c_ms:.1f} | {r_given:.2f} | {best_label} | "
-                        f"{b_ms:.1f} | {cs_ms:.1f} | {r_best:.2f} | {ratio_macs:.2f} |",
+                        f"| {name} | {policy} | {alpha:g} | {batch} | {o_ms:.1f} | {f_ms:.1f} | {r_given:.2f} | {best_label} | "
+                        f"{b_ms:.1f} | {fb_ms:.1f} | {r_best:.2f} | {c_ms:.1f} | {ratio_macs:.2f} |",
                         flush=True,
                     )
 
@@ -142,7 +150,7 @@ def compiled_table(args: argparse.Namespace) -> None:
         for policy in args.policies:
             for alpha in args.alphas:
                 conv, ratio_macs = converted(model, alpha, policy, x224, base_macs)
-                compiled = torch.compile(conv)
+                compiled = torch.compile(octify.freeze(conv))
                 for batch in args.batches:
                     x = torch.randn(batch, 3, 224, 224)
                     o_ms, c_ms, r = alternate(original, compiled, x, x, args.iters)

@@ -15,14 +15,18 @@ as torch.mm/addmm, which X86InductorQuantizer does not annotate, so they would s
 `strict=True`: under non-strict export, one nn.ReLU module called at several places (the two
 branches of an octave pair, or torchvision's BasicBlock) forms one multi-output source partition
 and X86InductorQuantizer's conv fusion annotation raises "Input partition has more than one
-output node" (torchao 0.18; the original torchvision ResNets fail the same way).
+output node" (torchao 0.18; the original torchvision ResNets fail the same way). At 224x224
+ResNets compile; at sizes where a residual add takes the reshape view of octify's L->H add
+(e.g. 64x64) inductor's int8 conv+add lowering raises "QConv Binary Inplace Fusion requires accum
+is not an alias or mutation." (torch 2.14.1); the q/dq model still runs uncompiled.
 
     python benchmarks/quantize.py --models resnet18 resnet50 --batch 8 --iters 10
     python benchmarks/quantize.py --models resnet50 --batch 1 --alpha 0.5 --size 224
 
 Columns: fp32 ms are eager float32 (the original with octify.freeze applied too, i.e. BN folded
 and channels-last, so that only octave layers differ), int8 ms the compiled quantized model;
-the median of runs alternated between the four models after warm-up. "rel err" is
+the median of runs alternated between the four models after warm-up (--compile-fp32 adds the
+float models compiled the same way, to separate int8 from what inductor fuses). "rel err" is
 max|int8 - fp32| / max|fp32| of each int8 model against its own fp32 model over the evaluation
 batches (fresh random images, like the calibration ones), "eager" the same for the reference
 (uncompiled, q/dq + float ops) quantized model on one batch, "top-1" the fraction of images
@@ -112,7 +116,7 @@ def quantized_counts(gm: torch.fx.GraphModule) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in counts.items()}
 
 
-def compile_int8(qm: torch.fx.GraphModule, x: torch.Tensor):
+def compile_inductor(qm: nn.Module, x: torch.Tensor):
     inductor_config.freezing = True  # constant weights: prepacked int8 oneDNN convolutions
     inductor_config.compile_threads = 1
     fast = torch.compile(qm)
@@ -137,13 +141,13 @@ def alternate(fns: dict, x: torch.Tensor, iters: int) -> dict[str, float]:
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
-def agreement(fp32, int8, inputs: list[torch.Tensor]) -> tuple[float, float]:
-    """(max|int8 - fp32| / max|fp32| over all inputs, top-1 agreement)."""
+def agreement(fp32, int8, inputs: list[torch.Tensor]) -> tuple[float, float, int]:
+    """(max|int8 - fp32| / max|fp32| over all inputs, top-1 agreement, distinct fp32 top-1 classes)."""
     with torch.inference_mode():
         ref = torch.cat([fp32(x) for x in inputs])
         got = torch.cat([int8(x) for x in inputs])
     rel = ((got - ref).abs().max() / ref.abs().max()).item()
-    return rel, (got.argmax(1) == ref.argmax(1)).float().mean().item()
+    return rel, (got.argmax(1) == ref.argmax(1)).float().mean().item(), ref.argmax(1).unique().numel()
 
 
 def eager_rel(fp32, int8, x: torch.Tensor) -> float:
@@ -169,11 +173,14 @@ def run(name: str, args: argparse.Namespace) -> dict:
             qm = quantize(to_quantize[k], calib)
             row[k + " counts"] = quantized_counts(qm)
             row[k + " eager"] = eager_rel(fp32[k], qm, x)
-            int8[k] = compile_int8(qm, x)
+            int8[k] = compile_inductor(qm, x)
             row[k + " prep s"] = time.perf_counter() - t0
-            row[k + " rel"], row[k + " top1"] = agreement(fp32[k], int8[k], evals)
-    ms = alternate({"orig fp32": fp32["orig"], "orig int8": int8["orig"], "oct fp32": fp32["oct"], "oct int8": int8["oct"]}, x, args.iters)
-    row.update(ms)
+            row[k + " rel"], row[k + " top1"], row[k + " classes"] = agreement(fp32[k], int8[k], evals)
+        fns = {"orig fp32": fp32["orig"], "orig int8": int8["orig"], "oct fp32": fp32["oct"], "oct int8": int8["oct"]}
+        if args.compile_fp32:  # the float models through the same compiler, for reference
+            for k in ("orig", "oct"):
+                fns[k + " fp32c"] = compile_inductor(fp32[k], x)
+    row.update(alternate(fns, x, args.iters))
     return row
 
 
@@ -187,6 +194,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calib", type=int, default=8, help="calibration batches")
     p.add_argument("--eval-batches", type=int, default=4, help="batches the agreement is measured on")
+    p.add_argument("--compile-fp32", action="store_true", help="also time the fp32 models compiled (same settings)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     import torchao
@@ -215,7 +223,13 @@ def main() -> None:
             f"{cq['all'][0]}/{cq['all'][1]} ({cq['octave'][0]}/{cq['octave'][1]}) |",
             flush=True,
         )
-        print(f"  (quantize + compile: orig {r['orig prep s']:.0f} s, octave {r['oct prep s']:.0f} s)", flush=True)
+        extra = f"; fp32 compiled: orig {r['orig fp32c']:.1f} ms, octave {r['oct fp32c']:.1f} ms" if args.compile_fp32 else ""
+        print(
+            f"  (distinct fp32 top-1 classes over the {args.eval_batches * args.batch} images: "
+            f"orig {r['orig classes']}, octave {r['oct classes']}; quantize + compile: orig {r['orig prep s']:.0f} s, "
+            f"octave {r['oct prep s']:.0f} s{extra})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

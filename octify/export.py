@@ -20,7 +20,7 @@ import warnings
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Sequence, Tuple, Union
 
 import torch
 import torch.utils._pytree as pytree

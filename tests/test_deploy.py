@@ -122,6 +122,7 @@ PATHS: Dict[str, Callable[[nn.Module, torch.Tensor], Callable[[torch.Tensor], to
 }
 
 
+@pytest.mark.slow  # 72 exports, a few minutes: make test runs them, make test-fast does not
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("memory_format", FORMATS)
 @pytest.mark.parametrize("form", FORMS)

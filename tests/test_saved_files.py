@@ -28,12 +28,18 @@ def test_a_model_saved_by_0_1_0_loads_with_the_same_outputs_and_record():
         y = model(io["x"])
     torch.testing.assert_close(y, io["y"], rtol=1e-5, atol=1e-6)
     expected = json.loads(io["record"])
-    expected["specialized"] = []  # a field added since 0.1.0: an old record has none
+    expected["specialized"] = expected["input_shapes"] = []  # fields added since 0.1.0: an old record has none
     assert json.loads(json.dumps(octify.record_of(model).to_dict())) == expected
     # The old private classes are the public layers of octify.nn now.
     kinds = {type(m) for m in model.modules()}
     for cls in (onn.ChannelMerge, onn.ChannelSplit, onn.Realign, onn.SharedStochasticDepth, onn.OctaveMerge, onn.OctaveSplit):
         assert cls in kinds, cls.__name__
+    # Its conv_bn calls (0.1.0's fused pairs) fold for good when it is frozen.
+    assert "conv_bn(" in model.code
+    frozen = octify.freeze(model)
+    assert "conv_bn(" not in frozen.code and len(octify.record_of(frozen).fused) >= model.code.count("conv_bn(")
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(io["x"]), io["y"], rtol=1e-4, atol=1e-5)
     # Training still works on the reloaded model (the fused conv -> BN call runs both modules).
     model.train()
     model(io["x"]).square().mean().backward()

@@ -5,7 +5,6 @@ conv weights and no batch norms."""
 from __future__ import annotations
 
 import copy
-import operator
 from typing import Any, List, Optional, Tuple
 
 import torch

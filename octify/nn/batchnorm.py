@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional, Union
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .octconv import OctaveInput, OctaveOutput
 from .partition import Partition, parse_alpha
