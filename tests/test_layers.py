@@ -369,6 +369,17 @@ def test_from_conv_matches_conv2d_at_octave_1(case):
     assert (b is None) == (conv.bias is None)
     if b is not None:
         assert torch.equal(b, conv.bias)
+    # The inference forms octify.freeze picks compute the same function, and keep the weight.
+    fused = layer.fuse_low_weights()
+    assert (fused.weight_low is not None) == (
+        not layer.depthwise and case["groups"] == 1 and not layer.pointwise and min(layer.ih, layer.il, layer.ol) > 0
+    )
+    if layer.pointwise:
+        layer.use_matmul()
+    with torch.no_grad():
+        got = from_pair(layer(to_pair(x.contiguous(memory_format=torch.channels_last), case["pin"])), case["pout"])
+    assert rel_err(got, want) <= 1e-5
+    assert torch.equal(layer.to_dense_weight()[0], conv.weight)
 
 
 @pytest.mark.parametrize("alpha", [(0.0, 0.5), (0.5, 0.5), (0.5, 0.0), (1.0, 0.5), (0.5, 1.0), (0.25, 0.75)])
