@@ -4,14 +4,14 @@ Each model is quantized twice, the torchvision original and its octave conversio
 same maintained flow (torchao's PT2E + X86InductorQuantizer, lowered to oneDNN int8 kernels by
 torch.compile / inductor):
 
-    frozen = octify.freeze(octify.convert(model, alpha, example_inputs=x).eval(), memory_format="preserve")
+    frozen = octify.freeze(octify.convert(model, alpha, example_inputs=x).eval())
     gm = torch.export.export(frozen, (x,), strict=True).module()
     quantizer = X86InductorQuantizer(); quantizer.set_global(get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(gm, quantizer); [prepared(b) for b in calibration]; q = convert_pt2e(prepared)
     torch._inductor.config.freezing = True; fast = torch.compile(q)
 
-`memory_format="preserve"` keeps the 1x1 octave convs as convs (the default frozen form runs them
-as torch.mm/addmm, which X86InductorQuantizer does not annotate, so they would stay float).
+The default frozen form keeps 1x1 octave convs as convs (``freeze(matmul_1x1=True)`` would run
+them as torch.mm/addmm, which X86InductorQuantizer does not annotate, so they would stay float).
 `strict=True`: under non-strict export, one nn.ReLU module called at several places (the two
 branches of an octave pair, or torchvision's BasicBlock) forms one multi-output source partition
 and X86InductorQuantizer's conv fusion annotation raises "Input partition has more than one
@@ -30,7 +30,10 @@ float models compiled the same way, to separate int8 from what inductor fuses). 
 max|int8 - fp32| / max|fp32| of each int8 model against its own fp32 model over the evaluation
 batches (fresh random images, like the calibration ones), "eager" the same for the reference
 (uncompiled, q/dq + float ops) quantized model on one batch, "top-1" the fraction of images
-whose argmax agrees. "quantized" counts conv2d/linear nodes whose input and weight both come
+whose argmax agrees. Random-weight networks give every random image the same top-1 class (the
+footnote counts them), so "centered" repeats both on each model's outputs minus their mean over
+the images: the image-dependent part, which quantization noise must not drown (nan where the
+fp32 outputs hardly depend on the image at all: random-weight MobileNetV3). "quantized" counts conv2d/linear nodes whose input and weight both come
 from a dequantize (int8) over all of them; "octave" restricts that to OctConv2d's convs.
 Weights are random (weights=None, seed 0) with random batch-norm statistics.
 """
@@ -141,13 +144,20 @@ def alternate(fns: dict, x: torch.Tensor, iters: int) -> dict[str, float]:
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
-def agreement(fp32, int8, inputs: list[torch.Tensor]) -> tuple[float, float, int]:
-    """(max|int8 - fp32| / max|fp32| over all inputs, top-1 agreement, distinct fp32 top-1 classes)."""
+def agreement(fp32, int8, inputs: list[torch.Tensor]) -> dict:
+    """rel err and top-1 agreement of the outputs, and of their image-dependent part (each
+    model's outputs minus their mean over the images), and the number of distinct fp32 top-1."""
     with torch.inference_mode():
         ref = torch.cat([fp32(x) for x in inputs])
         got = torch.cat([int8(x) for x in inputs])
-    rel = ((got - ref).abs().max() / ref.abs().max()).item()
-    return rel, (got.argmax(1) == ref.argmax(1)).float().mean().item(), ref.argmax(1).unique().numel()
+    out = {"classes": ref.argmax(1).unique().numel()}
+    for tag, r, g in (("", ref, got), ("c", ref - ref.mean(0), got - got.mean(0))):
+        if r.abs().max() < 1e-3 * ref.abs().max():  # the outputs do not depend on the image: n/a
+            out[tag + "rel"] = out[tag + "top1"] = float("nan")
+            continue
+        out[tag + "rel"] = ((g - r).abs().max() / r.abs().max()).item()
+        out[tag + "top1"] = (g.argmax(1) == r.argmax(1)).float().mean().item()
+    return out
 
 
 def eager_rel(fp32, int8, x: torch.Tensor) -> float:
@@ -165,7 +175,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
         warnings.simplefilter("ignore")
         oct_model = octify.convert(model, alpha=args.alpha, example_inputs=x).eval()
         fp32 = {"orig": octify.freeze(model), "oct": octify.freeze(oct_model)}
-        to_quantize = {"orig": model, "oct": octify.freeze(oct_model, memory_format="preserve")}
+        to_quantize = {"orig": model, "oct": octify.freeze(oct_model)}
         row = {}
         int8 = {}
         for k in ("orig", "oct"):
@@ -175,7 +185,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
             row[k + " eager"] = eager_rel(fp32[k], qm, x)
             int8[k] = compile_inductor(qm, x)
             row[k + " prep s"] = time.perf_counter() - t0
-            row[k + " rel"], row[k + " top1"], row[k + " classes"] = agreement(fp32[k], int8[k], evals)
+            row[k] = agreement(fp32[k], int8[k], evals)
         fns = {"orig fp32": fp32["orig"], "orig int8": int8["orig"], "oct fp32": fp32["oct"], "oct int8": int8["oct"]}
         if args.compile_fp32:  # the float models through the same compiler, for reference
             for k in ("orig", "oct"):
@@ -206,8 +216,9 @@ def main() -> None:
     )
     print()
     print("| model | orig fp32 ms | orig int8 ms | octave fp32 ms | octave int8 ms | int8 speed-up orig / octave | "
-          "rel err orig / octave (eager) | top-1 orig / octave | quantized orig / octave (octave convs) |")
-    print("|---|---:|---:|---:|---:|---:|---|---|---|")
+          "rel err orig / octave (eager) | top-1 orig / octave | centered: rel err, top-1 orig / octave | "
+          "quantized orig / octave (octave convs) |")
+    print("|---|---:|---:|---:|---:|---:|---|---|---|---|")
     for name in args.models:
         try:
             r = run(name, args)
@@ -218,15 +229,16 @@ def main() -> None:
         print(
             f"| {name} | {r['orig fp32']:.1f} | {r['orig int8']:.1f} | {r['oct fp32']:.1f} | {r['oct int8']:.1f} | "
             f"{r['orig fp32'] / r['orig int8']:.2f}x / {r['oct fp32'] / r['oct int8']:.2f}x | "
-            f"{r['orig rel']:.3f} ({r['orig eager']:.3f}) / {r['oct rel']:.3f} ({r['oct eager']:.3f}) | "
-            f"{r['orig top1']:.2f} / {r['oct top1']:.2f} | {co['all'][0]}/{co['all'][1]} / "
+            f"{r['orig']['rel']:.3f} ({r['orig eager']:.3f}) / {r['oct']['rel']:.3f} ({r['oct eager']:.3f}) | "
+            f"{r['orig']['top1']:.2f} / {r['oct']['top1']:.2f} | {r['orig']['crel']:.3f}, {r['orig']['ctop1']:.2f} / "
+            f"{r['oct']['crel']:.3f}, {r['oct']['ctop1']:.2f} | {co['all'][0]}/{co['all'][1]} / "
             f"{cq['all'][0]}/{cq['all'][1]} ({cq['octave'][0]}/{cq['octave'][1]}) |",
             flush=True,
         )
         extra = f"; fp32 compiled: orig {r['orig fp32c']:.1f} ms, octave {r['oct fp32c']:.1f} ms" if args.compile_fp32 else ""
         print(
             f"  (distinct fp32 top-1 classes over the {args.eval_batches * args.batch} images: "
-            f"orig {r['orig classes']}, octave {r['oct classes']}; quantize + compile: orig {r['orig prep s']:.0f} s, "
+            f"orig {r['orig']['classes']}, octave {r['oct']['classes']}; quantize + compile: orig {r['orig prep s']:.0f} s, "
             f"octave {r['oct prep s']:.0f} s{extra})",
             flush=True,
         )

@@ -749,7 +749,7 @@ def test_convert_returns_a_plain_graph_and_freeze_folds_its_pairs():
         torch.testing.assert_close(frozen(x), gm(x), rtol=RTOL, atol=ATOL)
 
 
-def test_freeze_stores_the_low_weight_once_and_runs_1x1_convs_as_matrix_products():
+def test_freeze_stores_the_low_weight_once_and_runs_1x1_convs_as_matrix_products_on_request():
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -772,12 +772,14 @@ def test_freeze_stores_the_low_weight_once_and_runs_1x1_convs_as_matrix_products
     assert c3.weight_low.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(c3.weight_low, torch.cat([gm.c3.weight_hl, gm.c3.weight_ll], 1))
     assert "c3.weight_low" in frozen.state_dict() and "c3.weight_hl" not in frozen.state_dict()
-    assert (c1.runs_as_matmul, c3.runs_as_matmul, gm.c1.runs_as_matmul) == (True, False, False)
+    assert (c1.runs_as_matmul, c3.runs_as_matmul, gm.c1.runs_as_matmul) == (False, False, False)
     torch.testing.assert_close(c3.to_dense_weight()[0], gm.c3.to_dense_weight()[0])
-    kept = octify.freeze(gm, memory_format="preserve")
-    assert kept.c1.runs_as_matmul is False
+    mm = octify.freeze(gm, matmul_1x1=True)
+    assert (mm.c1.runs_as_matmul, mm.c3.runs_as_matmul) == (True, False)
+    kept = octify.freeze(octify.convert(model, example_inputs=x, memory_format="preserve"), memory_format="preserve")
+    assert not kept.c3.weight_low.is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        for m in (frozen, kept):
+        for m in (frozen, mm, kept):
             torch.testing.assert_close(m(x), gm(x), rtol=RTOL, atol=ATOL)
             torch.testing.assert_close(m(x.contiguous(memory_format=torch.channels_last)), gm(x), rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match=r"^OctConv2d.use_matmul: only dense, ungrouped 1x1 convs .* this layer is 16, 16, kernel_size=\(3, 3\)"):

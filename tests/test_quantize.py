@@ -1,7 +1,7 @@
 """int8 post-training static quantization of a frozen octave model through torchao's PT2E flow
 (``benchmarks/quantize.py`` measures the same flow on whole networks, compiled).
 
-The flow: ``octify.freeze(converted, memory_format="preserve")`` (1x1 octave convs stay convs),
+The flow: ``octify.freeze(converted)`` (its 1x1 octave convs are convs, which the quantizer annotates),
 ``torch.export.export(..., strict=True)`` (non-strict export groups every call of one nn.ReLU
 module, here the two branches of a pair, into one source partition, which
 X86InductorQuantizer's conv fusion annotation rejects), ``prepare_pt2e`` with
@@ -21,9 +21,8 @@ import octify
 
 from conftest import randomize_bn, rel_err
 
-pytest.importorskip("torchao", reason="torchao (the PT2E quantization flow) is not installed")
-from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e  # noqa: E402
-from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq  # noqa: E402
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e  # (a dev extra)
+from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
 A, QD = torch.ops.aten, torch.ops.quantized_decomposed
 DEQUANT = {QD.dequantize_per_tensor.default, QD.dequantize_per_tensor.tensor, QD.dequantize_per_channel.default}
@@ -94,9 +93,10 @@ def setup():
     return converted, calibration, torch.randn(4, 3, 32, 32, generator=g)
 
 
-def test_pt2e_int8_quantizes_every_octave_conv(setup):
+@pytest.mark.parametrize("memory_format", ["channels_last", "preserve"])
+def test_pt2e_int8_quantizes_every_octave_conv(setup, memory_format):
     converted, calibration, x = setup
-    frozen = octify.freeze(converted, memory_format="preserve")
+    frozen = octify.freeze(converted, memory_format=memory_format)
     qm = _quantize(frozen, calibration)
     gemms = _gemms(qm)
     octave = [q for _, is_oct, q in gemms if is_oct]
@@ -111,13 +111,13 @@ def test_pt2e_int8_quantizes_every_octave_conv(setup):
     assert rel_err(got, want) < 0.05  # measured 0.007
 
 
-def test_default_freeze_keeps_pointwise_matmuls_float(setup):
-    """The default frozen form runs 1x1 octave convs as torch.mm / addmm, which the x86
+def test_matmul_1x1_freeze_keeps_pointwise_matmuls_float(setup):
+    """``freeze(matmul_1x1=True)`` runs 1x1 octave convs as torch.mm / addmm, which the x86
     quantizer does not annotate (it knows conv2d, linear and matmul): those stay float32, the
-    rest is int8. Hence ``memory_format="preserve"`` above; if this starts failing, torchao
-    quantizes mm/addmm and the default frozen form can be used as it is."""
+    rest is int8. Hence the default freeze (convs) for quantization; if this starts failing,
+    torchao quantizes mm/addmm too."""
     converted, calibration, x = setup
-    frozen = octify.freeze(converted)
+    frozen = octify.freeze(converted, matmul_1x1=True)
     qm = _quantize(frozen, calibration)
     gemms = _gemms(qm)
     matmuls = [q for n, _, q in gemms if n.target in (A.mm.default, A.addmm.default)]

@@ -8,8 +8,11 @@ are applied here, explicitly, and produce a new model (in the spirit of ``torch.
 1. batch norms folded into the convs in front of them (``fold_bn``): new conv weights, no norms;
 2. each OctConv2d that runs H->L and L->L as one conv stores its [hl | ll] weight once
    (``OctConv2d.fuse_low_weights``) instead of concatenating it per call;
-3. with ``memory_format="channels_last"`` (the default), every 4-D weight channels-last and the
-   1x1 octave convs run as matrix products over the pixels (``OctConv2d.use_matmul``).
+3. with ``memory_format="channels_last"`` (the default), every 4-D weight channels-last; with
+   ``matmul_1x1=True`` also the 1x1 octave convs run as matrix products over the pixels
+   (``OctConv2d.use_matmul``). Off by default: with torch 2.14's oneDNN convolutions it measured
+   no faster at batch 1 and slower at batch 8 (README, Speed), and int8 quantizers annotate
+   convolutions, not matrix products.
 
 The frozen model is again an ordinary module with no cache and no mode-dependent code: it
 exports, traces and scripts like the converted one, and writing to its parameters changes its
@@ -47,10 +50,12 @@ def _record(model: nn.Module) -> Optional[ConversionRecord]:
 
 
 def freeze(
-    model: nn.Module, *, fold_bn: bool = True, memory_format: str = "channels_last", inplace: bool = False
+    model: nn.Module, *, fold_bn: bool = True, memory_format: str = "channels_last", matmul_1x1: bool = False,
+    inplace: bool = False,
 ) -> fx.GraphModule:
     """The inference form of ``model`` (see the module docstring): batch norms folded, fused
-    low weights stored once, channels-last weights with 1x1 octave convs as matrix products.
+    low weights stored once, channels-last weights (and, on request, 1x1 octave convs as matrix
+    products).
 
     ``model`` is a converted model (or a plain one, traced with torch.fx first, so that a
     benchmark can give the original the same treatment) in eval mode. It is copied unless
@@ -84,7 +89,7 @@ def freeze(
     for m in gm.modules():
         if isinstance(m, OctConv2d):
             m.fuse_low_weights()
-            if channels_last and m.pointwise:
+            if matmul_1x1 and m.pointwise:
                 m.use_matmul()
     if channels_last:
         to_channels_last(gm)

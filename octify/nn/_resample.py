@@ -52,15 +52,22 @@ def upsample_to(x: Tensor, size: List[int]) -> Tensor:
 def add_upsampled(high: Tensor, low: Tensor, octave: int) -> Tensor:
     """``high + upsample(low)`` to high's size. When high's size is an exact multiple of low's,
     one broadcast add over a (.., lh, octave, lw, octave) view, without materialising the
-    upsampled tensor. Out of place, so exporters and autograd see a plain add."""
+    upsampled tensor. Out of place, so exporters and autograd see a plain add; the sum keeps
+    high's layout, with the strides of a freshly allocated tensor (a batch of 1 included: a
+    stray batch stride would make later convolutions take the map for NCHW)."""
     h, w = high.shape[-2], high.shape[-1]
     lh, lw = low.shape[-2], low.shape[-1]
     if lh == h and lw == w:
         return high + low
     if octave > 1 and lh * octave == h and lw * octave == w and high.dim() == 4:
         n, c = high.shape[0], high.shape[1]
-        out = high.reshape(n, c, lh, octave, lw, octave) + low.reshape(n, c, lh, 1, lw, 1)
-        return out.reshape(n, c, h, w)
+        if high.is_contiguous(memory_format=torch.channels_last) and not high.is_contiguous():
+            # NHWC memory: (N*lh, oct, lw, oct*C) rows of whole pixels, low broadcast over both octs.
+            hp = high.permute(0, 2, 3, 1).reshape(n * lh, octave, lw, octave, c)
+            lp = low.permute(0, 2, 3, 1).reshape(n * lh, 1, lw, 1, c)
+            return (hp + lp).view(n, h, w, c).permute(0, 3, 1, 2)
+        out = high.reshape(n * c * lh, octave, lw, octave) + low.reshape(n * c * lh, 1, lw, 1)
+        return out.view(n, c, h, w)
     return high + upsample_to(low, [h, w])
 
 
