@@ -49,7 +49,7 @@ def _file_path(fmt: str, exporter: str = "dynamo") -> Callable[[nn.Module, torch
     def run(model: nn.Module, x: torch.Tensor, x_run: torch.Tensor) -> float:
         with tempfile.TemporaryDirectory() as d:
             result = octify.export(
-                model, os.path.join(d, "m"), format=fmt, example_inputs=x_run, freeze=False, onnx_exporter=exporter
+                model, os.path.join(d, {"onnx": "m.onnx", "torchscript": "m.pt"}.get(fmt, "m.pt2")), format=fmt, example_inputs=x_run, freeze=False, onnx_exporter=exporter
             )
         return result.rel_diff
 
@@ -94,7 +94,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     print(f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads, float32, {args.size}x{args.size}")
-    forms = [(m, f) for m in args.models for f in ("converted", "frozen")]
+    forms = [(m, f) for m in args.models for f in ("converted", "frozen", "frozen matmul_1x1")]
     models = {}
     for name in args.models:
         torch.manual_seed(0)
@@ -103,6 +103,7 @@ def main() -> None:
         converted = octify.convert(original, alpha=0.5, example_inputs=x).eval()
         models[(name, "converted")] = (converted, original, x)
         models[(name, "frozen")] = (octify.freeze(converted), original, x)
+        models[(name, "frozen matmul_1x1")] = (octify.freeze(converted, matmul_1x1=True), original, x)
     print("| path | " + " | ".join(f"{m} {f}" for m, f in forms) + " |")
     print("|---|" + "---:|" * len(forms))
     x_run = torch.randn(3, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))

@@ -174,6 +174,8 @@ def export(
         want = _leaves(reference(*inputs))
     target = freeze_model(reference) if freeze else reference
     path = Path(path)
+    if format == "exported-program" and path.suffix != ".pt2":
+        raise ValueError(f"octify.export: an ExportedProgram file must end in .pt2 (torch.export.load reads only those), found {str(path)!r}")
     with warnings.catch_warnings():
         # The file is run and compared below, which is the check that matters: the exporters'
         # own notices (TorchScript's deprecation, tracer warnings on shape checks) are noise here.

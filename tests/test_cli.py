@@ -467,6 +467,16 @@ def test_export_default_output_name_and_input_shape(converted, tmp_path, monkeyp
     assert loaded(torch.randn(5, 3, 40, 40)).shape[0] == 5  # the batch stays dynamic
 
 
+def test_export_refuses_an_exported_program_path_torch_cannot_load(converted, tmp_path):
+    tmp, _, _ = converted
+    result = run("export", tmp / "out.pt", "-f", "exported-program", "-o", tmp_path / "m.pt")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "octify: error: octify.export: an ExportedProgram file must end in .pt2 (torch.export.load reads only those), "
+        f"found {str(tmp_path / 'm.pt')!r}"
+    )
+
+
 def test_export_without_onnxruntime_says_what_to_install(converted, tmp_path, monkeypatch):
     tmp, _, _ = converted
     real = importlib.util.find_spec

@@ -2,8 +2,9 @@
 
 Models: a ResNet, a MobileNetV3 (squeeze-excitation, hardswish, depthwise), and a small net with
 squeeze-excitation, a concatenation and a depthwise conv. Forms: the converted model (plain,
-batch norms unfolded) and ``octify.freeze`` of it (batch norms folded, fused low weights, 1x1
-octave convs as matrix products when channels-last), each in both memory formats. Paths: ONNX with
+batch norms unfolded), ``octify.freeze`` of it (batch norms folded, fused low weights), and the
+frozen form with its 1x1 octave convs as matrix products (``matmul_1x1=True``), each in both
+memory formats. Paths: ONNX with
 both exporters run in onnxruntime with another batch size, ``torch.export`` with a dynamic
 batch, ``torch.jit.trace`` with its checks, ``torch.jit.script``, ``torch.fx.symbolic_trace``.
 """
@@ -59,7 +60,7 @@ MODELS: Dict[str, Callable[[], nn.Module]] = {
     "mobilenet_v3_small": lambda: torchvision.models.mobilenet_v3_small(),
     "se_concat_dw": SEConcatNet,
 }
-FORMS = ["converted", "frozen"]
+FORMS = ["converted", "frozen", "frozen-matmul"]
 FORMATS = ["channels_last", "preserve"]
 
 
@@ -71,6 +72,13 @@ def _original(name: str) -> nn.Module:
 _CACHE: Dict[tuple, nn.Module] = {}
 
 
+def _as(form: str, converted: nn.Module, memory_format: str = "channels_last") -> nn.Module:
+    if form == "converted":
+        return converted
+    # frozen-matmul: the 1x1 octave convs as torch.mm / addmm
+    return octify.freeze(converted, memory_format=memory_format, matmul_1x1=form == "frozen-matmul")
+
+
 def _model(name: str, form: str, memory_format: str) -> nn.Module:
     key = (name, form, memory_format)
     if key not in _CACHE:
@@ -78,7 +86,7 @@ def _model(name: str, form: str, memory_format: str) -> nn.Module:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m = octify.convert(_original(name), alpha=0.5, example_inputs=x, memory_format=memory_format).eval()
-        _CACHE[key] = octify.freeze(m, memory_format=memory_format) if form == "frozen" else m
+        _CACHE[key] = _as(form, m, memory_format)
     return copy.deepcopy(_CACHE[key])
 
 
@@ -122,7 +130,7 @@ PATHS: Dict[str, Callable[[nn.Module, torch.Tensor], Callable[[torch.Tensor], to
 }
 
 
-@pytest.mark.slow  # 72 exports, a few minutes: make test runs them, make test-fast does not
+@pytest.mark.slow  # 108 exports, a few minutes: make test runs them, make test-fast does not
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("memory_format", FORMATS)
 @pytest.mark.parametrize("form", FORMS)
@@ -164,7 +172,7 @@ def _oracle(name: str) -> tuple[nn.Module, nn.Module, torch.Tensor]:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_in_eval_is_as_close_to_float32_as_the_original_is(form: str, dtype: torch.dtype) -> None:
     original, converted, x = _oracle("mobilenet_v3_small")
-    model = octify.freeze(converted) if form == "frozen" else converted
+    model = _as(form, converted)
     with torch.no_grad():
         ref = original(x)
         with torch.autocast("cpu", dtype=dtype):
@@ -192,7 +200,7 @@ def test_autocast_training_matches_the_original_step() -> None:
 @pytest.mark.parametrize("form", FORMS)
 def test_half_and_double_give_the_originals_numbers(form: str) -> None:
     original, converted, x = _oracle("resnet18")
-    model = octify.freeze(converted) if form == "frozen" else converted
+    model = _as(form, converted)
     with torch.no_grad():
         d = rel_err(copy.deepcopy(model).double()(x.double()), copy.deepcopy(original).double()(x.double()))
         h_oct = rel_err(copy.deepcopy(model).half()(x.half()).float(), original(x))

@@ -766,7 +766,7 @@ def test_freeze_stores_the_low_weight_once_and_runs_1x1_convs_as_matrix_products
     model = _make(Net)
     x = _x(*X)
     gm = octify.convert(model, example_inputs=x)
-    frozen = octify.freeze(gm)
+    frozen = octify.freeze(gm, matmul_1x1=False)
     c3, c1 = frozen.c3, frozen.c1
     assert (c3.weight_hl, c3.weight_ll) == (None, None) and tuple(c3.weight_low.shape) == (8, 16, 3, 3)
     assert c3.weight_low.is_contiguous(memory_format=torch.channels_last)
@@ -777,13 +777,38 @@ def test_freeze_stores_the_low_weight_once_and_runs_1x1_convs_as_matrix_products
     mm = octify.freeze(gm, matmul_1x1=True)
     assert (mm.c1.runs_as_matmul, mm.c3.runs_as_matmul) == (True, False)
     kept = octify.freeze(octify.convert(model, example_inputs=x, memory_format="preserve"), memory_format="preserve")
-    assert not kept.c3.weight_low.is_contiguous(memory_format=torch.channels_last)
+    assert not kept.c3.weight_low.is_contiguous(memory_format=torch.channels_last) and not kept.c1.runs_as_matmul
+    auto = octify.freeze(gm, example_inputs=x)  # each 1x1 octave conv timed both ways: c1 is the only one
+    assert [n for n, m in auto.named_modules() if isinstance(m, OctConv2d) and m.pointwise] == ["c1"]
+    calls = []
     with torch.no_grad():
-        for m in (frozen, mm, kept):
+        handle = auto.c1.register_forward_hook(lambda m, a, o: calls.append(m.runs_as_matmul))
+        torch.testing.assert_close(auto(x), gm(x), rtol=RTOL, atol=ATOL)  # either kernel: the same numbers
+        handle.remove()
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match=re.escape("octify.freeze: matmul_1x1 must be True, False or 'auto', found 'yes'")):
+        octify.freeze(gm, matmul_1x1="yes")
+    with torch.no_grad():
+        for m in (frozen, mm, kept, auto):
             torch.testing.assert_close(m(x), gm(x), rtol=RTOL, atol=ATOL)
             torch.testing.assert_close(m(x.contiguous(memory_format=torch.channels_last)), gm(x), rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match=r"^OctConv2d.use_matmul: only dense, ungrouped 1x1 convs .* this layer is 16, 16, kernel_size=\(3, 3\)"):
         gm.c3.use_matmul()
+
+
+def test_choose_matmul_times_each_1x1_layer_on_what_the_model_feeds_it():
+    from octify.fx.kernel_choice import choose_matmul
+
+    model = _make(FuseNet)
+    x = _x(*X)
+    gm = octify.freeze(octify.convert(model, example_inputs=x, alpha_for={"conv2": 0.5}), matmul_1x1=False)
+    gm.conv2 = OctConv2d(16, 8, 1, alpha=0.5).eval()  # a 1x1 octave layer fed by conv1's pair
+    pointwise = [n for n, m in gm.named_modules() if isinstance(m, OctConv2d) and m.pointwise]
+    assert pointwise == ["conv2"]
+    # margin -10: products "win" whatever the timing; 0.99: they would need to be 100x faster.
+    assert choose_matmul(gm, (x,), reps=2, margin=-10.0) == ["conv2"] and gm.conv2.runs_as_matmul
+    assert choose_matmul(gm, (x,), reps=2, margin=0.99) == [] and not gm.conv1.runs_as_matmul
+    assert not gm.conv2.runs_as_matmul
 
 
 def test_freeze_refuses_a_model_in_training_mode():

@@ -1,7 +1,7 @@
 """int8 post-training static quantization of a frozen octave model through torchao's PT2E flow
 (``benchmarks/quantize.py`` measures the same flow on whole networks, compiled).
 
-The flow: ``octify.freeze(converted)`` (its 1x1 octave convs are convs, which the quantizer annotates),
+The flow: ``octify.freeze(converted, matmul_1x1=False)`` (1x1 octave convs stay convs, which the quantizer annotates),
 ``torch.export.export(..., strict=True)`` (non-strict export groups every call of one nn.ReLU
 module, here the two branches of a pair, into one source partition, which
 X86InductorQuantizer's conv fusion annotation rejects), ``prepare_pt2e`` with
@@ -96,7 +96,7 @@ def setup():
 @pytest.mark.parametrize("memory_format", ["channels_last", "preserve"])
 def test_pt2e_int8_quantizes_every_octave_conv(setup, memory_format):
     converted, calibration, x = setup
-    frozen = octify.freeze(converted, memory_format=memory_format)
+    frozen = octify.freeze(converted, memory_format=memory_format, matmul_1x1=False)
     qm = _quantize(frozen, calibration)
     gemms = _gemms(qm)
     octave = [q for _, is_oct, q in gemms if is_oct]
@@ -114,7 +114,7 @@ def test_pt2e_int8_quantizes_every_octave_conv(setup, memory_format):
 def test_matmul_1x1_freeze_keeps_pointwise_matmuls_float(setup):
     """``freeze(matmul_1x1=True)`` runs 1x1 octave convs as torch.mm / addmm, which the x86
     quantizer does not annotate (it knows conv2d, linear and matmul): those stay float32, the
-    rest is int8. Hence the default freeze (convs) for quantization; if this starts failing,
+    rest is int8. Hence ``matmul_1x1=False`` for quantization; if this starts failing,
     torchao quantizes mm/addmm too."""
     converted, calibration, x = setup
     frozen = octify.freeze(converted, matmul_1x1=True)

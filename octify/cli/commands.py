@@ -282,7 +282,10 @@ def run_export(
     how = f"the {onnx_exporter} exporter" if format == "onnx" else {"torchscript": "torch.jit.trace", "exported-program": "torch.export"}[format]
     what = "frozen " if freeze else ""
     with ui.step(f"Exporting the {what}model to {format} with {how}, then running the file"):
-        result = export_model(loaded.model, out_path, format=format, example_inputs=x, freeze=freeze, onnx_exporter=onnx_exporter)
+        try:
+            result = export_model(loaded.model, out_path, format=format, example_inputs=x, freeze=freeze, onnx_exporter=onnx_exporter)
+        except (ValueError, TypeError) as e:  # export's argument checks (failures inside are ExportError)
+            raise usage(one_line(str(e))) from e
     shapes_text = ", ".join(shape_text(s) for s in result.input_shapes)
     if json_out != "-":
         ui.say(

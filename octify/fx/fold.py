@@ -17,7 +17,7 @@ from .fuse import unfuse_conv_bn
 from .ops import is_branch_read, is_single
 from .tracer import trace
 
-__all__ = ["fold_bn", "fold_graph", "bn_affine", "fold_affine", "conv_bn_pairs", "conv_feeding"]
+__all__ = ["fold_bn", "fold_graph", "as_graph_module", "bn_affine", "fold_affine", "conv_bn_pairs", "conv_feeding"]
 
 
 def bn_affine(bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor]:
@@ -151,12 +151,16 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
     check_module(model, "octify.fold_bn: model")
     if any(m.training for m in model.modules() if isinstance(m, (nn.BatchNorm2d, OctBatchNorm2d))):
         raise ValueError("fold_bn folds running statistics into the convs: call model.eval() first")
-    if isinstance(model, fx.GraphModule):
-        gm = model if inplace else copy.deepcopy(model)
-    else:
-        gm = trace(model if inplace else copy.deepcopy(model), (), ())
+    gm = as_graph_module(model, inplace)
     fold_graph(gm)
     return gm
+
+
+def as_graph_module(model: nn.Module, inplace: bool) -> fx.GraphModule:
+    """``model`` (or a copy, unless ``inplace``) as a GraphModule: traced with torch.fx when it is not one."""
+    if isinstance(model, fx.GraphModule):
+        return model if inplace else copy.deepcopy(model)
+    return trace(model if inplace else copy.deepcopy(model), (), ())
 
 
 def fold_graph(gm: fx.GraphModule) -> List[Tuple[str, str]]:

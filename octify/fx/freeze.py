@@ -8,11 +8,11 @@ are applied here, explicitly, and produce a new model (in the spirit of ``torch.
 1. batch norms folded into the convs in front of them (``fold_bn``): new conv weights, no norms;
 2. each OctConv2d that runs H->L and L->L as one conv stores its [hl | ll] weight once
    (``OctConv2d.fuse_low_weights``) instead of concatenating it per call;
-3. with ``memory_format="channels_last"`` (the default), every 4-D weight channels-last; with
-   ``matmul_1x1=True`` also the 1x1 octave convs run as matrix products over the pixels
-   (``OctConv2d.use_matmul``). Off by default: with torch 2.14's oneDNN convolutions it measured
-   no faster at batch 1 and slower at batch 8 (README, Speed), and int8 quantizers annotate
-   convolutions, not matrix products.
+3. with ``memory_format="channels_last"`` (the default), every 4-D weight channels-last, and
+   the 1x1 octave convs that run faster as matrix products over the pixels do so
+   (``OctConv2d.use_matmul``): ``matmul_1x1="auto"`` times each both ways on example inputs
+   (``kernel_choice``); ``True`` / ``False`` for all or none (``False`` for int8 quantization:
+   quantizers annotate convolutions, not matrix products).
 
 The frozen model is again an ordinary module with no cache and no mode-dependent code: it
 exports, traces and scripts like the converted one, and writing to its parameters changes its
@@ -22,20 +22,21 @@ train or fine-tune the converted model and freeze again afterwards.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from typing import Optional
+from typing import Any, Optional, Tuple, Union
 
+import torch
 import torch.fx as fx
 from torch import nn
 
 from ..nn import OctConv2d
 from ..record import ConversionRecord, attach_record
+from ..utils.inputs import default_inputs, normalize_inputs
 from ..utils.validate import check_choice, check_module
-from .fold import fold_graph
+from .fold import as_graph_module, fold_graph
+from .kernel_choice import choose_matmul
 from .layout import to_channels_last
 from .narrow import narrow_outputs
-from .tracer import trace
 
 __all__ = ["freeze", "FREEZE_MEMORY_FORMATS"]
 
@@ -49,13 +50,27 @@ def _record(model: nn.Module) -> Optional[ConversionRecord]:
     return rec if isinstance(rec, ConversionRecord) else None
 
 
+def _example(model: nn.Module, record: Optional[ConversionRecord], example_inputs: Any) -> Tuple[Any, ...]:
+    if example_inputs is not None:
+        return normalize_inputs(example_inputs, "octify.freeze")
+    if record is not None and record.input_shapes:
+        gen = torch.Generator().manual_seed(0)
+        return tuple(torch.randn(s, generator=gen) for s in record.input_shapes)
+    return default_inputs(model)
+
+
 def freeze(
-    model: nn.Module, *, fold_bn: bool = True, memory_format: str = "channels_last", matmul_1x1: bool = False,
-    inplace: bool = False,
+    model: nn.Module, *, fold_bn: bool = True, memory_format: str = "channels_last",
+    matmul_1x1: Union[bool, str] = "auto", example_inputs: Any = None, inplace: bool = False,
 ) -> fx.GraphModule:
     """The inference form of ``model`` (see the module docstring): batch norms folded, fused
-    low weights stored once, channels-last weights (and, on request, 1x1 octave convs as matrix
-    products).
+    low weights stored once, channels-last weights, 1x1 octave convs as matrix products where
+    that is faster.
+
+    ``matmul_1x1="auto"`` times the two kernels of each 1x1 octave conv on the inputs the layer
+    gets from ``example_inputs`` (default: random inputs of the shapes the model was converted
+    on; pass the batch size you will run), so which layers use them can differ between runs;
+    the numbers do not (float rounding aside).
 
     ``model`` is a converted model (or a plain one, traced with torch.fx first, so that a
     benchmark can give the original the same treatment) in eval mode. It is copied unless
@@ -73,6 +88,8 @@ def freeze(
     """
     check_module(model, "octify.freeze: model")
     check_choice(memory_format, "octify.freeze: memory_format", FREEZE_MEMORY_FORMATS)
+    if matmul_1x1 not in (True, False, "auto"):
+        raise ValueError(f"octify.freeze: matmul_1x1 must be True, False or 'auto', found {matmul_1x1!r}")
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
     if training:
         raise ValueError(
@@ -80,19 +97,18 @@ def freeze(
             f"({', '.join(training[:3])}{', ...' if len(training) > 3 else ''}). Hint: call model.eval() first."
         )
     record = _record(model)
-    if isinstance(model, fx.GraphModule):
-        gm = model if inplace else copy.deepcopy(model)
-    else:
-        gm = trace(model if inplace else copy.deepcopy(model), (), ())
+    gm = as_graph_module(model, inplace)
     folded = fold_graph(gm) if fold_bn else []
     channels_last = memory_format == "channels_last"
     for m in gm.modules():
         if isinstance(m, OctConv2d):
             m.fuse_low_weights()
-            if matmul_1x1 and m.pointwise:
+            if matmul_1x1 is True and m.pointwise:
                 m.use_matmul()
     if channels_last:
         to_channels_last(gm)
+    if matmul_1x1 == "auto" and channels_last and any(isinstance(m, OctConv2d) and m.pointwise for m in gm.modules()):
+        choose_matmul(gm, _example(gm, record, example_inputs))
     narrow_outputs(gm)
     if record is not None:
         attach_record(gm, dataclasses.replace(record, fused=list(folded)))
