@@ -247,3 +247,15 @@ def test_flop_counter_agrees_with_octify_profile(form: str) -> None:
     assert counter.get_total_flops() == profiled.flops > 0
     converted = _model("mobilenet_v3_small", "converted", "channels_last")
     assert octify.profile(converted, x).flops == profiled.flops  # matrix products count as the 1x1 convs they replace
+
+
+def test_frozen_model_saves_and_loads_with_its_kernels(tmp_path) -> None:
+    model = _model("se_concat_dw", "frozen-matmul", "channels_last")
+    x, _ = _inputs()
+    octify.save(model, tmp_path / "frozen.pt")
+    loaded = octify.load(tmp_path / "frozen.pt")
+    flags = lambda m: [(n, o.runs_as_matmul, o.weight_low is not None) for n, o in m.named_modules() if isinstance(o, octify.OctConv2d)]  # noqa: E731
+    assert flags(loaded) == flags(model) and any(f[1] for f in flags(model)) and any(f[2] for f in flags(model))
+    assert octify.record_of(loaded).fused == octify.record_of(model).fused != []
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
