@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .errors import ExportError, MissingDependency
 from .fx.freeze import freeze as freeze_model
-from .record import record_of
+from .record import recorded_inputs
 from .utils.inputs import default_inputs, normalize_inputs
 from .utils.validate import check_choice, check_module
 
@@ -72,12 +72,7 @@ def _example(model: nn.Module, example_inputs: Any) -> Tuple[Tensor, ...]:
     if example_inputs is not None:
         inputs = normalize_inputs(example_inputs, "octify.export")
     else:
-        try:
-            shapes = record_of(model).input_shapes
-        except ValueError:
-            shapes = []
-        gen = torch.Generator().manual_seed(0)
-        inputs = tuple(torch.randn(s, generator=gen) for s in shapes) if shapes else default_inputs(model)
+        inputs = recorded_inputs(model) or default_inputs(model)
     if not inputs or not all(isinstance(t, Tensor) and t.dim() >= 1 for t in inputs):
         found = ", ".join(type(t).__name__ for t in inputs) or "nothing"
         raise TypeError(f"octify.export: expected example_inputs of one or more Tensors with a batch dimension, found {found}")
@@ -94,7 +89,6 @@ def _leaves(value: Any) -> List[Tensor]:
 
 
 def _write_onnx(model: nn.Module, inputs: Tuple[Tensor, ...], path: Path, exporter: str) -> Callable[..., List[Tensor]]:
-    _require(_ONNX_NEEDS[exporter], f"exporting to ONNX with the {exporter} exporter")
     import onnxruntime as ort
 
     names = [f"input_{i}" for i in range(len(inputs))]

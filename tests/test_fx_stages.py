@@ -780,12 +780,6 @@ def test_freeze_stores_the_low_weight_once_and_runs_1x1_convs_as_matrix_products
     assert not kept.c3.weight_low.is_contiguous(memory_format=torch.channels_last) and not kept.c1.runs_as_matmul
     auto = octify.freeze(gm, example_inputs=x)  # each 1x1 octave conv timed both ways: c1 is the only one
     assert [n for n, m in auto.named_modules() if isinstance(m, OctConv2d) and m.pointwise] == ["c1"]
-    calls = []
-    with torch.no_grad():
-        handle = auto.c1.register_forward_hook(lambda m, a, o: calls.append(m.runs_as_matmul))
-        torch.testing.assert_close(auto(x), gm(x), rtol=RTOL, atol=ATOL)  # either kernel: the same numbers
-        handle.remove()
-    assert len(calls) == 1
     with pytest.raises(ValueError, match=re.escape("octify.freeze: matmul_1x1 must be True, False or 'auto', found 'yes'")):
         octify.freeze(gm, matmul_1x1="yes")
     with torch.no_grad():

@@ -23,14 +23,13 @@ train or fine-tune the converted model and freeze again afterwards.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
-import torch
 import torch.fx as fx
 from torch import nn
 
 from ..nn import OctConv2d
-from ..record import ConversionRecord, attach_record
+from ..record import ConversionRecord, attach_record, record_of, recorded_inputs
 from ..utils.inputs import default_inputs, normalize_inputs
 from ..utils.validate import check_choice, check_module
 from .fold import as_graph_module, fold_graph
@@ -44,19 +43,10 @@ FREEZE_MEMORY_FORMATS = ("channels_last", "preserve")
 
 
 def _record(model: nn.Module) -> Optional[ConversionRecord]:
-    meta = getattr(model, "meta", None)
-    rec = meta.get("octify") if isinstance(meta, dict) else None
-    rec = rec if rec is not None else getattr(model, "_octify_record", None)
-    return rec if isinstance(rec, ConversionRecord) else None
-
-
-def _example(model: nn.Module, record: Optional[ConversionRecord], example_inputs: Any) -> Tuple[Any, ...]:
-    if example_inputs is not None:
-        return normalize_inputs(example_inputs, "octify.freeze")
-    if record is not None and record.input_shapes:
-        gen = torch.Generator().manual_seed(0)
-        return tuple(torch.randn(s, generator=gen) for s in record.input_shapes)
-    return default_inputs(model)
+    try:
+        return record_of(model)
+    except ValueError:  # freeze also takes models octify did not convert
+        return None
 
 
 def freeze(
@@ -97,6 +87,10 @@ def freeze(
             f"({', '.join(training[:3])}{', ...' if len(training) > 3 else ''}). Hint: call model.eval() first."
         )
     record = _record(model)
+    if example_inputs is not None:
+        inputs = normalize_inputs(example_inputs, "octify.freeze")
+    else:
+        inputs = recorded_inputs(model) or default_inputs(model)
     gm = as_graph_module(model, inplace)
     folded = fold_graph(gm) if fold_bn else []
     channels_last = memory_format == "channels_last"
@@ -108,7 +102,7 @@ def freeze(
     if channels_last:
         to_channels_last(gm)
     if matmul_1x1 == "auto" and channels_last and any(isinstance(m, OctConv2d) and m.pointwise for m in gm.modules()):
-        choose_matmul(gm, _example(gm, record, example_inputs))
+        choose_matmul(gm, inputs)
     narrow_outputs(gm)
     if record is not None:
         attach_record(gm, dataclasses.replace(record, fused=list(folded)))
