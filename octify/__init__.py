@@ -2,13 +2,16 @@
 
 The public API is this package's ``__all__``, the layers of :mod:`octify.nn`, the rule
 interface of :mod:`octify.rules` and the command line. Internals live in subpackages:
-:mod:`octify.fx` (the conversion pass, a file per stage), :mod:`octify.report`,
+:mod:`octify.fx` (the conversion pass, a file per stage), :mod:`octify.tune` (fidelity,
+calibration, distillation), :mod:`octify.report`,
 :mod:`octify.cli`, :mod:`octify.utils`.
 """
 
 from .convert import convert
 from .errors import ConversionError, ExportError, MissingDependency
 from .export import ExportResult, export
+from .tune.distill import FinetuneOptions, StepInfo, finetune
+from .tune.fidelity import fidelity
 from .fx.fold import fold_bn
 from .fx.freeze import freeze
 from .io import load, save
@@ -24,6 +27,10 @@ __all__ = [
     "freeze",
     "fold_bn",
     "export",
+    "fidelity",
+    "finetune",
+    "FinetuneOptions",
+    "StepInfo",
     "ExportResult",
     "ExportError",
     "MissingDependency",

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.fx as fx
 from torch import nn
 
 from .fx import builtin_rules  # noqa: F401  (fills the rule registry)
+from .fx.assign import assign_low_channels
 from .fx.context import ConversionContext
 from .fx.graph_builder import GraphBuilder
 from .fx.inplace import inplace_adds
@@ -41,6 +42,7 @@ from .fx.tracer import SPECIALIZED, LeafSpec, is_user_leaf, placeholder_values, 
 from .fx.verify import verify as verify_outputs
 from .record import ConversionRecord, attach_record
 from .rules import Rule, RuleKey, registry
+from .tune.calibrate import check_reiterable, correct_bn, octave_losses
 from .utils.inputs import default_inputs, split_example_inputs
 from .utils.validate import check_module
 
@@ -64,6 +66,7 @@ def convert(
     inplace: bool = False,
     policy: str = "default",
     memory_format: str = "channels_last",
+    calibration: Optional[Iterable[Any]] = None,
 ) -> fx.GraphModule:
     """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them.
 
@@ -86,6 +89,12 @@ def convert(
     cache: writes through ``.data``, optimizer steps and ``load_state_dict`` are all seen), and
     exports, traces and scripts as any module does. ``octify.freeze(model.eval())`` gives its
     inference form (batch norms folded, weights laid out once), the one to deploy.
+    ``calibration`` (batches of inputs, or (input, label) pairs, that can be iterated twice: a
+    list or a DataLoader) starts the converted model closer to the original: each conv sends low
+    the output channels that lose least one octave down on that data (convs whose outputs are
+    summed share one choice), and the batch norms' running statistics are corrected for the drift
+    the conversion causes on it (``tune/calibrate.py``: exact at ``octave=1``);
+    ``record_of(...).calibration`` says what was done.
 
     >>> import torch, torchvision, octify
     >>> net = torchvision.models.resnet18().eval()
@@ -106,10 +115,12 @@ def convert(
         args, kwargs = default_inputs(model), {}
     else:
         args, kwargs = split_example_inputs(example_inputs, "octify.convert")
-    return _run(model, args, kwargs, options)
+    if calibration is not None:
+        check_reiterable(calibration, "octify.convert: calibration")
+    return _run(model, args, kwargs, options, calibration)
 
 
-def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions) -> fx.GraphModule:
+def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, calibration: Any = None) -> fx.GraphModule:
     rules_in_force = registry(opts.rules)
     # Module types that have a rule are traced as leaves, so their rule sees them whole.
     rule_types = tuple(k for k in rules_in_force if isinstance(k, type) and not k.__module__.startswith("torch.nn"))
@@ -123,6 +134,11 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions) -> f
         gm, alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, min_size=opts.min_size,
         exclude=opts.exclude, alpha_for=opts.alpha_for, policy=opts.policy,
     )
+    kept_default: dict = {}
+    if calibration is not None:  # 3b
+        measured = sorted({str(n.target) for n, p in plans.items() if p.alpha_out > 0.0 and not p.keep_plain})
+        scores = octave_losses(model, measured, calibration, opts.octave, "octify.convert: calibration")
+        kept_default = assign_low_channels(gm, plans, scores)
 
     record = ConversionRecord(
         alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, specialized=gm.meta.get(SPECIALIZED, []),
@@ -150,6 +166,13 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions) -> f
     attach_record(out, record)
     if opts.verify:
         verify_outputs(gm, out, fm, fake_inputs)  # 7
+    if calibration is not None:
+        bns = correct_bn(model, out, calibration, "octify.convert: calibration")
+        record.calibration = {
+            "assigned": sorted({str(n.target) for n, p in plans.items() if p.low is not None}),
+            "kept_default": kept_default,
+            "batch_norms_corrected": bns,
+        }
     return out
 
 

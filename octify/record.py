@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["ConvRecord", "MergeRecord", "Specialization", "ConversionRecord", "record_of", "attach_record"]
+__all__ = ["ConvRecord", "MergeRecord", "Specialization", "ConversionRecord", "record_of", "recorded_inputs", "attach_record"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,13 @@ class ConversionRecord:
     specialized: list[Specialization] = field(default_factory=list)
     # The shapes of the positional tensor inputs the model was converted on (what ``octify export`` reruns).
     input_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    # With calibration data: the convs whose low channels were chosen by measurement
+    # ("assigned"), those that kept the default split and why, the batch norms re-estimated.
+    calibration: dict = field(default_factory=dict)
 
     def __setstate__(self, state: dict) -> None:
-        # Records pickled by 0.1.0 have no ``specialized`` and no ``input_shapes``.
-        self.__dict__.update({"specialized": [], "input_shapes": [], **state})
+        # Records pickled by 0.1.0 have no ``specialized``, ``input_shapes`` or ``calibration``.
+        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, **state})
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -89,6 +92,7 @@ class ConversionRecord:
             "fused": [list(p) for p in self.fused],
             "specialized": [asdict(sp) for sp in self.specialized],
             "input_shapes": [list(s) for s in self.input_shapes],
+            "calibration": dict(self.calibration),
         }
 
 
@@ -123,3 +127,22 @@ def record_of(model: torch.nn.Module) -> ConversionRecord:
             "Hint: call octify.convert(model) first."
         )
     return rec
+
+
+def recorded_inputs(model: torch.nn.Module, seed: int = 0) -> Optional[tuple[torch.Tensor, ...]]:
+    """Random inputs (seeded) of the shapes ``octify.convert`` traced ``model`` with; None when the
+    model has no record or its record no shapes (files saved by octify 0.1.0).
+
+    >>> import torch, octify
+    >>> conv = lambda: torch.nn.Conv2d(8, 8, 3, padding=1)
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), conv(), conv())
+    >>> net = octify.convert(net, example_inputs=torch.randn(2, 3, 16, 16))
+    >>> [tuple(t.shape) for t in recorded_inputs(net)], recorded_inputs(torch.nn.Conv2d(3, 8, 3))
+    ([(2, 3, 16, 16)], None)
+    """
+    try:
+        shapes = record_of(model).input_shapes
+    except ValueError:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(s, generator=gen) for s in shapes) if shapes else None

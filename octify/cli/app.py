@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from ..export import EXPORT_FORMATS, ONNX_EXPORTERS
 from . import options as opt
 from .commands import run_convert, run_export, run_report
+from .finetune import run_finetune
 from .console import UI, print_error
 
 __all__ = ["app", "main"]
@@ -212,6 +213,53 @@ def export(
         run_export(
             ui, spec=model, format=format, output=output, input_shape=input_shape, freeze=freeze,
             onnx_exporter=onnx_exporter, json_out=json_out,
+        )
+
+
+_FINETUNE_EPILOG = """[b]Examples[/b]
+
+  octify finetune torchvision:resnet50 resnet50_oct.pt --data ~/imagenet-subset --steps 2000 -o resnet50_tuned.pt
+
+  octify finetune examples/textures.py textures_oct.pt --weights textures.pth --data examples/textures.py:make_dataset --steps 200 --nproc 2
+
+MODEL and --weights give the original as for convert; --data is a directory of class folders (ImageFolder, resized to
+the shape the model was converted on, ImageNet-normalised) or file.py:FACTORY returning a Dataset. A --holdout share is
+kept out of training and measured before and after. Under torchrun, or with --nproc K, it runs in DistributedDataParallel.
+"""
+
+
+@app.command(epilog=_FINETUNE_EPILOG)
+def finetune(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The original model: " + _MODEL_HELP, show_default=False)],
+    converted: Annotated[str, typer.Argument(metavar="CONVERTED.pt", help="Its converted model, saved by octify convert.", show_default=False)],
+    data: Annotated[str, typer.Option("--data", "-d", metavar="DIR|file.py:FACTORY", help="The training data: an ImageFolder directory or a Dataset factory.", show_default=False)],
+    steps: Annotated[int, typer.Option(metavar="N", parser=opt.integer("steps", 1, "a number of optimizer steps >= 1, e.g. 1000"), help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option(metavar="B", parser=opt.integer("batch_size", 1, "an integer >= 1, e.g. 64"), help="The global batch (split among processes).")] = 64,
+    lr: Annotated[float, typer.Option(metavar="LR", parser=opt.number("lr", 0.0, above=True, example="e.g. 0.01"), help="Peak learning rate (SGD, Nesterov momentum 0.9; 5% warm-up, then cosine).")] = 0.01,
+    weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) into MODEL first.")] = None,
+    holdout: Annotated[float, typer.Option(metavar="F", parser=opt.fraction("holdout"), help="Share of the data held out to measure fidelity on.")] = 0.1,
+    seed: Annotated[int, typer.Option(metavar="S", parser=opt.integer("seed", 0, "an integer >= 0"), help="Seed of the split, the data order and the run.")] = 0,
+    nproc: Annotated[int, typer.Option(metavar="K", parser=opt.integer("nproc", 1, "a number of processes >= 1, e.g. 2"), help="Run K local processes (DistributedDataParallel) through torch.distributed.run.")] = 1,
+    checkpoint: Annotated[Optional[str], typer.Option(metavar="PATH", help="Save the run's state here (and resume from it when it exists).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(metavar="N", parser=opt.integer("checkpoint_every", 0, "an integer >= 0 (0: at the end only)"), help="Save a checkpoint every N steps.")] = 0,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the tuned model. \\[default: CONVERTED_tuned.pt]", show_default=False)] = None,
+    json_out: _Json = None,
+    quiet: _Quiet = False,
+    debug: _Debug = False,
+) -> None:
+    """Distil MODEL into its converted model on your data; print fidelity before and after."""
+    ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
+    relaunch = [model, converted, "--data", data, "--steps", str(steps), "--batch-size", str(batch_size), "--lr", repr(lr),
+                "--holdout", repr(holdout), "--seed", str(seed), "--checkpoint-every", str(checkpoint_every)]
+    for flag, value in (("--weights", weights), ("--checkpoint", checkpoint), ("--output", output), ("--json", json_out)):
+        if value is not None:
+            relaunch += [flag, value]
+    relaunch += ["--quiet"] * quiet + ["--debug"] * debug
+    with ui.boundary():
+        run_finetune(
+            ui, spec=model, converted_path=converted, data=data, weights=weights, steps=steps, batch_size=batch_size, lr=lr,
+            holdout=holdout, seed=seed, nproc=nproc, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+            output=output, json_out=json_out, relaunch_args=relaunch,
         )
 
 

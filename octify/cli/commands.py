@@ -16,7 +16,7 @@ from ..convert import convert as convert_model
 from ..errors import ConversionError
 from ..export import export as export_model
 from ..io import load, save
-from ..record import record_of
+from ..record import record_of, recorded_inputs
 from ..report import compare, profile
 from ..utils.formatting import nbytes, si
 from ..utils.formatting import shape as shape_text
@@ -26,7 +26,7 @@ from .console import UI, CLIError, one_line, usage, write_json
 from .options import Shape, check_writable
 from .weights import load_weights
 
-__all__ = ["run_convert", "run_report", "run_export", "EXPORT_SUFFIXES"]
+__all__ = ["run_convert", "run_report", "run_export", "load_user_model", "EXPORT_SUFFIXES"]
 
 # The default output file of ``octify export`` per format.
 EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported-program": ".pt2"}
@@ -65,7 +65,7 @@ def _same_outputs(a: Any, b: Any) -> Optional[str]:
     return None
 
 
-def _load_model(ui: UI, spec: str, weights: Optional[str]) -> loading.LoadedModel:
+def load_user_model(ui: UI, spec: str, weights: Optional[str]) -> loading.LoadedModel:
     with ui.step(f"Loading {spec}"):
         loaded = loading.load_model(spec)
         if weights is not None:
@@ -113,7 +113,7 @@ def run_convert(
     if json_out not in (None, "-"):
         check_writable(Path(json_out), "the JSON report")
 
-    loaded = _load_model(ui, spec, weights)
+    loaded = load_user_model(ui, spec, weights)
     original = loaded.model
     out_path = Path(output) if output is not None else Path.cwd() / f"{loaded.name}_oct.pt"
     if output is None:
@@ -245,7 +245,7 @@ def _note_user_classes(ui: UI, model: torch.nn.Module, loaded: loading.LoadedMod
 def run_report(ui: UI, *, spec: str, input_shape: Optional[Shape], weights: Optional[str], json_out: Optional[str], latency: bool) -> None:
     if json_out not in (None, "-"):
         check_writable(Path(json_out), "the JSON report")
-    loaded = _load_model(ui, spec, weights)
+    loaded = load_user_model(ui, spec, weights)
     x = _example(ui, loaded.model, input_shape)
     with ui.step("Profiling" + (" and timing" if latency else "")):
         prof = profile(loaded.model, x, latency=latency)
@@ -266,19 +266,13 @@ def run_export(
         check_writable(Path(output), "the exported model")
     if json_out not in (None, "-"):
         check_writable(Path(json_out), "the JSON report")
-    loaded = _load_model(ui, spec, None)
+    loaded = load_user_model(ui, spec, None)
     stem = Path(spec).stem if Path(spec).suffix in (".pt", ".pth") else loaded.name  # resnet50_oct.pt -> resnet50_oct.onnx
     out_path = Path(output) if output is not None else Path.cwd() / f"{stem}{EXPORT_SUFFIXES[format]}"
     if output is None:
         check_writable(out_path, "the exported model")
-    try:
-        shapes = record_of(loaded.model).input_shapes
-    except ValueError:
-        shapes = []
-    if input_shape is not None or not shapes:
-        x: Any = _example(ui, loaded.model, input_shape)
-    else:
-        x = tuple(_random_input(s, seed=0) for s in shapes)
+    recorded = recorded_inputs(loaded.model) if input_shape is None else None
+    x: Any = recorded if recorded is not None else _example(ui, loaded.model, input_shape)
     how = f"the {onnx_exporter} exporter" if format == "onnx" else {"torchscript": "torch.jit.trace", "exported-program": "torch.export"}[format]
     what = "frozen " if freeze else ""
     with ui.step(f"Exporting the {what}model to {format} with {how}, then running the file"):

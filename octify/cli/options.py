@@ -11,9 +11,9 @@ from typing import Any, Callable, Sequence, Tuple
 
 import typer
 
-from ..utils.validate import check_alpha, check_choice, check_int
+from ..utils.validate import check_alpha, check_choice, check_int, check_number
 
-__all__ = ["Shape", "GlobAlpha", "alpha", "integer", "shape", "glob_alpha", "choice", "check_writable"]
+__all__ = ["Shape", "GlobAlpha", "alpha", "number", "fraction", "integer", "shape", "glob_alpha", "choice", "check_writable"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,21 @@ def _number(convert: Callable[[str], Any], what: str, check: Callable[[Any], Any
 
 def alpha(name: str) -> Callable[[Any], float]:
     return _number(float, "a number: expected a fraction in [0, 1], e.g. 0.5 or 0.125", lambda v: check_alpha(v, name))
+
+
+def number(name: str, minimum: float, *, above: bool = False, example: str = "") -> Callable[[Any], float]:
+    return _number(float, f"a number: expected one {'>' if above else '>='} {minimum:g}, {example}", lambda v: check_number(v, name, minimum, above=above))
+
+
+def fraction(name: str) -> Callable[[Any], float]:
+    """A share strictly between 0 and 1."""
+
+    def check(v: Any) -> float:
+        if check_number(v, name, 0.0, above=True) >= 1.0:
+            raise ValueError(f"{name} must be a fraction in (0, 1), found {float(v):g}")
+        return float(v)
+
+    return _number(float, "a number: expected a fraction in (0, 1), e.g. 0.1", check)
 
 
 def integer(name: str, minimum: int, example: str) -> Callable[[Any], int]:

@@ -39,6 +39,7 @@ class ConvPlan:
     keep_plain: bool = False  # excluded or stem: an nn.Conv2d whatever arrives
     split_groups: int = 1  # output split per this many groups (to feed a grouped consumer)
     stride_mode: str = "conv"
+    low: Optional[tuple[int, ...]] = None  # the output channels that go low (calibration); None: the default split
 
 
 def _glob_alpha(patterns: Mapping[str, float], name: str) -> Optional[float]:

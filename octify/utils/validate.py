@@ -12,7 +12,7 @@ import math
 from fractions import Fraction
 from typing import Any, Sequence
 
-__all__ = ["check_alpha", "check_int", "check_octave", "check_choice", "check_globs", "check_module"]
+__all__ = ["check_alpha", "check_number", "check_int", "check_octave", "check_choice", "check_globs", "check_module"]
 
 
 def check_alpha(value: Any, what: str = "alpha") -> float:
@@ -30,6 +30,23 @@ def check_alpha(value: Any, what: str = "alpha") -> float:
     number = float(value)
     if math.isnan(number) or not 0.0 <= number <= 1.0:
         raise ValueError(f"{what} must be a number in [0, 1], found {number:g}")
+    return number
+
+
+def check_number(value: Any, what: str, minimum: float, *, above: bool = False) -> float:
+    """A real number of at least ``minimum`` (strictly above it with ``above=True``), as a float.
+
+    >>> check_number(0.0, "lr", 0.0, above=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be a number > 0, found 0
+    """
+    bound = f"{'>' if above else '>='} {minimum:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
+        raise TypeError(f"{what} must be a number {bound}, found {value!r} ({type(value).__name__})")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number) or number < minimum or (above and number == minimum):
+        raise ValueError(f"{what} must be a number {bound}, found {number:g}")
     return number
 
 

@@ -1,0 +1,139 @@
+"""``octify finetune``: distil the original into its converted model on the user's data, and
+show fidelity before and after on a held-out split. ``--nproc K`` relaunches itself under
+torch's own launcher (``torch.distributed.run``, as ``torchrun``) with K local processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from torch.utils.data import DataLoader
+
+from ..io import load, save
+from ..record import record_of
+from ..tune.distill import StepInfo, finetune
+from ..tune.distributed import init_from_env, rank_and_world
+from ..tune.fidelity import fidelity
+from .commands import load_user_model
+from .console import UI, CLIError, one_line, usage, write_json
+from .data import load_dataset, split_holdout
+from .options import check_writable
+
+__all__ = ["run_finetune", "launch_argv"]
+
+
+def launch_argv(nproc: int, args: List[str]) -> List[str]:
+    """The command that runs ``octify finetune ARGS`` in ``nproc`` local processes through torch's launcher."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "octify", "finetune", *args]
+
+
+def _progress(ui: UI) -> Progress:
+    return Progress(
+        TextColumn("Fine-tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+        TextColumn("agreement {task.fields[agree]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=ui.out, transient=False, disable=not ui.out.is_terminal or ui.out.quiet,
+    )
+
+
+def _row(r: Dict[str, Any]) -> List[str]:
+    acc = f"{r['accuracy']:.2%}" if "accuracy" in r else "-"
+    agree = f"{r['agreement']:.2%}" if r.get("agreement") is not None else "-"
+    return [agree, f"{r['rel_error']:.4f}", acc]
+
+
+def run_finetune(
+    ui: UI, *, spec: str, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int,
+    lr: float, holdout: float, seed: int, nproc: int, checkpoint: Optional[str], checkpoint_every: int,
+    output: Optional[str], json_out: Optional[str], relaunch_args: List[str],
+) -> None:
+    out_path = Path(output) if output is not None else Path(converted_path).with_name(Path(converted_path).stem + "_tuned.pt")
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_writable(out_path, "the fine-tuned model")
+        if json_out not in (None, "-"):
+            check_writable(Path(json_out), "the JSON report")
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        ui.say(f"Launching {nproc} processes with torch.distributed.run (gloo on CPU, NCCL on GPU)")
+        code = subprocess.call(launch_argv(nproc, relaunch_args))
+        if code:
+            raise CLIError(f"the {nproc}-process run failed (exit code {code}); its processes printed why above.", code)
+        return
+    distributed = init_from_env()
+    try:
+        _finetune(ui, spec, converted_path, data, weights, steps, batch_size, lr, holdout, seed, checkpoint, checkpoint_every, out_path, json_out)
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()
+
+
+def _finetune(
+    ui: UI, spec: str, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int, lr: float,
+    holdout: float, seed: int, checkpoint: Optional[str], checkpoint_every: int, out_path: Path, json_out: Optional[str],
+) -> None:
+    rank, world = rank_and_world()
+    quiet_rank = rank != 0
+    if quiet_rank:
+        ui.out.quiet = True
+    torch.manual_seed(seed)  # a model built with random weights is then the same in every run and process
+    original = load_user_model(ui, spec, weights).model
+    if world > 1:  # and every process distils from rank 0's original, whatever its constructor draws
+        for t in list(original.parameters()) + list(original.buffers()):
+            torch.distributed.broadcast(t.data, src=0)
+    with ui.step(f"Loading the converted model {converted_path}"):
+        if not Path(converted_path).is_file():
+            raise usage(f"no such file: {converted_path} (expected a converted model saved by octify convert).")
+        converted = load(converted_path, map_location="cpu")
+        try:
+            record = record_of(converted)
+        except ValueError as e:
+            raise usage(f"{converted_path}: {one_line(str(e))}") from None
+    size = tuple(record.input_shapes[0][-2:]) if record.input_shapes else None
+    with ui.step(f"Loading the data {data}"):
+        dataset, described = load_dataset(data, size)
+    train, held = split_holdout(dataset, holdout, seed)
+    ui.say(f"Data: {escape(described)}: {len(train)} samples to train on, {len(held)} held out (--holdout {holdout:g})")
+    held_loader = DataLoader(held, batch_size=max(1, batch_size // world))
+    before = fidelity(original, converted, held_loader) if rank == 0 else None
+    progress = _progress(ui)
+    task = progress.add_task("finetune", total=steps, loss="-", agree="-")
+
+    def on_step(info: StepInfo) -> None:
+        agree = f"{info.agreement:.1%}" if info.agreement is not None else "-"
+        progress.update(task, completed=info.step, loss=f"{info.loss:.4f}", agree=agree)
+
+    started = time.perf_counter()
+    try:
+        with progress:
+            tuned = finetune(
+                original, converted, train, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                checkpoint=checkpoint, checkpoint_every=checkpoint_every, callback=on_step,
+            )
+    except ValueError as e:  # finetune's argument checks (the batch does not divide, too few samples)
+        raise usage(one_line(str(e))) from e
+    seconds = time.perf_counter() - started
+    if rank != 0:
+        return
+    after = fidelity(original, tuned, held_loader)
+    save(tuned, out_path)
+    table = Table(title=f"Fidelity to the original on {len(held)} held-out samples", title_justify="left")
+    for col in ("", "top-1 agreement", "rel. error", "accuracy"):
+        table.add_column(col, justify="right" if col else "left")
+    table.add_row("before", *_row(before))
+    table.add_row(f"after {steps} steps", *_row(after))
+    if json_out != "-":
+        ui.out.print(table)
+        ui.say(f"Trained {steps} steps of {batch_size} samples in {seconds:.1f} s on {world} process{'es' * (world > 1)}; "
+               f"wrote [cyan]{escape(str(out_path))}[/]")
+    if json_out is not None:
+        write_json(ui, {
+            "before": before, "after": after, "steps": steps, "batch_size": batch_size, "lr": lr, "processes": world,
+            "seconds": seconds, "train_samples": len(train), "held_out_samples": len(held), "output": str(out_path),
+            "data": described,
+        }, json_out)

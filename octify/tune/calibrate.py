@@ -1,0 +1,142 @@
+"""Calibration on the user's data: how much each conv output channel loses one octave down
+(measured on the original), and batch-norm statistics re-estimated for the converted model."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..fx.shape_prop import eval_mode
+from ..nn import OctBatchNorm2d
+from .data import batches_of, to_device
+
+__all__ = ["check_reiterable", "octave_losses", "reestimate_bn", "correct_bn"]
+
+
+def check_reiterable(data: Any, who: str) -> None:
+    """Calibration reads the data twice (original, then converted): a one-shot iterator cannot."""
+    try:
+        once = iter(data) is data
+    except TypeError:
+        raise TypeError(f"{who}: expected an iterable of batches (a DataLoader, a list of Tensors), found {type(data).__name__}") from None
+    if once:
+        raise TypeError(
+            f"{who}: expected data that can be iterated more than once, found a one-shot {type(data).__name__}. "
+            "Hint: pass a list of batches or a DataLoader."
+        )
+
+
+def _octave_error(x: Tensor, octave: int) -> tuple[Tensor, Tensor]:
+    """Per channel: squared error of x against up(down(x)) (average pool, nearest upsampling, as
+    the octave layers resample) and x's centred energy, summed over batch and pixels."""
+    h, w = (x.shape[-2] // octave) * octave, (x.shape[-1] // octave) * octave
+    x = x[..., :h, :w].double()
+    if h == 0 or w == 0:
+        zero = x.new_zeros(x.shape[1])
+        return zero, zero
+    back = F.interpolate(F.avg_pool2d(x, octave), scale_factor=octave, mode="nearest")
+    err = (x - back).square().sum((0, 2, 3))
+    centred = (x - x.mean((0, 2, 3), keepdim=True)).square().sum((0, 2, 3))
+    return err, centred
+
+
+def octave_losses(model: nn.Module, names: Sequence[str], data: Iterable[Any], octave: int, who: str) -> Dict[str, Tensor]:
+    """``{conv name: per-channel loss}``: the share of each output channel's variation that one
+    octave down and back up loses, over ``data``, ``model`` in eval mode.
+
+    Centred energy (not raw): a batch norm after the conv removes the channel's mean, so a large
+    constant offset would otherwise hide high-frequency content the network then amplifies."""
+    sums: Dict[str, list] = {}
+
+    def hook(name: str):
+        def record(mod: nn.Module, args: Any, out: Any) -> None:
+            if isinstance(out, Tensor) and out.dim() == 4:
+                err, energy = _octave_error(out.detach(), octave)
+                acc = sums.setdefault(name, [0, 0])
+                acc[0], acc[1] = acc[0] + err, acc[1] + energy
+        return record
+
+    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad(), eval_mode(model):
+            for x, _ in batches_of(data, who):
+                model(to_device(x, model))
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: (err / energy.clamp_min(1e-30)).float().cpu() for n, (err, energy) in sums.items()}
+
+
+def reestimate_bn(model: nn.Module, data: Iterable[Any], who: str, bns: Optional[Sequence[nn.Module]] = None) -> int:
+    """Reset the running statistics of ``bns`` (default: every batch norm of ``model``) and
+    recompute them as the exact average over ``data`` (momentum None), the rest of the model in
+    eval mode; returns how many batch norms."""
+    if bns is None:
+        bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if not bns:
+        return 0
+    momenta = [m.momentum for m in bns]
+    with torch.no_grad(), eval_mode(model):
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+            m.training = True
+        try:
+            for x, _ in batches_of(data, who):
+                model(to_device(x, model))
+        finally:
+            for m, mom in zip(bns, momenta):
+                m.momentum = mom
+    return len(bns)
+
+
+def _counterparts(converted: nn.Module, original: nn.Module) -> List[Tuple[_BatchNorm, _BatchNorm, List[int]]]:
+    """(converted batch norm, the original's, the original channels it holds) for every batch norm
+    of ``converted`` (octave ones per branch) whose original keeps its qualified name (an
+    OctNormAct's ``bn`` stands for the norm-act module it replaces)."""
+    ref = dict(original.named_modules())
+    pairs = []
+    for name, m in converted.named_modules():
+        parent = name.rsplit(".", 1)[0] if "." in name else ""
+        orig = next((ref[n] for n in (name, parent) if isinstance(ref.get(n), _BatchNorm)), None)
+        if orig is None or not orig.track_running_stats:
+            continue
+        if isinstance(m, OctBatchNorm2d):
+            for sub, idx in ((m.bn_h, m.partition.high), (m.bn_l, m.partition.low)):
+                if sub is not None and sub.track_running_stats:
+                    pairs.append((sub, orig, list(idx)))
+        elif isinstance(m, _BatchNorm) and m.track_running_stats and m.num_features == orig.num_features:
+            if not any(name.startswith(p + ".") for p, o in converted.named_modules() if isinstance(o, OctBatchNorm2d) and p):
+                pairs.append((m, orig, list(range(m.num_features))))
+    return pairs
+
+
+def correct_bn(original: nn.Module, converted: nn.Module, data: Iterable[Any], who: str) -> int:
+    """Shift the converted model's batch-norm statistics by the drift the conversion caused.
+
+    Both models' batch norms are re-estimated on ``data`` alike; each converted statistic becomes
+    the original's running value plus the difference (mean) or times the ratio (variance) of the
+    two estimates. Data like the training data gives the plain re-estimate; data unlike it (or an
+    original whose statistics are not those of its data) still changes only what conversion
+    changed, so with ``octave=1`` the statistics are the original's exactly. Returns how many
+    batch norms were corrected."""
+    ref = copy.deepcopy(original)
+    pairs = _counterparts(converted, ref)
+    if not pairs:
+        return 0
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m, _, _ in pairs]
+    reestimate_bn(ref, data, who, list({id(o): o for _, o, _ in pairs}.values()))
+    reestimate_bn(converted, data, who, [m for m, _, _ in pairs])
+    with torch.no_grad():
+        for (m, orig, idx), (mean0, var0, tracked) in zip(pairs, saved):
+            ref_var = orig.running_var[idx]
+            ratio = torch.where(ref_var > m.eps, m.running_var / ref_var.clamp_min(m.eps), torch.ones_like(ref_var))
+            m.running_mean.copy_(mean0 + m.running_mean - orig.running_mean[idx])
+            m.running_var.copy_(var0 * ratio)
+            m.num_batches_tracked.copy_(tracked)
+    return len({id(m) for m, _, _ in pairs})

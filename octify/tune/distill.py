@@ -1,0 +1,296 @@
+"""``octify.finetune``: distil the original into its converted model (knowledge distillation,
+Hinton et al. 2015), on one process or under ``torchrun`` with DistributedDataParallel.
+
+Defaults, and where they come from: SGD with Nesterov momentum 0.9 and weight decay 1e-4 at a
+fine-tuning learning rate of 0.01 (a tenth of the from-scratch ImageNet rate; Kornblith et al.
+2019, Li et al. 2020), linear warm-up over the first 5% of steps then cosine decay (Goyal et al.
+2017; Loshchilov & Hutter 2017), KL at temperature 4 scaled by T^2 (Hinton et al. 2015; the KD
+baseline of Tian et al. 2020), plus cross-entropy at weight 0.5 where labels are given. Batch
+norms train (batch statistics, running averages updated), as in any fine-tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils._pytree import tree_leaves
+
+from ..fx.shape_prop import eval_mode
+from ..utils.validate import check_choice, check_int, check_module, check_number
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import split_batch, to_device
+from .sync_bn import from_global_bn, to_global_bn
+from .distributed import EpochShardSampler, all_reduce_sum, barrier, is_main, rank_and_world
+
+__all__ = ["finetune", "FinetuneOptions", "StepInfo", "distill_loss"]
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """The options of one fine-tuning run (see :func:`finetune`); invalid values raise here.
+
+    >>> FinetuneOptions(steps=100).lr
+    0.01
+    >>> FinetuneOptions(steps=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: steps must be an integer >= 1, found 0
+    """
+
+    steps: int
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup: float = 0.05
+    temperature: float = 4.0
+    label_weight: float = 0.5
+    batch_size: int = 64
+    seed: int = 0
+    checkpoint: Optional[str] = None
+    checkpoint_every: int = 0
+    resume: bool = True
+    sync_bn: bool = True
+
+    def __post_init__(self) -> None:
+        check_int(self.steps, "steps", 1)
+        check_number(self.lr, "lr", 0.0, above=True)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_number(self.momentum, "momentum", 0.0)
+        check_number(self.weight_decay, "weight_decay", 0.0)
+        if check_number(self.warmup, "warmup", 0.0) >= 1.0:
+            raise ValueError(f"warmup is a fraction of the steps, in [0, 1), found {self.warmup:g}")
+        check_number(self.temperature, "temperature", 0.0, above=True)
+        check_number(self.label_weight, "label_weight", 0.0)
+        check_int(self.batch_size, "batch_size", 1)
+        check_int(self.seed, "seed", 0)
+        check_int(self.checkpoint_every, "checkpoint_every", 0)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a callback hears after each step: the loss and the top-1 agreement with the original
+    on that step's batch (summed over every process), and the learning rate used."""
+
+    step: int
+    steps: int
+    loss: float
+    agreement: Optional[float]
+    lr: float
+
+
+def _scores(out: Any) -> Tensor:
+    leaves = [t for t in tree_leaves(out) if isinstance(t, Tensor) and t.is_floating_point()]
+    if not leaves:
+        raise TypeError(f"octify.finetune: expected the model to return class scores (a Tensor), found {type(out).__name__}")
+    return leaves[0]
+
+
+def distill_loss(student: Tensor, teacher: Tensor, labels: Optional[Tensor], temperature: float, label_weight: float) -> Tensor:
+    """T^2 KL(softmax(teacher/T) || softmax(student/T)) over the class dim (1), averaged per sample
+    (and per pixel for dense outputs), plus ``label_weight`` x cross-entropy with ``labels``.
+
+    >>> s = torch.randn(4, 10)
+    >>> float(distill_loss(s, s, None, 4.0, 0.5))
+    0.0
+    """
+    t = temperature
+    log_p = F.log_softmax(student.float() / t, 1)
+    log_q = F.log_softmax(teacher.float() / t, 1)
+    kl = (log_q.exp() * (log_q - log_p)).sum(1).mean() * t * t
+    if labels is None or label_weight == 0.0:
+        return kl
+    return kl + label_weight * F.cross_entropy(student.float(), labels)
+
+
+def _schedule(opts: FinetuneOptions) -> Callable[[int], float]:
+    warm = int(round(opts.warmup * opts.steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        span = max(1, opts.steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / span))
+
+    return factor
+
+
+def _optimizer(model: nn.Module, opts: FinetuneOptions) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("octify.finetune: the converted model has no trainable parameter. Hint: check requires_grad.")
+    if opts.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay, nesterov=opts.momentum > 0)
+    return torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+
+
+def _stream(data: Any, opts: FinetuneOptions, epoch: int, offset: int) -> Iterator[Tuple[int, int, Any]]:
+    """(epoch, batch index in the epoch, batch) forever from ``(epoch, offset)``: a Dataset through
+    a seeded shard sampler, any other iterable of batches as it comes (skipping what was used)."""
+    rank, world = rank_and_world()
+    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__") and not isinstance(data, torch.utils.data.IterableDataset):
+        if opts.batch_size % world:
+            raise ValueError(f"octify.finetune: batch_size {opts.batch_size} is the global batch and must divide among {world} processes")
+        per = opts.batch_size // world
+        if len(data) < opts.batch_size:
+            raise ValueError(f"octify.finetune: the dataset has {len(data)} samples, fewer than one batch of {opts.batch_size}")
+        while True:
+            sampler = EpochShardSampler(len(data), per, opts.seed, epoch, rank, world, skip=offset)
+            # Its own generator: a DataLoader draws a seed from the global one per epoch, which
+            # would shift the dropout draws of a resumed run against an uninterrupted one.
+            loader = torch.utils.data.DataLoader(data, batch_size=per, sampler=sampler, drop_last=True, generator=torch.Generator())
+            for i, batch in enumerate(loader, start=offset):
+                yield epoch, i, batch
+            epoch, offset = epoch + 1, 0
+    while True:
+        n = 0
+        for i, batch in enumerate(data):
+            n += 1
+            if i >= offset:
+                yield epoch, i, batch
+        if n == 0:
+            raise ValueError("octify.finetune: the data gave no batch. Hint: check that the dataset or DataLoader is not empty.")
+        epoch, offset = epoch + 1, 0
+
+
+def finetune(
+    original: nn.Module,
+    converted: nn.Module,
+    data: Union[Iterable[Any], torch.utils.data.Dataset],
+    *,
+    steps: int,
+    callback: Optional[Callable[[StepInfo], None]] = None,
+    inplace: bool = False,
+    **options: Any,
+) -> nn.Module:
+    """Train ``converted`` to reproduce ``original`` on ``data`` for ``steps`` optimizer steps and
+    return it (a copy unless ``inplace=True``; ``original`` is never changed).
+
+    ``data`` is a Dataset of (input, label) or input samples (batched by ``batch_size``, the
+    global batch, in a seeded order) or any iterable of batches (a DataLoader, a list), cycled
+    through as needed. The loss is :func:`distill_loss` against the original's outputs; the
+    other options (``lr``, ``optimizer``, ``momentum``, ``weight_decay``, ``warmup``,
+    ``temperature``, ``label_weight``, ``batch_size``, ``seed``, ``checkpoint``,
+    ``checkpoint_every``, ``resume``, ``sync_bn``) are :class:`FinetuneOptions`'.
+    With ``checkpoint`` a path, the state is saved every ``checkpoint_every`` steps and at the end,
+    and a run started with the same path resumes from it (``resume=True``) to the same weights an
+    uninterrupted run reaches. Under ``torchrun`` (a process group initialised) the model runs
+    in DistributedDataParallel, each process taking its share of every global batch, rank 0
+    saving; batch norms normalise over the global batch (``sync_bn=True``, the default, on any
+    device: ``tune/sync_bn.py``), so that K processes compute what one would, or over each
+    process's share with ``sync_bn=False`` (their running statistics averaged at the end).
+
+    >>> import torch, octify
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+    ...                           torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    >>> oct_net = octify.convert(net, example_inputs=torch.randn(1, 3, 16, 16))
+    >>> data = [torch.randn(8, 3, 16, 16) for _ in range(4)]
+    >>> before = octify.fidelity(net, oct_net, data)["rel_error"]
+    >>> tuned = octify.finetune(net, oct_net, data, steps=40, lr=0.05)
+    >>> octify.fidelity(net, tuned, data)["rel_error"] < before
+    True
+    """
+    check_module(original, "octify.finetune: original")
+    check_module(converted, "octify.finetune: converted")
+    opts = FinetuneOptions(steps=steps, **options)
+    if isinstance(data, Tensor):
+        raise TypeError("octify.finetune: expected a Dataset or an iterable of batches, found one Tensor. Hint: pass [tensor].")
+    student = converted if inplace else copy.deepcopy(converted)
+    was_training = student.training
+    rank, world = rank_and_world()
+    if opts.sync_bn and world > 1:
+        to_global_bn(student)  # normalise over the global batch, as one process would
+    torch.manual_seed(opts.seed + rank)
+    random.seed(opts.seed + rank)
+    optimizer = _optimizer(student, opts)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(opts))
+    step, epoch, offset = 0, 0, 0
+    ckpt = Path(opts.checkpoint) if opts.checkpoint is not None else None
+    state = load_checkpoint(ckpt) if ckpt is not None and opts.resume else None
+    if state is not None:
+        student.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, offset = state["step"], state["epoch"], state["offset"]
+        torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+    if world > 1:
+        barrier()  # every rank has read the checkpoint before rank 0 may overwrite it
+    net: nn.Module = student
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(student)
+    student.train()
+    stream = _stream(data, opts, epoch, offset)
+    with eval_mode(original):
+        while step < opts.steps:
+            epoch, index, batch = next(stream)
+            x, y = split_batch(batch, "octify.finetune")
+            x, y = to_device(x, student), to_device(y, student)
+            with torch.no_grad():
+                teacher = _scores(original(x))
+            out = _scores(net(x))
+            if out.shape != teacher.shape:
+                raise ValueError(f"octify.finetune: the converted model gives {tuple(out.shape)}, the original {tuple(teacher.shape)}")
+            loss = distill_loss(out, teacher, y if y is not None and y.shape == out.argmax(1).shape else None,
+                                opts.temperature, opts.label_weight)
+            optimizer.zero_grad(set_to_none=True)
+            with warnings.catch_warnings():
+                # DDP's buckets are contiguous, the converted model's 4-D weights channels-last: the
+                # reducer copies those gradients and says so on every step (its words: "not an error").
+                warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+                loss.backward()
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            step, offset = step + 1, index + 1
+            stats = all_reduce_sum(torch.tensor([
+                loss.item(), float((out.detach().argmax(1) == teacher.argmax(1)).sum()), float(teacher.argmax(1).numel()),
+            ], dtype=torch.float64))
+            if ckpt is not None and (step == opts.steps or (opts.checkpoint_every and step % opts.checkpoint_every == 0)):
+                _save(ckpt, student, optimizer, scheduler, step, epoch, offset, opts)
+            if callback is not None and is_main():
+                callback(StepInfo(step, opts.steps, stats[0].item() / world, stats[1].item() / max(stats[2].item(), 1), lr))
+    student.train(was_training)
+    if world > 1:
+        if opts.sync_bn:
+            from_global_bn(student)
+        else:
+            _average_bn_statistics(student, world)
+    return student
+
+
+def _average_bn_statistics(model: nn.Module, world: int) -> None:
+    """Each process's batch norms saw only its share of the data: the mean of their running
+    statistics, so that every rank returns the same model."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                for buf in (m.running_mean, m.running_var):
+                    buf.copy_(all_reduce_sum(buf.clone()) / world)
+
+
+def _save(path: Path, student: nn.Module, optimizer: Any, scheduler: Any, step: int, epoch: int, offset: int, opts: FinetuneOptions) -> None:
+    rank, world = rank_and_world()
+    rng = torch.get_rng_state()
+    if world > 1:  # rank 0 writes every rank's random state, so that each resumes with its own
+        gathered = [torch.empty_like(rng) for _ in range(world)]
+        torch.distributed.all_gather(gathered, rng)
+        rngs = gathered
+    else:
+        rngs = [rng]
+    if is_main():
+        save_checkpoint(path, {
+            "model": student.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": step, "epoch": epoch, "offset": offset, "rng": rngs, "options": asdict(opts),
+        })
+    barrier()

@@ -1,0 +1,101 @@
+"""How closely a converted model computes its original's function, on the user's data."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_leaves
+
+from ..fx.shape_prop import eval_mode
+from ..utils.validate import check_module
+from .data import batches_of, to_device
+
+__all__ = ["fidelity", "FidelityMeter"]
+
+
+def _logits(out: Any) -> List[Tensor]:
+    return [t for t in tree_leaves(out) if isinstance(t, Tensor) and t.is_floating_point()]
+
+
+class FidelityMeter:
+    """Running sums behind :func:`fidelity` (``finetune`` feeds one batch at a time, and sums the
+    meters of every process under DDP with :meth:`tensor` / :meth:`from_tensor`)."""
+
+    FIELDS = ("sq_diff", "sq_ref", "agree", "predictions", "correct", "ref_correct", "labelled", "samples", "batches")
+
+    def __init__(self) -> None:
+        self.totals = dict.fromkeys(self.FIELDS, 0.0)
+
+    def update(self, got: Any, want: Any, labels: Optional[Tensor] = None) -> None:
+        got_l, want_l = _logits(got), _logits(want)
+        if len(got_l) != len(want_l) or any(g.shape != w.shape for g, w in zip(got_l, want_l)):
+            raise ValueError(
+                "octify.fidelity: the converted model's outputs do not match the original's: "
+                f"{[tuple(g.shape) for g in got_l]} against {[tuple(w.shape) for w in want_l]}"
+            )
+        t = self.totals
+        for g, w in zip(got_l, want_l):
+            g, w = g.detach().double(), w.detach().double()
+            t["sq_diff"] += (g - w).square().sum().item()
+            t["sq_ref"] += w.square().sum().item()
+            if w.dim() >= 2 and w.shape[1] > 1:  # class scores on dim 1: per sample, or per pixel
+                t["agree"] += (g.argmax(1) == w.argmax(1)).sum().item()
+                t["predictions"] += w.argmax(1).numel()
+        if labels is not None and want_l and want_l[0].dim() >= 2 and labels.shape == want_l[0].argmax(1).shape:
+            labels = labels.to(want_l[0].device)
+            t["correct"] += (got_l[0].argmax(1) == labels).sum().item()
+            t["ref_correct"] += (want_l[0].argmax(1) == labels).sum().item()
+            t["labelled"] += labels.numel()
+        t["samples"] += want_l[0].shape[0] if want_l and want_l[0].dim() else 0
+        t["batches"] += 1
+
+    def tensor(self) -> Tensor:
+        return torch.tensor([self.totals[f] for f in self.FIELDS], dtype=torch.float64)
+
+    @classmethod
+    def from_tensor(cls, values: Tensor) -> "FidelityMeter":
+        meter = cls()
+        meter.totals = {f: float(v) for f, v in zip(cls.FIELDS, values.tolist())}
+        return meter
+
+    def result(self) -> Dict[str, Any]:
+        t = self.totals
+        out: Dict[str, Any] = {
+            "agreement": t["agree"] / t["predictions"] if t["predictions"] else None,
+            "rel_error": math.sqrt(t["sq_diff"] / t["sq_ref"]) if t["sq_ref"] else (0.0 if not t["sq_diff"] else math.inf),
+            "samples": int(t["samples"]),
+            "batches": int(t["batches"]),
+        }
+        if t["labelled"]:
+            out["accuracy"] = t["correct"] / t["labelled"]
+            out["original_accuracy"] = t["ref_correct"] / t["labelled"]
+        return out
+
+
+def fidelity(original: nn.Module, converted: nn.Module, data: Iterable[Any], *, max_batches: Optional[int] = None) -> Dict[str, Any]:
+    """How closely ``converted`` reproduces ``original`` on ``data``, both in eval mode.
+
+    ``data`` is an iterable of input batches, or of (input, label) pairs (a DataLoader). Returns
+    ``agreement`` (the fraction of top-1 predictions, per sample or per pixel of dense outputs,
+    equal to the original's), ``rel_error`` (||converted - original|| / ||original|| over every
+    output value), ``samples`` and ``batches``; with labels also ``accuracy`` and
+    ``original_accuracy`` (top-1). Neither model's mode or weights change.
+
+    >>> import torch, octify
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3),
+    ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    >>> same = octify.convert(net, octave=1, example_inputs=torch.randn(1, 3, 32, 32))
+    >>> r = octify.fidelity(net, same, [torch.randn(8, 3, 32, 32) for _ in range(2)])
+    >>> r["agreement"], r["rel_error"] < 1e-5, r["samples"]
+    (1.0, True, 16)
+    """
+    check_module(original, "octify.fidelity: original")
+    check_module(converted, "octify.fidelity: converted")
+    meter = FidelityMeter()
+    with torch.no_grad(), eval_mode(original), eval_mode(converted):
+        for x, y in batches_of(data, "octify.fidelity", max_batches):
+            meter.update(converted(to_device(x, converted)), original(to_device(x, original)), y)
+    return meter.result()

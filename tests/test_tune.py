@@ -1,0 +1,259 @@
+"""Getting the accuracy back (octify/tune/): fidelity, calibration, fine-tuning, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import octify
+from octify.fx.assign import layout_groups
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from textures import TextureDataset, TextureNet  # noqa: E402
+
+
+class Scaled(nn.Module):
+    """Returns its input (as logits) times ``k``, with the rows in ``negate`` negated."""
+
+    def __init__(self, k: float = 1.0, negate: tuple = ()) -> None:
+        super().__init__()
+        self.k, self.negate = k, list(negate)
+        self.p = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        y = x * self.k
+        if self.negate:
+            y = y.clone()
+            y[self.negate] = -y[self.negate]
+        return y
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small residual CNN trained briefly on the texture task (84% on held-out data)."""
+    torch.manual_seed(0)
+    net = TextureNet(width=16)
+    ds = TextureDataset(2048, 0)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        idx = torch.randint(0, len(ds), (32,), generator=gen)
+        loss = nn.functional.cross_entropy(net(ds.images[idx]), ds.labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def test_fidelity_counts_agreement_and_relative_error_on_known_outputs():
+    x = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 4.0], [2.0, 5.0, 1.0]])
+    same = octify.fidelity(Scaled(), Scaled(1.1), [x, x])
+    assert same["agreement"] == 1.0 and same["rel_error"] == pytest.approx(0.1) and (same["samples"], same["batches"]) == (8, 2)
+    flipped = octify.fidelity(Scaled(), Scaled(1.0, negate=(0, 1)), [x])
+    assert flipped["agreement"] == 0.5 and flipped["rel_error"] == pytest.approx((4 * (10 + 5) / 62) ** 0.5)
+    labelled = octify.fidelity(Scaled(), Scaled(1.0, negate=(0,)), [(x, torch.tensor([0, 1, 2, 0]))])
+    assert (labelled["accuracy"], labelled["original_accuracy"]) == (0.5, 0.75)
+    dense = torch.zeros(2, 3, 2, 2)
+    dense[:, 1] = 1.0  # class 1 wins at every pixel; the converted one loses it at 2 of 8
+    dense2 = dense.clone()
+    dense2[0, 2, 0, :] = 2.0
+    got = octify.fidelity(Scaled(), _Const(dense2), [dense])
+    assert got["agreement"] == 0.75
+
+
+class _Const(nn.Module):
+    def __init__(self, out: torch.Tensor) -> None:
+        super().__init__()
+        self.out = out
+
+    def forward(self, x):
+        return self.out
+
+
+def test_fidelity_says_what_it_expected():
+    with pytest.raises(TypeError, match=re.escape("octify.fidelity: expected an iterable of batches, found one Tensor. Hint: pass [tensor]")):
+        octify.fidelity(Scaled(), Scaled(), torch.randn(2, 3))
+    with pytest.raises(ValueError, match=re.escape("octify.fidelity: the data gave no batch")):
+        octify.fidelity(Scaled(), Scaled(), [])
+    with pytest.raises(TypeError, match=re.escape("octify.fidelity: expected batches that are an input Tensor or an (input, label) pair of Tensors, found dict")):
+        octify.fidelity(Scaled(), Scaled(), [{"x": torch.randn(2, 3)}])
+    with pytest.raises(ValueError, match=re.escape("octify.fidelity: the converted model's outputs do not match the original's: [(2, 3)] against [(2, 4)]")):
+        octify.fidelity(_Const(torch.zeros(2, 4)), _Const(torch.zeros(2, 3)), [torch.randn(2, 3)])
+    with pytest.raises(TypeError, match="octify.fidelity: original must be a torch.nn.Module, found str"):
+        octify.fidelity("net", Scaled(), [torch.randn(2, 3)])
+
+
+class TwoTextures(nn.Module):
+    """conv1's channels 0-3 copy a smooth input, 4-7 a checkerboard: the default split (last
+    half low) would take the checkerboard down; the measured one takes the smooth channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(2, 2, 1, bias=False)
+        self.conv1 = nn.Conv2d(2, 8, 1, bias=False)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+        with torch.no_grad():
+            self.stem.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+            self.conv1.weight.zero_()
+            for k in range(4):
+                self.conv1.weight[k, 0] = k + 1.0
+                self.conv1.weight[4 + k, 1] = k + 1.0
+
+    def forward(self, x):
+        y = torch.relu(self.conv2(torch.relu(self.conv1(self.stem(x)))))
+        return self.fc(y.amax((2, 3)))
+
+
+def _two_texture_batches(n: int, seed: int) -> list:
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    out = []
+    for _ in range(n):
+        shift = torch.rand(8, 1, 1, generator=gen) * 6
+        smooth = torch.sin((xx + shift) / 5.0)  # both zero-mean: only their frequency differs
+        checker = ((xx + yy) % 2 * 2 - 1) * (1 + torch.rand(8, 1, 1, generator=gen))
+        out.append(torch.stack([smooth, checker], 1))
+    return out
+
+
+def test_calibration_sends_the_channels_that_lose_least_low():
+    torch.manual_seed(0)
+    net = TwoTextures().eval()
+    data, held = _two_texture_batches(3, 0), _two_texture_batches(3, 1)
+    x = data[0][:1]
+    only = {"conv2": 0.0}  # conv2 mixes both textures: at alpha 0 the error is conv1's assignment alone
+    default = octify.convert(net, example_inputs=x, alpha_for=only)
+    calibrated = octify.convert(net, example_inputs=x, calibration=data, alpha_for=only)
+    assert default.conv1.out_partition.low == (4, 5, 6, 7)
+    assert calibrated.conv1.out_partition.low == (0, 1, 2, 3)
+    record = octify.record_of(calibrated).calibration
+    assert record["assigned"] == ["conv1"] and record["kept_default"] == {} and record["batch_norms_corrected"] == 0
+    worse, better = octify.fidelity(net, default, held)["rel_error"], octify.fidelity(net, calibrated, held)["rel_error"]
+    assert better < 0.5 * worse, (better, worse)
+
+
+def test_calibration_ties_summed_channels_keeps_the_oracle_and_the_model(trained):
+    cal = [TextureDataset(128, 2).images[i:i + 64] for i in (0, 64)]
+    before = copy.deepcopy(trained.state_dict())
+    x = cal[0][:1]
+    exact = octify.convert(trained, octave=1, example_inputs=x, calibration=cal)
+    assert octify.fidelity(trained, exact, [TextureDataset(64, 3).images])["rel_error"] < 1e-5
+    calibrated = octify.convert(trained, example_inputs=x, calibration=cal)
+    rec = octify.record_of(calibrated)
+    assert rec.count("align") == 0 and rec.count("merge") == 0
+    # The residual stream of layer1 is one layout: the stem's output is summed into both blocks.
+    stream = {calibrated.get_submodule("layer1.0.conv2").out_partition, calibrated.get_submodule("layer1.1.conv2").out_partition}
+    assert len(stream) == 1 and stream != {octify.Partition.split(16, 0.5)}
+    assert calibrated.get_submodule("layer2.0.conv2").out_partition == calibrated.get_submodule("layer2.0.short.0").out_partition == calibrated.get_submodule("layer2.1.conv2").out_partition
+    assert rec.calibration["batch_norms_corrected"] == 19 and rec.to_dict()["calibration"]["assigned"] == rec.calibration["assigned"]
+    after = trained.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_calibration_brings_a_trained_model_closer(trained):
+    cal = [TextureDataset(256, 2).images[i:i + 64] for i in range(0, 256, 64)]
+    test = TextureDataset(512, 1)
+    held = [(test.images, test.labels)]
+    x = cal[0][:1]
+    default = octify.fidelity(trained, octify.convert(trained, example_inputs=x), held)
+    calibrated = octify.fidelity(trained, octify.convert(trained, example_inputs=x, calibration=cal), held)
+    assert calibrated["rel_error"] <= 0.85 * default["rel_error"], (calibrated, default)
+    assert calibrated["agreement"] >= default["agreement"]
+
+
+def test_layout_groups_follow_sums_and_depthwise_convs():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(4, 8, 1), nn.Conv2d(4, 8, 3, padding=1)
+            self.dw, self.c = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            y = torch.relu(self.a(x)) + self.b(x)
+            return self.c(self.dw(y)) * 2
+
+    gm = torch.fx.symbolic_trace(Net())
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    ShapeProp(gm).propagate(torch.randn(1, 4, 8, 8))
+    for n in gm.graph.nodes:
+        if "tensor_meta" in n.meta:
+            n.meta["val"] = torch.empty(n.meta["tensor_meta"].shape)
+    groups = sorted(sorted(str(n.target) for n in g) for g in layout_groups(gm, dict(gm.named_modules())))
+    assert groups == [["a", "b", "dw"], ["c"]]
+
+
+def test_calibration_says_what_it_expected(trained):
+    gen = (torch.randn(2, 3, 32, 32) for _ in range(2))
+    with pytest.raises(TypeError, match=re.escape("octify.convert: calibration: expected data that can be iterated more than once, found a one-shot generator. Hint: pass a list of batches or a DataLoader.")):
+        octify.convert(trained, example_inputs=torch.randn(1, 3, 32, 32), calibration=gen)
+    with pytest.raises(TypeError, match=re.escape("octify.convert: calibration: expected an iterable of batches (a DataLoader, a list of Tensors), found int")):
+        octify.convert(trained, example_inputs=torch.randn(1, 3, 32, 32), calibration=3)
+
+
+def test_finetune_brings_the_converted_model_back_and_changes_nothing_else(trained):
+    train, test = TextureDataset(1024, 4), TextureDataset(512, 1)
+    held = [(test.images, test.labels)]
+    converted = octify.convert(trained, example_inputs=torch.randn(1, 3, 32, 32))
+    before_state = copy.deepcopy(converted.state_dict())
+    seen = []
+    tuned = octify.finetune(trained, converted, train, steps=40, batch_size=32, callback=seen.append)
+    assert [s.step for s in seen] == list(range(1, 41)) and seen[-1].lr < seen[0].lr
+    assert all(torch.equal(before_state[k], v) for k, v in converted.state_dict().items())  # a copy was tuned
+    start, end = octify.fidelity(trained, converted, held), octify.fidelity(trained, tuned, held)
+    assert end["rel_error"] < 0.7 * start["rel_error"] and end["agreement"] >= start["agreement"], (start, end)
+    assert octify.record_of(tuned).alpha == 0.5 and tuned.training == converted.training
+
+
+def test_finetune_resumes_from_a_checkpoint_to_the_same_weights(tmp_path):
+    torch.manual_seed(0)
+    net = TextureNet(width=8).eval()
+    net.fc = nn.Sequential(nn.Dropout(0.3), net.fc)  # random draws in the step: the RNG is restored too
+    ds = TextureDataset(96, 0)
+    converted = octify.convert(net, example_inputs=torch.randn(1, 3, 32, 32))
+    straight = octify.finetune(net, converted, ds, steps=12, batch_size=16)
+    ckpt = tmp_path / "run.ckpt"
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(info):
+        if info.step == 7:
+            raise Stop
+
+    with pytest.raises(Stop):
+        octify.finetune(net, converted, ds, steps=12, batch_size=16, checkpoint=str(ckpt), checkpoint_every=7, callback=interrupt)
+    assert torch.load(ckpt, weights_only=False)["step"] == 7
+    resumed = octify.finetune(net, converted, ds, steps=12, batch_size=16, checkpoint=str(ckpt))
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], v) for k, v in converted.state_dict().items())
+
+
+def test_finetune_says_what_it_expected(tmp_path, trained):
+    conv = octify.convert(trained, example_inputs=torch.randn(1, 3, 32, 32))
+    data = [torch.randn(4, 3, 32, 32)]
+    for kwargs, error, text in [
+        ({"steps": 0}, ValueError, "steps must be an integer >= 1, found 0"),
+        ({"steps": 2, "lr": 0}, ValueError, "lr must be a number > 0, found 0"),
+        ({"steps": 2, "optimizer": "adam"}, ValueError, "optimizer must be 'sgd' or 'adamw', found 'adam'"),
+        ({"steps": 2, "warmup": 1.0}, ValueError, "warmup is a fraction of the steps, in [0, 1), found 1"),
+        ({"steps": 2, "temperature": "hot"}, TypeError, "temperature must be a number > 0, found 'hot' (str)"),
+    ]:
+        with pytest.raises(error, match=re.escape(text)):
+            octify.finetune(trained, conv, data, **kwargs)
+    with pytest.raises(TypeError, match=re.escape("octify.finetune: expected a Dataset or an iterable of batches, found one Tensor")):
+        octify.finetune(trained, conv, torch.randn(4, 3, 32, 32), steps=2)
+    with pytest.raises(ValueError, match=re.escape("octify.finetune: the dataset has 16 samples, fewer than one batch of 64")):
+        octify.finetune(trained, conv, TextureDataset(16, 0), steps=2)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": 1}, foreign)
+    with pytest.raises(ValueError, match=re.escape(f"octify.finetune: expected a fine-tuning checkpoint written by octify.finetune, found {str(foreign)!r} holding dict")):
+        octify.finetune(trained, conv, data, steps=2, checkpoint=str(foreign))
