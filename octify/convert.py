@@ -139,6 +139,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, cali
         measured = sorted({str(n.target) for n, p in plans.items() if p.alpha_out > 0.0 and not p.keep_plain})
         scores = octave_losses(model, measured, calibration, opts.octave, "octify.convert: calibration")
         kept_default = assign_low_channels(gm, plans, scores)
+        reference = copy.deepcopy(model)  # as it is now: inplace=True reuses its modules below
 
     record = ConversionRecord(
         alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, specialized=gm.meta.get(SPECIALIZED, []),
@@ -167,7 +168,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, cali
     if opts.verify:
         verify_outputs(gm, out, fm, fake_inputs)  # 7
     if calibration is not None:
-        bns = correct_bn(model, out, calibration, "octify.convert: calibration")
+        bns = correct_bn(reference, out, calibration, "octify.convert: calibration")
         record.calibration = {
             "assigned": sorted({str(n.target) for n, p in plans.items() if p.low is not None}),
             "kept_default": kept_default,

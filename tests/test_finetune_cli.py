@@ -93,3 +93,19 @@ def test_finetune_cli_nproc_launches_processes_that_agree_with_one(converted_fil
     one, two = reports
     assert (one["processes"], two["processes"]) == (1, 2)
     assert two["after"]["rel_error"] == pytest.approx(one["after"]["rel_error"], rel=1e-3)
+
+
+def test_convert_cli_calibrates_and_measures_fidelity_on_data(tmp_path):
+    report = tmp_path / "c.json"
+    result = run("convert", TEXTURES, "-i", "1,3,32,32", "-o", tmp_path / "c.pt", "--calibration", f"{TEXTURES}:make_dataset",
+                 "--fidelity", f"{TEXTURES}:make_dataset", "--data-samples", "100", "--json", report)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert (data["fidelity"]["samples"], data["fidelity"]["batches"]) == (100, 2)
+    assert set(data["fidelity"]) == {"agreement", "rel_error", "samples", "batches", "accuracy", "original_accuracy"}
+    cal = data["conversion"]["calibration"]
+    assert cal["batch_norms_corrected"] == 19 and "layer1.0.conv1" in cal["assigned"]
+    assert "Calibrated: 9 convs took measured low channels, 19 batch norms corrected" in result.stdout
+    assert "Fidelity to the original on 100 samples: rel. error" in result.stdout
+    assert_error(run("convert", TEXTURES, "-i", "1,3,32,32", "-o", tmp_path / "d.pt", "--fidelity", tmp_path / "none"), 2,
+                 "expected a directory of class folders (ImageFolder) or file.py:FACTORY")

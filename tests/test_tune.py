@@ -5,10 +5,15 @@ from __future__ import annotations
 import copy
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import randomize_bn, rel_err
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_convert import SpecNet, cnn_specs
 from torch import nn
 
 import octify
@@ -186,8 +191,8 @@ def test_layout_groups_follow_sums_and_depthwise_convs():
     for n in gm.graph.nodes:
         if "tensor_meta" in n.meta:
             n.meta["val"] = torch.empty(n.meta["tensor_meta"].shape)
-    groups = sorted(sorted(str(n.target) for n in g) for g in layout_groups(gm, dict(gm.named_modules())))
-    assert groups == [["a", "b", "dw"], ["c"]]
+    groups, pinned = layout_groups(gm, dict(gm.named_modules()))
+    assert sorted(sorted(str(n.target) for n in g) for g in groups) == [["a", "b", "dw"], ["c"]] and not pinned
 
 
 def test_calibration_says_what_it_expected(trained):
@@ -257,3 +262,31 @@ def test_finetune_says_what_it_expected(tmp_path, trained):
     torch.save({"weights": 1}, foreign)
     with pytest.raises(ValueError, match=re.escape(f"octify.finetune: expected a fine-tuning checkpoint written by octify.finetune, found {str(foreign)!r} holding dict")):
         octify.finetune(trained, conv, data, steps=2, checkpoint=str(foreign))
+
+
+def test_calibration_in_place_gives_what_a_copy_does(trained):
+    cal = [TextureDataset(128, 2).images[i:i + 64] for i in (0, 64)]
+    x = cal[0][:1]
+    copied = octify.convert(trained, example_inputs=x, calibration=cal)
+    in_place = octify.convert(copy.deepcopy(trained), example_inputs=x, calibration=cal, inplace=True)
+    assert octify.record_of(in_place).calibration == octify.record_of(copied).calibration
+    a, b = copied.state_dict(), in_place.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=cnn_specs(), alpha=st.floats(0.125, 0.75), seed=st.integers(0, 2**16))
+def test_calibrated_random_cnns_hold_the_oracle_and_add_no_realign(spec, alpha, seed):
+    torch.manual_seed(seed)
+    model = SpecNet(spec).eval()
+    randomize_bn(model, seed)
+    data = [torch.randn(4, 3, *spec["hw"]) for _ in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # merges in front of ops without a rule are expected here
+        exact = octify.convert(model, alpha, example_inputs=data[0], octave=1, min_size=1, calibration=data)
+        default = octify.convert(model, alpha, example_inputs=data[0], min_size=1)
+        calibrated = octify.convert(model, alpha, example_inputs=data[0], min_size=1, calibration=data)
+    with torch.no_grad():
+        assert rel_err(exact(data[1]), model(data[1])) <= 1e-4
+        assert torch.isfinite(calibrated(data[1])).all()
+    assert octify.record_of(calibrated).count("align") <= octify.record_of(default).count("align")

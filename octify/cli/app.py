@@ -165,6 +165,9 @@ def convert(
     json_out: _Json = None,
     latency: Annotated[bool, typer.Option("--latency", help="Also time both models (slower).")] = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the converted model, and that the saved file reloads with identical outputs.")] = True,
+    calibration: Annotated[Optional[str], typer.Option(metavar="DIR|file.py:FACTORY", help="Calibrate on these images: measured low channels, batch-norm drift corrected.")] = None,
+    fidelity_data: Annotated[Optional[str], typer.Option("--fidelity", metavar="DIR|file.py:FACTORY", help="Measure fidelity to the original (agreement, rel. error, accuracy) on these images.")] = None,
+    data_samples: Annotated[int, typer.Option(metavar="N", parser=opt.integer("data_samples", 1, "a number of samples >= 1, e.g. 512"), help="Samples taken from --calibration and --fidelity data.")] = 512,
     quiet: _Quiet = False,
     debug: _Debug = False,
 ) -> None:
@@ -176,6 +179,7 @@ def convert(
             min_size=min_size, policy=policy, exclude=tuple(exclude or ()),
             alpha_for={g.glob: g.alpha for g in alpha_for} if alpha_for else None, leaf=list(leaf or ()),
             weights=weights, output=output, json_out=json_out, latency=latency, verify=verify,
+            calibration=calibration, fidelity_data=fidelity_data, data_samples=data_samples,
         )
 
 

@@ -18,11 +18,13 @@ from ..export import export as export_model
 from ..io import load, save
 from ..record import record_of, recorded_inputs
 from ..report import compare, profile
+from ..tune.fidelity import fidelity
 from ..utils.formatting import nbytes, si
 from ..utils.formatting import shape as shape_text
 from ..utils.inputs import default_shape
 from . import loading
 from .console import UI, CLIError, one_line, usage, write_json
+from .data import load_dataset
 from .options import Shape, check_writable
 from .weights import load_weights
 
@@ -107,6 +109,9 @@ def run_convert(
     json_out: Optional[str],
     latency: bool,
     verify: bool,
+    calibration: Optional[str] = None,
+    fidelity_data: Optional[str] = None,
+    data_samples: int = 512,
 ) -> None:
     if output is not None:
         check_writable(Path(output), "the converted model")
@@ -137,6 +142,9 @@ def run_convert(
             leaf_modules=_leaf_specs(original, leaf),
             verify=verify,
         )
+        if calibration is not None:
+            with ui.step(f"Loading the calibration data {calibration}"):
+                kwargs["calibration"] = [inputs for inputs, _ in _samples(calibration, x, data_samples)]
         with ui.step(f"Converting at alpha={alpha:g}: tracing, rewriting, transferring weights" + (", verifying" if verify else "")):
             try:
                 converted = convert_model(original, alpha, **kwargs)
@@ -168,11 +176,20 @@ def run_convert(
 
     with ui.step("Profiling the original and the converted model" + (", timing both" if latency else "")):
         comparison = compare(original, converted, x, latency=latency)
+    measured = None
+    if fidelity_data is not None:
+        with ui.step(f"Measuring fidelity to the original on {fidelity_data}"):
+            measured = fidelity(original, converted, _samples(fidelity_data, x, data_samples))
 
     if json_out != "-":  # with JSON on stdout, the JSON is the report
         ui.out.print(comparison)
         if record is not None:
             _print_record(ui, record)
+        if record is not None and record.calibration:
+            ui.say(f"Calibrated: {len(record.calibration['assigned'])} convs took measured low channels, "
+                   f"{record.calibration['batch_norms_corrected']} batch norms corrected")
+        if measured is not None:
+            ui.say(fidelity_text(measured))
     _note_user_classes(ui, converted, loaded)
     ui.say(
         f"Saved [cyan]{escape(str(out_path))}[/] ({nbytes(out_path.stat().st_size)})"
@@ -187,7 +204,28 @@ def run_convert(
             data.setdefault("output", str(out_path))
             if record is not None:
                 data.setdefault("conversion", record.to_dict())
+            if measured is not None:
+                data["fidelity"] = measured
         write_json(ui, data, json_out)
+
+
+def _samples(spec: str, x: torch.Tensor, n: int) -> List[Any]:
+    """Up to ``n`` samples of the dataset ``spec`` (a seeded random choice), as a list of
+    (inputs, labels) batches of 64 sized like the example input."""
+    dataset, _ = load_dataset(spec, tuple(x.shape[-2:]))
+    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, pick), batch_size=64)
+    return [tuple(b) if isinstance(b, (list, tuple)) else (b, None) for b in loader]
+
+
+def fidelity_text(r: dict) -> str:
+    """One line of ``octify.fidelity``'s result, as the CLI prints it."""
+    text = f"Fidelity to the original on {r['samples']} samples: rel. error [bold]{r['rel_error']:.4f}[/]"
+    if r.get("agreement") is not None:
+        text += f", top-1 agreement [bold]{r['agreement']:.2%}[/]"
+    if "accuracy" in r:
+        text += f", accuracy {r['accuracy']:.2%} (original {r['original_accuracy']:.2%})"
+    return text
 
 
 def _check_reload(model: torch.nn.Module, path: Path, shape: tuple) -> None:

@@ -10,7 +10,7 @@ reason recorded.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 import torch
 import torch.fx as fx
@@ -20,6 +20,7 @@ from ..nn._common import is_depthwise
 from ..nn.partition import low_channels
 from .ops import (
     ARITHMETIC, CHANNEL_PRESERVING_MODULES, ELEMENTWISE_FUNCTIONS, ELEMENTWISE_METHODS, LOCAL_POOL_MODULES, is_conv,
+    mixes_channels,
 )
 from .plan import ConvPlan
 
@@ -40,10 +41,16 @@ def _keeps_layout(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
     return node.op == "call_method" and (node.target in ELEMENTWISE_METHODS or node.target in ARITHMETIC)
 
 
-def layout_groups(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> List[List[fx.Node]]:
-    """The conv nodes grouped by the channel layout their outputs share: convs whose outputs are
-    summed or multiplied (through ops that keep each channel in place) are in one group; a
-    depthwise conv carries its input's layout on."""
+def layout_groups(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> Tuple[List[List[fx.Node]], Set[fx.Node]]:
+    """The conv nodes grouped by the channel layout their outputs share, and the convs whose
+    group must keep the default split.
+
+    Convs whose outputs are summed or multiplied (through ops that keep each channel in place)
+    are in one group; a depthwise conv carries its input's layout on. A concatenation or a
+    channel slice makes a layout of its own out of its inputs' (partitions compose); where such a
+    value meets another in a sum or product, a measured choice on either side would make the two
+    partitions differ (a realign the default split does not need), so every group behind both
+    operands is pinned to the default."""
     parent: Dict[fx.Node, fx.Node] = {}
 
     def find(n: fx.Node) -> fx.Node:
@@ -53,6 +60,8 @@ def layout_groups(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> List[
         return n
 
     layout: Dict[fx.Node, Optional[fx.Node]] = {}
+    behind: Dict[fx.Node, Set[fx.Node]] = {}  # the groups a value's channel layout is made of
+    pinned: Set[fx.Node] = set()
     convs: List[fx.Node] = []
     for node in gm.graph.nodes:
         c = _channels(node)
@@ -62,11 +71,17 @@ def layout_groups(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> List[
             carried = layout.get(src) if src is not None and is_depthwise(modules[node.target]) else None
             parent[node] = node if carried is None else find(carried)
             layout[node] = find(node)
+            behind[node] = {node}
             continue
+        inputs = node.all_input_nodes
+        behind[node] = set() if mixes_channels(node, modules) else {r for a in inputs for r in behind.get(a, ())}
         if c is None or not _keeps_layout(node, modules):
             layout[node] = None
             continue
-        roots = {find(r) for a in node.all_input_nodes if _channels(a) == c and (r := layout.get(a)) is not None}
+        operands = [a for a in inputs if _channels(a) == c]
+        roots = {find(r) for a in operands if (r := layout.get(a)) is not None}
+        if len(operands) > 1 and any(layout.get(a) is None and behind.get(a) for a in operands):
+            pinned.update(behind[node])  # a composed layout meets another: keep them all default
         if not roots:
             layout[node] = None
             continue
@@ -77,7 +92,8 @@ def layout_groups(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> List[
     groups: Dict[fx.Node, List[fx.Node]] = {}
     for n in convs:
         groups.setdefault(find(n), []).append(n)
-    return list(groups.values())
+    pinned_roots = {find(n) for n in pinned if n in parent}
+    return list(groups.values()), {n for n in convs if find(n) in pinned_roots}
 
 
 def assign_low_channels(
@@ -91,7 +107,8 @@ def assign_low_channels(
     for node in plans:
         calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     kept: Dict[str, str] = {}
-    for group in layout_groups(gm, modules):
+    groups, pinned = layout_groups(gm, modules)
+    for group in groups:
         octave = [n for n in group if n in plans and plans[n].alpha_out > 0.0 and not plans[n].keep_plain]
         setters = [n for n in octave if not is_depthwise(modules[n.target])]
         if not setters:
@@ -104,6 +121,8 @@ def assign_low_channels(
             why = "the convs of its channel layout have different alphas or widths"
         elif any(calls[str(n.target)] > 1 for n in setters):
             why = "a conv module called more than once"
+        elif any(n in pinned for n in group):
+            why = "its channels meet a concatenation or a channel slice in a sum or product (partitions must match there)"
         measured = [scores[str(n.target)] for n in octave if str(n.target) in scores]
         if why is None and not measured:
             why = "no calibration measurement reached it"
@@ -111,7 +130,11 @@ def assign_low_channels(
             kept.update({str(n.target): why for n in setters})
             continue
         (channels, n_low), = sizes
-        score = torch.stack([s for s in measured if s.numel() == channels]).mean(0)
+        measured = [s for s in measured if s.numel() == channels]
+        if not measured:
+            kept.update({str(n.target): "no calibration measurement reached it" for n in setters})
+            continue
+        score = torch.stack(measured).mean(0)
         low = tuple(sorted(torch.argsort(score, stable=True)[:n_low].tolist()))
         for n in setters:
             plans[n].low = low

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
@@ -116,16 +115,17 @@ def _counterparts(converted: nn.Module, original: nn.Module) -> List[Tuple[_Batc
     return pairs
 
 
-def correct_bn(original: nn.Module, converted: nn.Module, data: Iterable[Any], who: str) -> int:
+def correct_bn(reference: nn.Module, converted: nn.Module, data: Iterable[Any], who: str) -> int:
     """Shift the converted model's batch-norm statistics by the drift the conversion caused.
 
     Both models' batch norms are re-estimated on ``data`` alike; each converted statistic becomes
     the original's running value plus the difference (mean) or times the ratio (variance) of the
     two estimates. Data like the training data gives the plain re-estimate; data unlike it (or an
     original whose statistics are not those of its data) still changes only what conversion
-    changed, so with ``octave=1`` the statistics are the original's exactly. Returns how many
-    batch norms were corrected."""
-    ref = copy.deepcopy(original)
+    changed, so with ``octave=1`` the statistics are the original's exactly. ``reference`` is a
+    copy of the original taken before conversion (its statistics are re-estimated here). Returns
+    how many batch norms were corrected."""
+    ref = reference
     pairs = _counterparts(converted, ref)
     if not pairs:
         return 0
