@@ -236,6 +236,8 @@ def test_finetune_resumes_from_a_checkpoint_to_the_same_weights(tmp_path):
     with pytest.raises(Stop):
         octify.finetune(net, converted, ds, steps=12, batch_size=16, checkpoint=str(ckpt), checkpoint_every=7, callback=interrupt)
     assert torch.load(ckpt, weights_only=False)["step"] == 7
+    with pytest.raises(ValueError, match=re.escape("belongs to a run with other settings (lr=0.01 there, 0.02 here)")):
+        octify.finetune(net, converted, ds, steps=12, batch_size=16, checkpoint=str(ckpt), lr=0.02)
     resumed = octify.finetune(net, converted, ds, steps=12, batch_size=16, checkpoint=str(ckpt))
     a, b = straight.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

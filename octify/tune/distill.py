@@ -219,6 +219,7 @@ def finetune(
     ckpt = Path(opts.checkpoint) if opts.checkpoint is not None else None
     state = load_checkpoint(ckpt) if ckpt is not None and opts.resume else None
     if state is not None:
+        _check_same_run(state.get("options", {}), opts, ckpt)
         student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -277,6 +278,19 @@ def _average_bn_statistics(model: nn.Module, world: int) -> None:
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
                 for buf in (m.running_mean, m.running_var):
                     buf.copy_(all_reduce_sum(buf.clone()) / world)
+
+
+_RUN_FIELDS = ("steps", "lr", "optimizer", "momentum", "weight_decay", "warmup", "temperature", "label_weight", "batch_size", "seed", "sync_bn")
+
+
+def _check_same_run(saved: dict, opts: FinetuneOptions, path: Path) -> None:
+    """Resuming continues one run: a checkpoint of a run with other settings would silently mix two."""
+    differ = [f"{f}={saved[f]!r} there, {getattr(opts, f)!r} here" for f in _RUN_FIELDS if f in saved and saved[f] != getattr(opts, f)]
+    if differ:
+        raise ValueError(
+            f"octify.finetune: the checkpoint {str(path)!r} belongs to a run with other settings ({'; '.join(differ)}). "
+            "Hint: give the same settings to resume it, another checkpoint path, or resume=False to start over."
+        )
 
 
 def _save(path: Path, student: nn.Module, optimizer: Any, scheduler: Any, step: int, epoch: int, offset: int, opts: FinetuneOptions) -> None:
