@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
 from typing import Optional, Union
 
 import torch
@@ -18,15 +19,36 @@ from torch import Tensor, nn
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if hasattr(ctypes, "CDLL") else None
 
 
+_THREADS = torch.get_num_threads()
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_collected_at = [0]
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except OSError:  # not Linux: collect after every test
+        return _collected_at[0] + (1 << 40)
+
+
 def pytest_runtest_teardown(item, nextitem):
-    """Free each test's models before the next one. A converted model is a GraphModule, which
-    refers to itself through its graph: only the cycle collector frees it, and Python runs that
-    by object counts, not bytes, so the zoo's networks piled up (2 GB per VGG, the suite killed
-    for memory at 24 GB). malloc_trim hands the freed heap back to the system (glibc only)."""
+    """Between tests: the thread count back to what the session started with (a test that sets
+    it would otherwise slow every later one), and each test's models freed once they add up.
+    A converted model is a GraphModule, which refers to itself through its graph: only the cycle
+    collector frees it, and Python runs that by object counts, not bytes, so the zoo's networks
+    piled up (2 GB per VGG; the suite was killed for memory at 24 GiB). A collection costs about
+    0.3 s, so it runs when the process has grown by 1 GiB since the last; malloc_trim then hands
+    the freed heap back to the system (glibc only)."""
+    if torch.get_num_threads() != _THREADS:
+        torch.set_num_threads(_THREADS)
+    if _rss() - _collected_at[0] < (1 << 30):
+        return
     gc.collect()
     trim = getattr(_LIBC, "malloc_trim", None)
     if trim is not None:
         trim(0)
+    _collected_at[0] = _rss()
 
 
 def rel_err(got: Tensor, want: Tensor) -> float:

@@ -37,7 +37,6 @@ def _first_tensor(out):
 
 
 def _check(model: torch.nn.Module, x: torch.Tensor, *, min_converted: int = 1) -> octify.ConversionRecord:
-    torch.set_num_threads(1)
     randomize_bn(model)
     model.eval()
     with warnings.catch_warnings():
