@@ -1,7 +1,8 @@
 """How much of a trained CNN's accuracy an octave conversion keeps, and what gets it back.
 
 The task (``examples/textures.py``, generated, no download) needs fine detail: 8 classes of
-stripe orientation (2-3 pixel period) x blob side, 32x32. The original (``TextureNet``, a small
+stripe orientation (2-3 pixel period) x blob side, 32x32, under pixel noise of standard
+deviation 1.5 (the stripes' amplitude is 0.4 to 1). The original (``TextureNet``, a small
 residual CNN) is trained to convergence here; then, at alpha 0.5, octave 2:
 
   (a) the default conversion (the last channels of each conv low);
@@ -15,8 +16,8 @@ residual CNN) is trained to convergence here; then, at alpha 0.5, octave 2:
 Accuracy is top-1 on 2048 held-out images (another seed); agreement and rel. error are
 ``octify.fidelity`` against the original on them.
 
-    python benchmarks/recovery.py                    # 1500 original steps (about 10 minutes on 2 cores)
-    python benchmarks/recovery.py --original-steps 300   # a quick look
+    python benchmarks/recovery.py                    # 1500 original steps, noise 1.5 (about 6 minutes on 2 cores)
+    python benchmarks/recovery.py --original-steps 300 --noise 0.3   # a quick look
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--noise", type=float, default=1.5, help="pixel noise of the texture task (the tests use 0.3)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    train, test = TextureDataset(8192, seed=0), TextureDataset(2048, seed=1)
+    train, test = TextureDataset(8192, seed=0, noise=args.noise), TextureDataset(2048, seed=1, noise=args.noise)
     held = [(test.images[i:i + 256], test.labels[i:i + 256]) for i in range(0, len(test), 256)]
     calibration = [train.images[i:i + 128] for i in range(0, 512, 128)]
     x = train.images[:1]
@@ -95,7 +97,7 @@ def main() -> None:
     row("(d) octave net from scratch", scratch, budgets[-1], time.perf_counter() - t)
 
     print(f"\ntorch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} threads, alpha {args.alpha}, "
-          f"batch {args.batch}, original trained {args.original_steps} steps")
+          f"batch {args.batch}, original trained {args.original_steps} steps, noise {args.noise:g}")
     print("| model | steps | top-1 | agreement | rel. error | time (s) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, steps, acc, agree, rel, secs in rows:

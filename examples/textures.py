@@ -25,8 +25,9 @@ SIZE = 32
 CLASSES = 8
 
 
-def make_images(n: int, seed: int, size: int = SIZE) -> tuple[Tensor, Tensor]:
-    """``n`` images and their labels, the same for the same seed."""
+def make_images(n: int, seed: int, size: int = SIZE, noise: float = 0.3) -> tuple[Tensor, Tensor]:
+    """``n`` images and their labels, the same for the same seed; ``noise`` is the standard
+    deviation of the pixel noise (the stripes' amplitude is 0.4 to 1): higher is harder."""
     gen = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, CLASSES, (n,), generator=gen)
     orient, side = labels // 2, labels % 2
@@ -41,15 +42,15 @@ def make_images(n: int, seed: int, size: int = SIZE) -> tuple[Tensor, Tensor]:
     cy = (0.3 + 0.4 * torch.rand(n, generator=gen)) * size
     blob = torch.exp(-((xx[None] - cx[:, None, None]) ** 2 + (yy[None] - cy[:, None, None]) ** 2) / (2 * (size / 8) ** 2))
     tint = torch.rand(n, 3, 1, 1, generator=gen) * 0.5 + 0.5
-    images = contrast[:, None] * stripes[:, None] * tint + 1.5 * blob[:, None] + 0.3 * torch.randn(n, 3, size, size, generator=gen)
+    images = contrast[:, None] * stripes[:, None] * tint + 1.5 * blob[:, None] + noise * torch.randn(n, 3, size, size, generator=gen)
     return images, labels
 
 
 class TextureDataset(torch.utils.data.Dataset):
     """``n`` generated (image, label) samples; ``seed`` picks the draw (train and test differ by seed)."""
 
-    def __init__(self, n: int = 4096, seed: int = 0) -> None:
-        self.images, self.labels = make_images(n, seed)
+    def __init__(self, n: int = 4096, seed: int = 0, noise: float = 0.3) -> None:
+        self.images, self.labels = make_images(n, seed, noise=noise)
 
     def __len__(self) -> int:
         return len(self.labels)
