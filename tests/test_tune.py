@@ -292,3 +292,23 @@ def test_calibrated_random_cnns_hold_the_oracle_and_add_no_realign(spec, alpha, 
         assert rel_err(exact(data[1]), model(data[1])) <= 1e-4
         assert torch.isfinite(calibrated(data[1])).all()
     assert octify.record_of(calibrated).count("align") <= octify.record_of(default).count("align")
+
+
+def test_a_converted_model_takes_torch_sync_batch_norm_and_global_batch_norm(trained):
+    from octify.tune.sync_bn import GlobalBatchNorm2d, from_global_bn, to_global_bn
+
+    converted = octify.convert(trained, example_inputs=torch.randn(1, 3, 32, 32))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        want = converted(x)
+        synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(converted))  # what a GPU run uses
+        n_sync = sum(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())
+        assert n_sync == sum(type(m) is nn.BatchNorm2d for m in converted.modules()) == 19
+        torch.testing.assert_close(synced(x), want)  # eval: the same running statistics
+        glob = to_global_bn(copy.deepcopy(converted))
+        assert sum(type(m) is GlobalBatchNorm2d for m in glob.modules()) == 19
+        torch.testing.assert_close(glob(x), want)
+        glob.train()
+        trained_bn = copy.deepcopy(converted).train()
+        torch.testing.assert_close(glob(x), trained_bn(x))  # one process: plain batch statistics
+        assert sum(type(m) is nn.BatchNorm2d for m in from_global_bn(glob).modules()) == 19
