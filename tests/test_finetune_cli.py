@@ -86,7 +86,7 @@ def test_finetune_cli_nproc_launches_processes_that_agree_with_one(converted_fil
     reports = []
     for k in (1, 2):
         report = tmp_path / f"r{k}.json"
-        proc = subprocess.run([sys.executable, "-m", "octify", "finetune", *common, "--nproc", str(k), "-o", str(tmp_path / f"t{k}.pt"),
+        proc = subprocess.run([sys.executable, "-m", "octify.cli", "finetune", *common, "--nproc", str(k), "-o", str(tmp_path / f"t{k}.pt"),
                                "--json", str(report)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         reports.append(json.loads(report.read_text()))

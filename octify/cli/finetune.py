@@ -32,7 +32,7 @@ __all__ = ["run_finetune", "launch_argv"]
 
 def launch_argv(nproc: int, args: List[str]) -> List[str]:
     """The command that runs ``octify finetune ARGS`` in ``nproc`` local processes through torch's launcher."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "octify", "finetune", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "octify.cli", "finetune", *args]
 
 
 def _progress(ui: UI) -> Progress:

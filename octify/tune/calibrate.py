@@ -99,6 +99,7 @@ def _counterparts(converted: nn.Module, original: nn.Module) -> List[Tuple[_Batc
     of ``converted`` (octave ones per branch) whose original keeps its qualified name (an
     OctNormAct's ``bn`` stands for the norm-act module it replaces)."""
     ref = dict(original.named_modules())
+    octave_norms = tuple(p + "." for p, o in converted.named_modules() if isinstance(o, OctBatchNorm2d) and p)
     pairs = []
     for name, m in converted.named_modules():
         parent = name.rsplit(".", 1)[0] if "." in name else ""
@@ -110,7 +111,7 @@ def _counterparts(converted: nn.Module, original: nn.Module) -> List[Tuple[_Batc
                 if sub is not None and sub.track_running_stats:
                     pairs.append((sub, orig, list(idx)))
         elif isinstance(m, _BatchNorm) and m.track_running_stats and m.num_features == orig.num_features:
-            if not any(name.startswith(p + ".") for p, o in converted.named_modules() if isinstance(o, OctBatchNorm2d) and p):
+            if not name.startswith(octave_norms):  # an OctBatchNorm2d's branches are taken above
                 pairs.append((m, orig, list(range(m.num_features))))
     return pairs
 

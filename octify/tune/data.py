@@ -6,8 +6,9 @@ from typing import Any, Iterable, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_leaves
 
-__all__ = ["split_batch", "batches_of"]
+__all__ = ["split_batch", "batches_of", "to_device", "float_outputs"]
 
 
 def split_batch(batch: Any, who: str) -> Tuple[Tensor, Optional[Tensor]]:
@@ -45,6 +46,11 @@ def batches_of(data: Iterable[Any], who: str, max_batches: Optional[int] = None)
         n += 1
     if n == 0:
         raise ValueError(f"{who}: the data gave no batch. Hint: check that the dataset or DataLoader is not empty.")
+
+
+def float_outputs(out: Any) -> list:
+    """The floating-point Tensors among a model's outputs (a Tensor, tuple, dict...), in order."""
+    return [t for t in tree_leaves(out) if isinstance(t, Tensor) and t.is_floating_point()]
 
 
 def to_device(t: Optional[Tensor], like: torch.nn.Module) -> Optional[Tensor]:

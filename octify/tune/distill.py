@@ -22,12 +22,11 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils._pytree import tree_leaves
 
 from ..fx.shape_prop import eval_mode
 from ..utils.validate import check_choice, check_int, check_module, check_number
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import split_batch, to_device
+from .data import float_outputs, split_batch, to_device
 from .sync_bn import from_global_bn, to_global_bn
 from .distributed import EpochShardSampler, all_reduce_sum, barrier, is_main, rank_and_world
 
@@ -91,7 +90,7 @@ class StepInfo:
 
 
 def _scores(out: Any) -> Tensor:
-    leaves = [t for t in tree_leaves(out) if isinstance(t, Tensor) and t.is_floating_point()]
+    leaves = float_outputs(out)
     if not leaves:
         raise TypeError(f"octify.finetune: expected the model to return class scores (a Tensor), found {type(out).__name__}")
     return leaves[0]

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import tree_leaves
 
 from ..fx.shape_prop import eval_mode
 from ..utils.validate import check_module
-from .data import batches_of, to_device
+from .data import batches_of, float_outputs, to_device
 
 __all__ = ["fidelity", "FidelityMeter"]
 
 
-def _logits(out: Any) -> List[Tensor]:
-    return [t for t in tree_leaves(out) if isinstance(t, Tensor) and t.is_floating_point()]
-
-
 class FidelityMeter:
-    """Running sums behind :func:`fidelity` (``finetune`` feeds one batch at a time, and sums the
-    meters of every process under DDP with :meth:`tensor` / :meth:`from_tensor`)."""
+    """Running sums behind :func:`fidelity`, fed one batch at a time."""
 
     FIELDS = ("sq_diff", "sq_ref", "agree", "predictions", "correct", "ref_correct", "labelled", "samples", "batches")
 
@@ -30,7 +24,7 @@ class FidelityMeter:
         self.totals = dict.fromkeys(self.FIELDS, 0.0)
 
     def update(self, got: Any, want: Any, labels: Optional[Tensor] = None) -> None:
-        got_l, want_l = _logits(got), _logits(want)
+        got_l, want_l = float_outputs(got), float_outputs(want)
         if len(got_l) != len(want_l) or any(g.shape != w.shape for g, w in zip(got_l, want_l)):
             raise ValueError(
                 "octify.fidelity: the converted model's outputs do not match the original's: "
@@ -51,15 +45,6 @@ class FidelityMeter:
             t["labelled"] += labels.numel()
         t["samples"] += want_l[0].shape[0] if want_l and want_l[0].dim() else 0
         t["batches"] += 1
-
-    def tensor(self) -> Tensor:
-        return torch.tensor([self.totals[f] for f in self.FIELDS], dtype=torch.float64)
-
-    @classmethod
-    def from_tensor(cls, values: Tensor) -> "FidelityMeter":
-        meter = cls()
-        meter.totals = {f: float(v) for f, v in zip(cls.FIELDS, values.tolist())}
-        return meter
 
     def result(self) -> Dict[str, Any]:
         t = self.totals
