@@ -29,13 +29,12 @@ from torch import Tensor, nn
 from .errors import ExportError, MissingDependency
 from .fx.freeze import freeze as freeze_model
 from .record import recorded_inputs
+from .utils.choices import EXPORT_FORMATS, ONNX_EXPORTERS
 from .utils.inputs import default_inputs, normalize_inputs
 from .utils.validate import check_choice, check_module
 
 __all__ = ["export", "ExportResult", "EXPORT_FORMATS", "ONNX_EXPORTERS"]
 
-EXPORT_FORMATS = ("onnx", "torchscript", "exported-program")
-ONNX_EXPORTERS = ("dynamo", "legacy")
 _ONNX_NEEDS = {"dynamo": ("onnx", "onnxscript", "onnxruntime"), "legacy": ("onnx", "onnxruntime")}
 
 

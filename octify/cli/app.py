@@ -12,10 +12,8 @@ from typing import Annotated, Any, List, Optional
 import typer
 from typer.core import TyperGroup
 
-from ..export import EXPORT_FORMATS, ONNX_EXPORTERS
+from ..utils.choices import EXPORT_FORMATS, ONNX_EXPORTERS, POLICIES, STRIDE_MODES
 from . import options as opt
-from .commands import run_convert, run_export, run_report
-from .finetune import run_finetune
 from .console import UI, print_error
 
 __all__ = ["app", "main"]
@@ -118,11 +116,15 @@ app = typer.Typer(
 
 def _version_callback(value: bool) -> None:
     if value:
-        import torch
+        from importlib.metadata import PackageNotFoundError, version
 
         from .. import __version__
 
-        typer.echo(f"octify {__version__} (torch {torch.__version__})")
+        try:
+            torch_version = version("torch")
+        except PackageNotFoundError:  # pragma: no cover - octify requires torch
+            torch_version = "not installed"
+        typer.echo(f"octify {__version__} (torch {torch_version})")
         raise typer.Exit()
 
 
@@ -154,9 +156,9 @@ def convert(
     alpha: Annotated[float, typer.Option("--alpha", "-a", metavar="A", parser=opt.alpha("alpha"), help="Fraction of channels in the low-frequency branch, in [0, 1].")] = 0.5,
     octave: Annotated[int, typer.Option(metavar="N", parser=opt.integer("octave", 1, "an integer >= 1, e.g. 2 (1: same resolution, same outputs)"), help="Resolution ratio between the two branches.")] = 2,
     input_shape: _Shape = None,
-    stride_mode: Annotated[str, typer.Option(metavar="conv|pool", parser=opt.choice("stride_mode", ("conv", "pool")), help="Strided convs: keep the stride in the conv, or pool first (the paper).")] = "conv",
+    stride_mode: Annotated[str, typer.Option(metavar="conv|pool", parser=opt.choice("stride_mode", STRIDE_MODES), help="Strided convs: keep the stride in the conv, or pool first (the paper).")] = "conv",
     min_size: Annotated[int, typer.Option(metavar="PX", parser=opt.integer("min_size", 0, "a number of pixels >= 0, e.g. 8"), help="Leave convs plain where the low branch would be smaller than this.")] = 8,
-    policy: Annotated[str, typer.Option(metavar="default|latency", parser=opt.choice("policy", ("default", "latency")), help="'latency' keeps plain the blocks where octave layers cannot pay for themselves on a CPU (depthwise, thin groups, small maps).")] = "default",
+    policy: Annotated[str, typer.Option(metavar="default|latency", parser=opt.choice("policy", POLICIES), help="'latency' keeps plain the blocks where octave layers cannot pay for themselves on a CPU (depthwise, thin groups, small maps).")] = "default",
     exclude: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Keep the convs whose names match GLOB plain (repeatable).")] = None,
     alpha_for: Annotated[Optional[List[opt.GlobAlpha]], typer.Option(metavar="GLOB=A", parser=opt.glob_alpha, help="Alpha for the convs whose names match GLOB (repeatable).")] = None,
     leaf: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Do not trace into these submodules (qualified-name glob or class name; repeatable).")] = None,
@@ -174,6 +176,8 @@ def convert(
     """Convert MODEL to an octave network, save it, and compare it with the original."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
     with ui.boundary():
+        from .commands import run_convert  # here, not at the top: torch loads only when a command runs
+
         run_convert(
             ui, spec=model, alpha=alpha, octave=octave, input_shape=input_shape, stride_mode=stride_mode,
             min_size=min_size, policy=policy, exclude=tuple(exclude or ()),
@@ -196,6 +200,8 @@ def report(
     """Profile MODEL as it is (MACs, FLOPs, parameters, feature-map memory per layer); no conversion."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
     with ui.boundary():
+        from .commands import run_report  # here, not at the top: torch loads only when a command runs
+
         run_report(ui, spec=model, input_shape=input_shape, weights=weights, json_out=json_out, latency=latency)
 
 
@@ -214,6 +220,8 @@ def export(
     """Export MODEL for deployment, load the file back, run it and print how far it is from MODEL."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
     with ui.boundary():
+        from .commands import run_export  # here, not at the top: torch loads only when a command runs
+
         run_export(
             ui, spec=model, format=format, output=output, input_shape=input_shape, freeze=freeze,
             onnx_exporter=onnx_exporter, json_out=json_out,
@@ -260,6 +268,8 @@ def finetune(
             relaunch += [flag, value]
     relaunch += ["--quiet"] * quiet + ["--debug"] * debug
     with ui.boundary():
+        from .finetune import run_finetune
+
         run_finetune(
             ui, spec=model, converted_path=converted, data=data, weights=weights, steps=steps, batch_size=batch_size, lr=lr,
             holdout=holdout, seed=seed, nproc=nproc, checkpoint=checkpoint, checkpoint_every=checkpoint_every,

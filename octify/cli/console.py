@@ -24,9 +24,8 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import ConversionError, ExportError, MissingDependency
-from .loading import LoadError
 
-__all__ = ["CLIError", "usage", "UI", "one_line", "write_json", "print_error"]
+__all__ = ["CLIError", "LoadError", "SpecError", "usage", "UI", "one_line", "write_json", "print_error"]
 
 
 class CLIError(Exception):
@@ -35,6 +34,18 @@ class CLIError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class LoadError(Exception):
+    """A model or checkpoint could not be loaded (exit code 1)."""
+
+    exit_code = 1
+
+
+class SpecError(LoadError):
+    """The command line names something that cannot be used as asked (exit code 2)."""
+
+    exit_code = 2
 
 
 def usage(message: str) -> CLIError:

@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterator, Optional
 
 from torch import nn
 
+from .console import LoadError, SpecError
+
 __all__ = ["LoadError", "SpecError", "LoadedModel", "load_model", "split_spec", "describe_exception", "FACTORY_NAMES"]
 
 FACTORY_NAMES = ("build_model", "get_model", "create_model")
@@ -38,17 +40,6 @@ INSTANCE_NAME = "model"
 SAVED_SUFFIXES = (".pt", ".pth", ".pkl")
 _FORMS = "expected path/to/file.py, file.py:NAME, torchvision:NAME or a model saved as file.pt"
 
-
-class LoadError(Exception):
-    """A model or checkpoint could not be loaded (exit code 1)."""
-
-    exit_code = 1
-
-
-class SpecError(LoadError):
-    """The command line names something that cannot be used as asked (exit code 2)."""
-
-    exit_code = 2
 
 
 @dataclass

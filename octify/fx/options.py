@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
+from ..utils.choices import MEMORY_FORMATS, POLICIES, STRIDE_MODES
 from ..utils.validate import check_alpha, check_choice, check_globs, check_int, check_octave
 from .plan import AlphaFor
 from .tracer import LeafSpec, split_leaf_specs
 
 __all__ = ["ConvertOptions", "POLICIES", "MEMORY_FORMATS", "STRIDE_MODES"]
 
-POLICIES = ("default", "latency")
-MEMORY_FORMATS = ("channels_last", "preserve")
-STRIDE_MODES = ("conv", "pool")
 
 
 @dataclass(frozen=True)
