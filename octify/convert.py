@@ -34,6 +34,7 @@ from .fx.inplace import inplace_adds
 from .fx.layout import to_channels_last
 from .fx.narrow import narrow_outputs
 from .fx.options import ConvertOptions
+from .fx.globs import warn_unmatched_globs
 from .fx.plan import AlphaFor, plan
 from .fx.recorder import Recorder
 from .fx.rewrite import rewrite
@@ -134,6 +135,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, cali
         gm, alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, min_size=opts.min_size,
         exclude=opts.exclude, alpha_for=opts.alpha_for, policy=opts.policy,
     )
+    warn_unmatched_globs([str(n.target) for n in plans], dict(model.named_modules()), opts.exclude, opts.alpha_for)  # 3c
     kept_default: dict = {}
     if calibration is not None:  # 3b
         measured = sorted({str(n.target) for n, p in plans.items() if p.alpha_out > 0.0 and not p.keep_plain})

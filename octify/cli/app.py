@@ -12,6 +12,7 @@ from typing import Annotated, Any, List, Optional
 import typer
 from typer.core import TyperGroup
 
+from ..utils.conventions import header_text
 from ..utils.choices import EXPORT_FORMATS, ONNX_EXPORTERS, POLICIES, STRIDE_MODES
 from . import options as opt
 from .console import UI, print_error
@@ -47,12 +48,16 @@ _CONVERT_EPILOG = """[b]Examples[/b]
 
   octify convert examples/model.py --alpha 0.25 --exclude 'layer4.*' -o oct.pt
 
-  octify convert examples/custom_cnn.py:CustomCNN -i 1,3,64,64 --alpha-for 'head.*=0'
+  octify convert examples/custom_cnn.py -i 1,3,64,64 --alpha-for 'stage3.*=0.25' --layers
+
+  octify convert torchvision:mobilenet_v2 --policy latency --html mnv2.html
 
   octify convert net.py --weights ckpt.pth --json - > comparison.json
 
 Load the result with octify.load(PATH), or torch.load(PATH, weights_only=False) with octify installed.
 """
+
+_COUNTING = "\n\n[b]How octify counts[/b]\n\n" + header_text() + "\n"
 
 _REPORT_EPILOG = """[b]Examples[/b]
 
@@ -147,17 +152,21 @@ _Shape = Annotated[
     typer.Option("--input-shape", "-i", metavar="N,C,H,W", parser=opt.shape, help=_SHAPE_HELP, show_default=False),
 ]
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and the JSON).")]
+_Layers = Annotated[bool, typer.Option("--layers", help="Also print the per-layer table (every layer with MACs) and every name left plain.")]
+_Html = Annotated[Optional[str], typer.Option("--html", metavar="PATH", help="Also write the report as one self-contained HTML page with charts (opens offline).")]
+_Runs = Annotated[int, typer.Option(metavar="N", parser=opt.integer("runs", 1, "a number of timed runs >= 1, e.g. 20"), help="--latency: timed runs per model (after 3 warm-up runs).")]
+_Threads = Annotated[Optional[int], typer.Option(metavar="N", parser=opt.integer("threads", 1, "a number of threads >= 1, e.g. 4"), help="--latency: CPU threads while timing. \\[default: torch's current setting]", show_default=False)]
 _Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
 
 
-@app.command(epilog=_CONVERT_EPILOG)
+@app.command(epilog=_CONVERT_EPILOG + _COUNTING)
 def convert(
     model: Annotated[str, typer.Argument(metavar="MODEL", help=_MODEL_HELP, show_default=False)],
     alpha: Annotated[float, typer.Option("--alpha", "-a", metavar="A", parser=opt.alpha("alpha"), help="Fraction of channels in the low-frequency branch, in [0, 1].")] = 0.5,
     octave: Annotated[int, typer.Option(metavar="N", parser=opt.integer("octave", 1, "an integer >= 1, e.g. 2 (1: same resolution, same outputs)"), help="Resolution ratio between the two branches.")] = 2,
     input_shape: _Shape = None,
     stride_mode: Annotated[str, typer.Option(metavar="conv|pool", parser=opt.choice("stride_mode", STRIDE_MODES), help="Strided convs: keep the stride in the conv, or pool first (the paper).")] = "conv",
-    min_size: Annotated[int, typer.Option(metavar="PX", parser=opt.integer("min_size", 0, "a number of pixels >= 0, e.g. 8"), help="Leave convs plain where the low branch would be smaller than this.")] = 8,
+    min_size: Annotated[int, typer.Option(metavar="PX", parser=opt.integer("min_size", 0, "a number of pixels >= 0, e.g. 8"), help="Keep a conv's output all high (alpha_out 0) where its output map is smaller than PX in height or width; the last octave layer before such maps merges back to full resolution.")] = 8,
     policy: Annotated[str, typer.Option(metavar="default|latency", parser=opt.choice("policy", POLICIES), help="'latency' keeps plain the blocks where octave layers cannot pay for themselves on a CPU (depthwise, thin groups, small maps).")] = "default",
     exclude: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Keep the convs whose names match GLOB plain (repeatable).")] = None,
     alpha_for: Annotated[Optional[List[opt.GlobAlpha]], typer.Option(metavar="GLOB=A", parser=opt.glob_alpha, help="Alpha for the convs whose names match GLOB (repeatable).")] = None,
@@ -165,7 +174,11 @@ def convert(
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) before converting.")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the converted model. \\[default: <model name>_oct.pt]", show_default=False)] = None,
     json_out: _Json = None,
-    latency: Annotated[bool, typer.Option("--latency", help="Also time both models (slower).")] = False,
+    latency: Annotated[bool, typer.Option("--latency", help="Also time both models, alternated run by run (slower).")] = False,
+    runs: _Runs = 20,
+    threads: _Threads = None,
+    layers: _Layers = False,
+    html: _Html = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the converted model, and that the saved file reloads with identical outputs.")] = True,
     calibration: Annotated[Optional[str], typer.Option(metavar="DIR|file.py:FACTORY", help="Calibrate on these images: measured low channels, batch-norm drift corrected.")] = None,
     fidelity_data: Annotated[Optional[str], typer.Option("--fidelity", metavar="DIR|file.py:FACTORY", help="Measure fidelity to the original (agreement, rel. error, accuracy) on these images.")] = None,
@@ -184,25 +197,33 @@ def convert(
             alpha_for={g.glob: g.alpha for g in alpha_for} if alpha_for else None, leaf=list(leaf or ()),
             weights=weights, output=output, json_out=json_out, latency=latency, verify=verify,
             calibration=calibration, fidelity_data=fidelity_data, data_samples=data_samples,
+            runs=runs, threads=threads, layers=layers, html=html,
         )
 
 
-@app.command(epilog=_REPORT_EPILOG)
+@app.command(epilog=_REPORT_EPILOG + _COUNTING)
 def report(
     model: Annotated[str, typer.Argument(metavar="MODEL", help=_MODEL_HELP, show_default=False)],
     input_shape: _Shape = None,
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) first.")] = None,
     json_out: _Json = None,
     latency: Annotated[bool, typer.Option("--latency", help="Also time the model (slower).")] = False,
+    runs: _Runs = 20,
+    threads: _Threads = None,
+    layers: _Layers = False,
+    html: _Html = None,
     quiet: _Quiet = False,
     debug: _Debug = False,
 ) -> None:
-    """Profile MODEL as it is (MACs, FLOPs, parameters, feature-map memory per layer); no conversion."""
+    """Profile MODEL as it is (MACs, FLOPs, parameters, feature-map memory by stage); no conversion."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
     with ui.boundary():
         from .commands import run_report  # here, not at the top: torch loads only when a command runs
 
-        run_report(ui, spec=model, input_shape=input_shape, weights=weights, json_out=json_out, latency=latency)
+        run_report(
+            ui, spec=model, input_shape=input_shape, weights=weights, json_out=json_out, latency=latency, runs=runs,
+            threads=threads, layers=layers, html=html,
+        )
 
 
 @app.command(epilog=_EXPORT_EPILOG)

@@ -5,12 +5,12 @@ The typer declarations in :mod:`.app` only parse options into typed values and c
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, List, Optional
 
 import torch
 from rich.markup import escape
-from rich.table import Table
 
 from ..convert import convert as convert_model
 from ..errors import ConversionError
@@ -18,6 +18,7 @@ from ..export import export as export_model
 from ..io import load, save
 from ..record import record_of, recorded_inputs
 from ..report import compare, profile
+from ..report._tables import is_octave, record_summary
 from ..tune.fidelity import fidelity
 from ..utils.formatting import nbytes, si
 from ..utils.formatting import shape as shape_text
@@ -28,7 +29,7 @@ from .data import load_dataset
 from .options import Shape, check_writable
 from .weights import load_weights
 
-__all__ = ["run_convert", "run_report", "run_export", "load_user_model", "EXPORT_SUFFIXES"]
+__all__ = ["run_convert", "run_report", "run_export", "load_user_model", "headline", "EXPORT_SUFFIXES"]
 
 # The default output file of ``octify export`` per format.
 EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported-program": ".pt2"}
@@ -75,16 +76,36 @@ def load_user_model(ui: UI, spec: str, weights: Optional[str]) -> loading.Loaded
                 loaded.source += f", weights from {load_weights(loaded.model, weights)}"
         loaded.model.eval()
     params = sum(p.numel() for p in loaded.model.parameters())
-    convs = sum(isinstance(m, torch.nn.Conv2d) for m in loaded.model.modules())
-    ui.say(
-        f"Loaded [bold]{escape(loaded.source)}[/]: {si(params)} parameters, "
-        f"{convs} Conv2d layer{'s' * (convs != 1)}"
-    )
+    ui.say(f"Loaded [bold]{escape(loaded.source)}[/]: {si(params)} parameters, {_conv_counts(loaded.model)}")
     return loaded
 
 
+def _conv_counts(model: torch.nn.Module) -> str:
+    """'53 Conv2d layers', or for a converted model '45 OctConv2d and 8 Conv2d layers' (the convs
+    inside an octave layer are its parts, not layers of the model)."""
+    counts: dict = {}
+    inside: set = set()
+    for m in model.modules():
+        if id(m) in inside:
+            continue
+        octave = is_octave(type(m).__name__)
+        if octave:
+            inside.update(id(c) for c in m.modules() if c is not m)
+        if octave or isinstance(m, torch.nn.modules.conv._ConvNd):
+            counts[type(m).__name__] = counts.get(type(m).__name__, 0) + 1
+    if not counts:
+        return "no conv layer"
+    parts = [f"{n} {name}" for name, n in sorted(counts.items(), key=lambda kv: (not kv[0].startswith("Oct"), kv[0]))]
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts) + f" layer{'s' * (sum(counts.values()) != 1)}"
+
+
 def _example(ui: UI, model: torch.nn.Module, input_shape: Optional[Shape]) -> torch.Tensor:
-    shape = input_shape.dims if input_shape is not None else default_shape(model)
+    recorded = recorded_inputs(model) if input_shape is None else None
+    if recorded is not None and len(recorded) == 1:  # a converted model: the shape it was converted on
+        shape = tuple(recorded[0].shape)
+        ui.say(f"Input shape {shape_text(shape)}, the one the model was converted on (--input-shape to change it)")
+    else:
+        shape = input_shape.dims if input_shape is not None else default_shape(model)
     x = _random_input(shape, seed=0)
     with ui.step(f"Running the model on a random {shape_text(shape)} input"):
         _check_takes(model, x, given=input_shape is not None)
@@ -112,11 +133,14 @@ def run_convert(
     calibration: Optional[str] = None,
     fidelity_data: Optional[str] = None,
     data_samples: int = 512,
+    runs: int = 20,
+    threads: Optional[int] = None,
+    layers: bool = False,
+    html: Optional[str] = None,
 ) -> None:
     if output is not None:
         check_writable(Path(output), "the converted model")
-    if json_out not in (None, "-"):
-        check_writable(Path(json_out), "the JSON report")
+    _check_report_paths(json_out, html)
 
     loaded = load_user_model(ui, spec, weights)
     original = loaded.model
@@ -126,9 +150,9 @@ def run_convert(
     x = _example(ui, original, input_shape)
 
     record = None
-    n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in original.modules())
+    n_convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in original.modules())
     if n_convs == 0:
-        ui.note("the model has no Conv2d layer, so there is nothing to convert: the output is the model itself.")
+        ui.say("[bold]Nothing changed[/]: the model has no conv layer, so there is nothing to convert; the saved model is the original.")
         converted = original
     else:
         kwargs = dict(
@@ -146,6 +170,7 @@ def run_convert(
             with ui.step(f"Loading the calibration data {calibration}"):
                 kwargs["calibration"] = [inputs for inputs, _ in _samples(calibration, x, data_samples)]
         with ui.step(f"Converting at alpha={alpha:g}: tracing, rewriting, transferring weights" + (", verifying" if verify else "")):
+            warnings.filterwarnings("ignore", message="octify: none of the")  # the headline says it
             try:
                 converted = convert_model(original, alpha, **kwargs)
             except ConversionError:
@@ -158,12 +183,7 @@ def run_convert(
         except ValueError:
             record = None
         if record is not None:
-            ui.say(
-                f"Converted [bold]{len(record.converted)}[/] of {len(record.convs)} Conv2d layers at alpha={alpha:g} "
-                f"(octave {octave}, stride mode {stride_mode}); {len(record.plain)} left plain, "
-                f"{record.count('merge')} merge{'s' * (record.count('merge') != 1)}, "
-                f"{record.count('split')} split{'s' * (record.count('split') != 1)} inserted"
-            )
+            ui.say(headline(record))
 
     with ui.step(f"Saving to {out_path}"):
         try:
@@ -175,7 +195,7 @@ def run_convert(
             _check_reload(converted, out_path, tuple(x.shape))
 
     with ui.step("Profiling the original and the converted model" + (", timing both" if latency else "")):
-        comparison = compare(original, converted, x, latency=latency)
+        comparison = compare(original, converted, x, latency=latency, runs=runs, threads=threads)
     measured = None
     if fidelity_data is not None:
         with ui.step(f"Measuring fidelity to the original on {fidelity_data}"):
@@ -183,19 +203,29 @@ def run_convert(
 
     if json_out != "-":  # with JSON on stdout, the JSON is the report
         ui.out.print(comparison)
+        if layers:
+            ui.out.print(comparison.layer_table())
         if record is not None:
-            _print_record(ui, record)
+            ui.out.print(record_summary(record, full=layers))
         if record is not None and record.calibration:
             ui.say(f"Calibrated: {len(record.calibration['assigned'])} convs took measured low channels, "
                    f"{record.calibration['batch_norms_corrected']} batch norms corrected")
         if measured is not None:
             ui.say(fidelity_text(measured))
+    _warn_if_busy(ui, comparison.before.latency, comparison.after.latency)
     _note_user_classes(ui, converted, loaded)
+    if html is not None:
+        _write_html(ui, comparison.to_html(record), html)
     ui.say(
         f"Saved [cyan]{escape(str(out_path))}[/] ({nbytes(out_path.stat().st_size)})"
-        + ("; it reloads with identical outputs" if verify else "")
+        + ("; reloading it gives the converted model's outputs bit for bit" if verify else "")
         + f". Load it with octify.load({escape(repr(str(out_path)))})."
     )
+    if record is not None and record.converted and json_out != "-":
+        ui.say(
+            "[dim]Next: the converted model is not the original; measure how close it is (--fidelity DATA), "
+            "win accuracy back (octify finetune), deploy it (octify export). README: What next.[/]"
+        )
     if json_out is not None:
         data = comparison.to_dict()
         if isinstance(data, dict):
@@ -207,6 +237,54 @@ def run_convert(
             if measured is not None:
                 data["fidelity"] = measured
         write_json(ui, data, json_out)
+
+
+def headline(record: Any) -> str:
+    """The line that says what the conversion changed, or that it changed nothing and why."""
+    n, total = len(record.converted), len(record.convs)
+    if n:
+        return (
+            f"Converted [bold]{n}[/] of {total} convs to octave convs at alpha={record.alpha:g} "
+            f"(octave {record.octave}, stride mode {record.stride_mode}); {total - n} left plain, "
+            f"{record.count('merge')} merge{'s' * (record.count('merge') != 1)} and "
+            f"{record.count('split')} split{'s' * (record.count('split') != 1)} inserted"
+        )
+    reasons = list(dict.fromkeys(str(c.plain_reason) for c in record.convs))
+    if record.alpha == 0:
+        why = "alpha is 0, so every channel stays in the high-frequency branch"
+    elif total == 1:
+        why = f"the model's only conv, {record.convs[0].name}, stays plain: {reasons[0]}"
+    elif len(reasons) == 1:
+        why = f"every conv stays plain: {reasons[0]}"
+    else:
+        why = "no conv qualifies (the reasons are listed below)"
+    return (
+        f"[bold]Nothing changed[/]: none of the {total} convs was converted; {escape(why)}. "
+        "The saved model computes what the original does, with no saving."
+    )
+
+
+def _check_report_paths(json_out: Optional[str], html: Optional[str]) -> None:
+    if json_out not in (None, "-"):
+        check_writable(Path(json_out), "the JSON report")
+    if html is not None:
+        check_writable(Path(html), "the HTML report")
+
+
+def _write_html(ui: UI, page: str, target: str) -> None:
+    path = Path(target)
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise CLIError(f"cannot write the HTML report to {path}: {e.strerror or e}.") from e
+    ui.say(f"Wrote the HTML report to [cyan]{escape(str(path))}[/] (self-contained: open it in any browser)")
+
+
+def _warn_if_busy(ui: UI, *latencies: Any) -> None:
+    for lat in latencies:
+        if lat is not None and lat.busy:
+            ui.warn(lat.warning())
+            return
 
 
 def _samples(spec: str, x: torch.Tensor, n: int) -> List[Any]:
@@ -241,26 +319,6 @@ def _check_reload(model: torch.nn.Module, path: Path, shape: tuple) -> None:
         raise CLIError(f"the model reloaded from {path} gives different outputs from the converted one: {diff}")
 
 
-def _print_record(ui: UI, record: Any) -> None:
-    plain = record.plain
-    if plain:
-        table = Table(title=f"Convs left plain ({len(plain)})", title_justify="left", show_edge=False)
-        table.add_column("layer", style="cyan", no_wrap=True)
-        table.add_column("reason")
-        for c in plain:
-            table.add_row(escape(c.name), escape(str(c.plain_reason)))
-        ui.out.print(table)
-    if record.merges:
-        table = Table(title=f"Merges and splits inserted ({len(record.merges)})", title_justify="left", show_edge=False)
-        table.add_column("kind", no_wrap=True)
-        table.add_column("before node", style="cyan", no_wrap=True)
-        table.add_column("op")
-        table.add_column("reason")
-        for m in record.merges:
-            table.add_row(m.kind, escape(m.node), escape(m.target), escape(m.reason))
-        ui.out.print(table)
-
-
 def _note_user_classes(ui: UI, model: torch.nn.Module, loaded: loading.LoadedModel) -> None:
     """A saved model that keeps classes of the model file needs that file importable to load."""
     if loaded.module_name is None:
@@ -280,15 +338,22 @@ def _note_user_classes(ui: UI, model: torch.nn.Module, loaded: loading.LoadedMod
         )
 
 
-def run_report(ui: UI, *, spec: str, input_shape: Optional[Shape], weights: Optional[str], json_out: Optional[str], latency: bool) -> None:
-    if json_out not in (None, "-"):
-        check_writable(Path(json_out), "the JSON report")
+def run_report(
+    ui: UI, *, spec: str, input_shape: Optional[Shape], weights: Optional[str], json_out: Optional[str], latency: bool,
+    runs: int = 20, threads: Optional[int] = None, layers: bool = False, html: Optional[str] = None,
+) -> None:
+    _check_report_paths(json_out, html)
     loaded = load_user_model(ui, spec, weights)
     x = _example(ui, loaded.model, input_shape)
     with ui.step("Profiling" + (" and timing" if latency else "")):
-        prof = profile(loaded.model, x, latency=latency)
+        prof = profile(loaded.model, x, latency=latency, runs=runs, threads=threads)
     if json_out != "-":
         ui.out.print(prof)
+        if layers:
+            ui.out.print(prof.layer_table())
+    _warn_if_busy(ui, prof.latency)
+    if html is not None:
+        _write_html(ui, prof.to_html(), html)
     if json_out is not None:
         data = prof.to_dict()
         data.setdefault("source", loaded.source)

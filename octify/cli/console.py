@@ -91,10 +91,13 @@ class UI:
             text = one_line(str(w.message))
             if text not in seen:
                 seen.add(text)
-                self.out.print(f"[yellow]warning:[/] {escape(text)}")
+                self.warn(text)
 
     def say(self, text: str) -> None:
         self.out.print(text)
+
+    def warn(self, text: str) -> None:
+        self.out.print(f"[yellow]warning:[/] {escape(one_line(text))}")
 
     def note(self, text: str) -> None:
         self.out.print(f"[yellow]note:[/] {escape(text)}")

@@ -14,6 +14,7 @@ from ..errors import ConversionError
 from ..nn.functional import branch
 from ..rules import EmitError
 from .shape_prop import run_node
+from ..utils.conventions import INSERTED_PREFIX, SECOND_CALL_MARK
 
 __all__ = ["GraphBuilder"]
 
@@ -79,11 +80,11 @@ class GraphBuilder:
         """``module`` in place of the module at ``target`` (a second call site of a shared module
         gets a name of its own)."""
         if target in self.new_modules:
-            return self.set_module(f"{target.replace('.', '_')}_octify{len(self.new_modules)}", module, like=target)
+            return self.set_module(f"{target.replace('.', '_')}{SECOND_CALL_MARK}{len(self.new_modules)}", module, like=target)
         return self.set_module(target, module)
 
     def add_module(self, prefix: str, module: nn.Module) -> str:
-        return self.set_module(f"octify_{prefix}_{next(self._ids)}", module, like="")
+        return self.set_module(f"{INSERTED_PREFIX}{prefix}_{next(self._ids)}", module, like="")
 
     def restore_training_flags(self, out: nn.Module) -> None:
         """The converted GraphModule's flags as the original's: new modules as recorded, and the

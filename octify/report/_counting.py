@@ -44,8 +44,16 @@ class RawCount:
     params: int
 
 
+# A container with nothing in it (a ResNet block's empty nn.Sequential shortcut) returns its input:
+# no layer, no new tensor. Counting it would count its input twice, and only in the original,
+# since a converted graph has no node for it.
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
 def _is_leaf(module: nn.Module) -> bool:
-    return isinstance(module, _ATOMIC) or next(iter(module.children()), None) is None
+    if isinstance(module, _ATOMIC):
+        return True
+    return next(iter(module.children()), None) is None and not isinstance(module, _CONTAINERS)
 
 
 def _fake_failure_hint(exc: BaseException) -> str:

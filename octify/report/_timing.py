@@ -14,6 +14,10 @@ from torch import nn
 from ..utils.validate import check_int
 
 
+# Runs spread wider than this (slowest / fastest) say the machine was busy while timing.
+BUSY_SPREAD = 1.5
+
+
 @dataclass
 class Latency:
     """Wall-clock time of one forward pass (eval mode, ``torch.inference_mode``), in milliseconds."""
@@ -25,9 +29,26 @@ class Latency:
     device: str
     times_ms: List[float] = field(default_factory=list)
 
+    @property
+    def min_ms(self) -> float:
+        return min(self.times_ms, default=self.median_ms)
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.times_ms, default=self.median_ms)
+
+    @property
+    def busy(self) -> bool:
+        """True when the runs spread so widely (slowest > 1.5 x fastest) that other work on the
+        machine was likely competing: the median is then not a figure to trust."""
+        return self.min_ms > 0 and self.max_ms / self.min_ms > BUSY_SPREAD
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "median_ms": self.median_ms,
+            "min_ms": self.min_ms,
+            "max_ms": self.max_ms,
+            "busy": self.busy,
             "runs": self.runs,
             "warmup": self.warmup,
             "threads": self.threads,
@@ -36,10 +57,24 @@ class Latency:
             "times_ms": list(self.times_ms),
         }
 
+    def spread(self) -> str:
+        """'min 1.02 / median 1.10 / max 1.31 ms'."""
+        return f"min {self.min_ms:.2f} / median {self.median_ms:.2f} / max {self.max_ms:.2f} ms"
+
     def describe(self) -> str:
         return (
-            f"median {self.median_ms:.2f} ms of {self.runs} runs after {self.warmup} warm-up, "
+            f"{self.spread()} of {self.runs} runs after {self.warmup} warm-up, "
             f"{self.threads} thread{'s' if self.threads != 1 else ''}, {self.device}, eval + inference_mode"
+        )
+
+    def warning(self) -> str:
+        """The warning to print when :attr:`busy` (empty otherwise)."""
+        if not self.busy:
+            return ""
+        return (
+            f"the timed runs spread from {self.min_ms:.2f} to {self.max_ms:.2f} ms (median {self.median_ms:.2f}): "
+            "the machine looks busy, so the latency figures are not reliable. Hint: rerun on a quiet machine, "
+            "with more --runs, or pin --threads."
         )
 
 

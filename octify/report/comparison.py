@@ -129,94 +129,27 @@ class Comparison(fmt.Renderable):
         }
 
     # -- rendering -------------------------------------------------------------------------
-    def _header(self) -> Any:
-        from rich.panel import Panel
-        from rich.table import Table
-        from rich.text import Text
-        from rich.console import Group
+    def summary(self) -> Any:
+        """The summary as a rich renderable: totals, the savings by stage, a pointer to the conventions."""
+        from ._tables import comparison_summary
 
-        b, a = self.before, self.after
-        title = Text()
-        title.append(f"{b.model} -> {a.model}", style="bold")
-        title.append(f"   input {fmt.inputs_text(b.inputs, b.batch)}")
-        totals = Table(box=None, header_style="bold", pad_edge=False)
-        totals.add_column("Total")
-        totals.add_column("Before", justify="right")
-        totals.add_column("After", justify="right")
-        totals.add_column("After/Before", justify="right")
-        totals.add_row("MACs", f"{b.macs:,}", f"{a.macs:,}", fmt.ratio(self.ratio("macs")))
-        totals.add_row("FLOPs", f"{b.flops:,}", f"{a.flops:,}", fmt.ratio(self.ratio("flops")))
-        totals.add_row("Params", f"{b.params:,}", f"{a.params:,}", fmt.ratio(self.ratio("params")))
-        totals.add_row(
-            "Feature-map bytes", f"{b.feature_map_bytes:,}", f"{a.feature_map_bytes:,}",
-            fmt.ratio(self.ratio("feature_map_bytes")),
-        )
-        parts: List[Any] = [title, totals]
-        if b.latency is not None and a.latency is not None:
-            totals.add_row(
-                "Latency (ms)", f"{b.latency.median_ms:.2f}", f"{a.latency.median_ms:.2f}", fmt.ratio(self.ratio("latency"))
-            )
-            parts.append(Text(f"Latency: {a.latency.describe()}, the two models alternated run by run"))
-        parts.append(
-            Text(
-                fmt.header_text() + " Theory: MACs ratio (1-ai)(1-ao) + ((1-ai)ao + ai(1-ao) + ai ao)/octave^2, "
-                "exact on sizes divisible by the octave.",
-                style="dim",
-            )
-        )
-        return Panel(Group(*parts), title="octify comparison", title_align="left")
+        return comparison_summary(self)
 
-    def _conv_table(self) -> Any:
-        from rich.table import Table
+    def layer_table(self) -> Any:
+        """Every layer with MACs, before and after, with each octave conv's alphas (``--layers``)."""
+        from ._tables import comparison_layers
 
-        table = Table(title="Octave convolutions", header_style="bold")
-        for col in ("Layer", "alpha_in", "alpha_out", "MACs before", "MACs after"):
-            table.add_column(col, justify="left" if col == "Layer" else "right")
-        table.add_column("MACs ratio", justify="right")
-        table.add_column("theory", justify="right")
-        table.add_column("Bytes ratio", justify="right")
-        table.add_column("theory", justify="right")
-        for c in self.convs:
-            table.add_row(
-                c.name, f"{c.alpha_in:g}", f"{c.alpha_out:g}", fmt.si(c.macs_before), fmt.si(c.macs_after),
-                fmt.ratio(c.measured_macs_ratio), fmt.ratio(c.theoretical_macs_ratio),
-                fmt.ratio(c.measured_feature_map_bytes_ratio), fmt.ratio(c.theoretical_feature_map_bytes_ratio),
-            )
-        return table
+        return comparison_layers(self)
 
-    def _layer_table(self) -> Any:
-        from rich.table import Table
+    def to_html(self, record: Any = None) -> str:
+        """One self-contained HTML page (charts by stage and per conv; no network needed to view it).
+        ``record``: ``octify.record_of(converted)``, to add what stayed plain and where the merges are."""
+        from .html_page import comparison_html
 
-        b, a = self.before, self.after
-        table = Table(title="Layers", header_style="bold", show_footer=True)
-        table.add_column("Layer", footer="total")
-        table.add_column("Type")
-        table.add_column("MACs before", justify="right", footer=fmt.si(b.macs))
-        table.add_column("MACs after", justify="right", footer=fmt.si(a.macs))
-        table.add_column("ratio", justify="right", footer=fmt.ratio(self.ratio("macs")))
-        table.add_column("Bytes before", justify="right", footer=fmt.nbytes(b.feature_map_bytes))
-        table.add_column("Bytes after", justify="right", footer=fmt.nbytes(a.feature_map_bytes))
-        table.add_column("ratio", justify="right", footer=fmt.ratio(self.ratio("feature_map_bytes")))
-        for p in self.layers:
-            tb = "-" if p.before is None else p.before.type
-            ta = "-" if p.after is None else p.after.type
-            kind = tb if tb == ta else f"{tb} -> {ta}"
-            table.add_row(
-                p.name or "(model)", kind,
-                fmt.si(p._get(p.before, "macs")), fmt.si(p._get(p.after, "macs")), fmt.ratio(p.ratio("macs")),
-                fmt.nbytes(p._get(p.before, "feature_map_bytes")), fmt.nbytes(p._get(p.after, "feature_map_bytes")),
-                fmt.ratio(p.ratio("feature_map_bytes")),
-            )
-        return table
+        return comparison_html(self, record)
 
     def __rich__(self) -> Any:
-        from rich.console import Group
-
-        parts = [self._header()]
-        if self.convs:
-            parts.append(self._conv_table())
-        parts.append(self._layer_table())
-        return Group(*parts)
+        return self.summary()
 
 
 def _match(before: List[LayerRow], after: List[LayerRow]) -> List[LayerPair]:

@@ -76,46 +76,26 @@ class Profile(fmt.Renderable):
         }
 
     # -- rendering -------------------------------------------------------------------------
-    def _header(self) -> Any:
-        from rich.panel import Panel
-        from rich.text import Text
+    def summary(self) -> Any:
+        """The summary as a rich renderable: totals, the work by stage, a pointer to the conventions."""
+        from ._tables import profile_summary
 
-        text = Text()
-        text.append(f"{self.model}", style="bold")
-        text.append(f"   input {fmt.inputs_text(self.inputs, self.batch)}\n")
-        text.append(
-            f"MACs {fmt.si(self.macs)} ({self.macs:,})   FLOPs {fmt.si(self.flops)} ({self.flops:,})   "
-            f"params {fmt.si(self.params)} ({self.params:,})   "
-            f"feature maps {fmt.nbytes(self.feature_map_bytes)} ({self.feature_map_bytes:,} B)\n",
-            style="bold",
-        )
-        if self.latency is not None:
-            text.append(f"Latency: {self.latency.describe()}\n")
-        text.append(fmt.header_text(), style="dim")
-        return Panel(text, title="octify profile", title_align="left")
+        return profile_summary(self)
 
-    def _table(self) -> Any:
-        from rich.table import Table
+    def layer_table(self) -> Any:
+        """Every layer with MACs or parameters (``--layers``)."""
+        from ._tables import profile_layers
 
-        table = Table(show_footer=True, header_style="bold")
-        table.add_column("Layer", footer="total")
-        table.add_column("Type")
-        table.add_column("Output")
-        table.add_column("Params", justify="right", footer=f"{self.params:,}")
-        table.add_column("MACs", justify="right", footer=fmt.si(self.macs))
-        table.add_column("FLOPs", justify="right", footer=fmt.si(self.flops))
-        table.add_column("Feature maps", justify="right", footer=fmt.nbytes(self.feature_map_bytes))
-        for r in self.layers:
-            table.add_row(
-                r.name or "(model)", r.type, fmt.shapes(r.output_shapes, r.calls), f"{r.params:,}",
-                fmt.si(r.macs), fmt.si(r.flops), fmt.nbytes(r.feature_map_bytes),
-            )
-        return table
+        return profile_layers(self)
+
+    def to_html(self) -> str:
+        """One self-contained HTML page (charts by stage and per conv; no network needed to view it)."""
+        from .html_page import profile_html
+
+        return profile_html(self)
 
     def __rich__(self) -> Any:
-        from rich.console import Group
-
-        return Group(self._header(), self._table())
+        return self.summary()
 
 
 def device_of(inputs: Any) -> torch.device:

@@ -1,0 +1,173 @@
+"""The report as one self-contained HTML page: inline CSS and SVG charts, no script, nothing
+fetched, so it opens from a file on a machine with no network.
+
+>>> import torch, octify
+>>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1))
+>>> x = torch.randn(1, 3, 32, 32)
+>>> page = octify.compare(net, octify.convert(net, 0.5, example_inputs=x), x).to_html()
+>>> page.startswith("<!DOCTYPE html>") and "<svg" in page and "http" not in page.split("</head>")[0]
+True
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from html import escape
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+
+from . import _format as fmt
+from ._stages import stages
+from ._tables import comparison_stages, is_conv, is_octave
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .comparison import Comparison
+    from .profiling import Profile
+
+__all__ = ["comparison_html", "profile_html"]
+
+BEFORE, AFTER = "#9aa5b1", "#1f77b4"
+_LABEL_W, _BAR_W, _ROW_H = 230, 520, 14
+
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1f24; margin: 24px auto; max-width: 960px; padding: 0 16px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
+.sub { color: #57606a; } table { border-collapse: collapse; margin: 8px 0; }
+td, th { padding: 3px 10px; text-align: right; border-bottom: 1px solid #eaeef2; } td:first-child, th:first-child { text-align: left; }
+th { background: #f6f8fa; } .big { font-size: 20px; font-weight: 600; }
+.cards { display: flex; gap: 14px; flex-wrap: wrap; } .card { border: 1px solid #d0d7de; border-radius: 6px; padding: 10px 16px; min-width: 150px; }
+.legend span { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: -1px; }
+svg text { font: 12px system-ui, sans-serif; fill: #1b1f24; } .note { color: #57606a; font-size: 12px; }
+"""
+
+
+def _page(title: str, body: List[str]) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def _legend(series: Sequence[Tuple[str, str]]) -> str:
+    return "<div class=\"legend\">" + "".join(f"<span style=\"background:{c}\"></span>{escape(n)}" for n, c in series) + "</div>"
+
+
+def _bars(
+    rows: Sequence[Tuple[str, Sequence[Optional[float]], str]],
+    colors: Sequence[str],
+    text: Callable[[Optional[float]], str],
+) -> str:
+    """Horizontal grouped bars: each row is (label, one value per series, a note after the values)."""
+    top = max([v or 0 for _, values, _ in rows for v in values] + [1])
+    per_row = _ROW_H * len(colors) + 8
+    height = per_row * len(rows) + 4
+    width = _LABEL_W + _BAR_W + 230
+    out = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\">"]
+    for i, (label, values, note) in enumerate(rows):
+        y = i * per_row + 4
+        shown = label if len(label) <= 34 else "…" + label[-33:]
+        out.append(f"<text x=\"{_LABEL_W - 8}\" y=\"{y + per_row / 2}\" text-anchor=\"end\"><title>{escape(label)}</title>{escape(shown)}</text>")
+        for k, (v, color) in enumerate(zip(values, colors)):
+            w = 0 if not v else max(1.0, _BAR_W * v / top)
+            yy = y + k * _ROW_H
+            out.append(f"<rect x=\"{_LABEL_W}\" y=\"{yy}\" width=\"{w:.1f}\" height=\"{_ROW_H - 2}\" fill=\"{color}\"/>")
+            out.append(f"<text x=\"{_LABEL_W + w + 5:.1f}\" y=\"{yy + _ROW_H - 4}\">{escape(text(v))}"
+                       + (f"  {escape(note)}" if note and k == len(values) - 1 else "") + "</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    h = "".join(f"<th>{escape(str(c))}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{h}</tr>{body}</table>"
+
+
+def _conventions() -> str:
+    items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in fmt.CONVENTIONS.items())
+    return f"<h2>How octify counts</h2><ul class=\"note\">{items}</ul>"
+
+
+def _record_sections(record: Any) -> List[str]:
+    out: List[str] = []
+    plain = record.plain
+    out.append(f"<h2>Left plain: {len(plain)} of {len(record.convs)} convs</h2>")
+    if plain:
+        reasons: "OrderedDict[str, List[str]]" = OrderedDict()
+        for c in plain:
+            reasons.setdefault(str(c.plain_reason), []).append(c.name)
+        out.append(_table(["reason", "convs", "names"], [(r, len(n), ", ".join(n)) for r, n in reasons.items()]))
+    out.append(f"<h2>Merges, splits and aligns: {len(record.merges)}</h2>")
+    if record.merges:
+        out.append("<p class=\"note\">Where an octave pair becomes a plain tensor again (merge), a plain tensor becomes "
+                   "a pair (split), or two channel layouts are matched (align), before this node of the traced model.</p>")
+        out.append(_table(["kind", "before node", "op", "reason"], [(m.kind, m.node, m.target, m.reason) for m in record.merges]))
+    else:
+        out.append("<p>None: the octave pairs run through to the output.</p>")
+    return out
+
+
+def comparison_html(c: "Comparison", record: Any = None) -> str:
+    """The page of a comparison; with ``record`` (``octify.record_of(converted)``) also what stayed
+    plain and where the merges are."""
+    b, a = c.before, c.after
+    body = [
+        f"<h1>{escape(b.model)} &rarr; {escape(a.model)}</h1>",
+        f"<div class=\"sub\">octify report, input {escape(fmt.inputs_text(b.inputs, b.batch))}</div>",
+        "<div class=\"cards\">",
+    ]
+    for label, key, show in (("MACs", "macs", fmt.si), ("Feature maps", "feature_map_bytes", fmt.nbytes), ("Params", "params", fmt.si)):
+        body.append(f"<div class=\"card\">{label}<div class=\"big\">{fmt.ratio(c.ratio(key))}&times;</div>"
+                    f"<div class=\"sub\">{escape(show(getattr(b, key)))} &rarr; {escape(show(getattr(a, key)))}</div></div>")
+    if b.latency is not None and a.latency is not None:
+        body.append(f"<div class=\"card\">Latency (median)<div class=\"big\">{fmt.ratio(c.ratio('latency'))}&times;</div>"
+                    f"<div class=\"sub\">{b.latency.median_ms:.2f} &rarr; {a.latency.median_ms:.2f} ms</div></div>")
+    body.append("</div>")
+    legend = _legend([("before (original)", BEFORE), ("after (octave)", AFTER)])
+    labels, groups = comparison_stages(c)
+
+    def total(pairs: Sequence[Any], side: str, key: str) -> int:
+        return sum(getattr(getattr(p, side), key) for p in pairs if getattr(p, side) is not None)
+
+    for title, key, show in (("MACs by stage", "macs", fmt.si), ("Feature-map memory by stage", "feature_map_bytes", fmt.nbytes)):
+        rows = []
+        for label, pairs in zip(labels, groups):
+            vb, va = total(pairs, "before", key), total(pairs, "after", key)
+            convs = sum(is_conv(p.before.type) for p in pairs if p.before is not None)
+            octave = sum(is_octave(p.after.type) for p in pairs if p.after is not None)
+            note = f"{fmt.ratio(fmt.div(va, vb))}x" + (f", {octave}/{convs} convs octave" if convs else "")
+            rows.append((label, (vb, va), note))
+        body += [f"<h2>{title}</h2>", legend, _bars(rows, (BEFORE, AFTER), show)]
+    conv_rows = []
+    alphas = {r.name: r for r in c.convs}
+    for p in c.layers:
+        if p.before is None or not is_conv(p.before.type):
+            continue
+        conv = alphas.get(p.name)
+        note = f"alpha {conv.alpha_in:g} -> {conv.alpha_out:g}" if conv else "plain"
+        conv_rows.append((p.name, (p.before.macs, p._get(p.after, "macs")), note))
+    body += ["<h2>MACs per conv, with each conv's alpha (in -> out)</h2>", legend, _bars(conv_rows, (BEFORE, AFTER), fmt.si)]
+    if record is not None:
+        body += _record_sections(record)
+    body.append(_conventions())
+    return _page(f"octify: {b.model} -> {a.model}", body)
+
+
+def profile_html(p: "Profile") -> str:
+    """The page of one profile: MACs and feature-map memory by stage and per conv."""
+    body = [
+        f"<h1>{escape(p.model)}</h1>",
+        f"<div class=\"sub\">octify report, input {escape(fmt.inputs_text(p.inputs, p.batch))}</div>",
+        "<div class=\"cards\">",
+        f"<div class=\"card\">MACs<div class=\"big\">{escape(fmt.si(p.macs))}</div></div>",
+        f"<div class=\"card\">Feature maps<div class=\"big\">{escape(fmt.nbytes(p.feature_map_bytes))}</div></div>",
+        f"<div class=\"card\">Params<div class=\"big\">{escape(fmt.si(p.params))}</div></div>",
+        "</div>",
+    ]
+    by_name = {r.name: r for r in p.layers}
+    groups = stages([(r.name, r.macs) for r in p.layers])
+    for title, key, show in (("MACs by stage", "macs", fmt.si), ("Feature-map memory by stage", "feature_map_bytes", fmt.nbytes)):
+        rows = [(g.label, (sum(getattr(by_name[n], key) for n in g.names),), "") for g in groups]
+        body += [f"<h2>{title}</h2>", _bars(rows, (AFTER,), show)]
+    conv_rows = [(r.name or "(model)", (r.macs,), r.type) for r in p.layers if is_conv(r.type)]
+    body += ["<h2>MACs per conv</h2>", _bars(conv_rows, (AFTER,), fmt.si), _conventions()]
+    return _page(f"octify: {p.model}", body)
