@@ -119,9 +119,12 @@ def test_convert_prints_the_report(converted):
     assert result.exit_code == 0, (result.stdout, result.stderr)
     out = result.stdout
     assert "Loaded class CustomCNN()" in out and "ckpt.pth['state_dict']" in out
-    assert "Converted" in out and "Conv2d layers at alpha=0.5" in out
-    assert "Convs left plain" in out and "stem.0" in out  # the stem stays plain, with its reason
-    assert "Saved" in out and "reloads with identical outputs" in out
+    assert "Loaded" in out and "23 Conv2d layers" in out
+    assert "Converted 15 of 23 convs to octave convs at alpha=0.5" in out
+    assert "Left plain: 8 of 23 convs" in out
+    assert "stem.0: stem (first conv on the model input)" in out  # the stem stays plain, with its reason
+    assert "Saved" in out and "reloading it gives the converted model's outputs bit for bit" in out
+    assert out.rstrip().splitlines()[-1].startswith("Next: the converted model is not the original")
     assert result.stderr == ""
 
 
@@ -201,7 +204,7 @@ def test_model_without_conv_converts_to_itself(tmp_path):
     """)
     result = run("convert", model_py, "-i", "1,3,2,2", "-o", tmp_path / "mlp_oct.pt")
     assert result.exit_code == 0, result.stderr
-    assert "no Conv2d" in result.stdout
+    assert "Nothing changed: the model has no conv layer" in result.stdout
     loaded = octify.load(tmp_path / "mlp_oct.pt")
     assert isinstance(loaded[1], torch.nn.Linear)
 

@@ -456,33 +456,45 @@ def test_profile_renders(pair):
     net, _, x = pair
     p = profile(net, x)
     text = render(p)
-    assert "octify profile" in text and "Sequential" in text
-    assert "input 1x3x32x32 float32 (batch 1)" in text
-    assert "MACs 3.98 M (3,981,312)" in text
-    assert "FLOPs 7.96 M (7,962,624)" in text  # 2 * 3,981,312
-    assert "params 3.99 K (3,992)" in text
-    assert "FlopCounterMode" in text and "Not counted: batch norm" in text
-    conv2 = next(line for line in text.splitlines() if "│ conv2 " in line)
-    for cell in ("Conv2d", "1x16x32x32", "2,320", "2.36 M", "4.72 M", "64.00 KiB"):
+    assert "Sequential, input 1x3x32x32 float32 (batch 1)" in text
+    macs = next(line for line in text.splitlines() if line.startswith("MACs "))
+    assert "3.98 M" in macs and "3,981,312" in macs
+    assert "7,962,624" in text  # FLOPs: 2 * 3,981,312
+    assert "3,992" in text  # params
+    assert "How octify counts: octify convert --help" in text  # a pointer, not the whole conventions
+    assert "FlopCounterMode" not in text
+    total = next(line for line in text.splitlines() if line.startswith("total"))
+    assert "3.98 M" in total and "100%" in total
+    layers = render(p.layer_table())
+    conv2 = next(line for line in layers.splitlines() if line.startswith("conv2 "))
+    for cell in ("Conv2d", "1x16x32x32", "2.32 K", "2.36 M", "64.00 KiB"):
         assert cell in conv2
-    total = next(line for line in text.splitlines() if "│ total" in line)
-    assert "3,992" in total and "3.98 M" in total
-    assert "3,981,312" in str(p) and "│ conv2 " in str(p)
-    assert "\x1b[" not in str(p)  # plain text
+    assert "relu" not in layers and "without MACs or parameters are not listed" in layers
+    # str(): the summary, in plain text; a flat model's stages are its convs with what follows each
+    assert "3,981,312" in str(p) and "1x16x32x32" not in str(p)
+    stage = next(line for line in str(p).splitlines() if line.startswith("conv2..relu2 "))
+    assert "2.36 M" in stage and "59%" in stage  # 2,359,296 / 3,981,312
+    assert "\x1b[" not in str(p)
 
 
 def test_comparison_renders(pair):
     net, oct_net, x = pair
-    text = render(compare(net, oct_net, x))
-    assert "octify comparison" in text and "Sequential -> Sequential" in text
-    macs = next(line for line in text.splitlines() if line.strip("│ ").startswith("MACs "))
-    assert "3,981,312" in macs and "2,045,952" in macs and "0.514" in macs
-    conv2 = next(line for line in text.splitlines() if "│ conv2 " in line and "0.5 " in line)
-    for cell in ("2.36 M", "1.03 M", "0.438", "0.625"):
+    c = compare(net, oct_net, x)
+    text = render(c)
+    assert "Sequential -> Sequential, input 1x3x32x32" in text
+    macs = next(line for line in text.splitlines() if line.startswith("MACs "))
+    assert "3.98 M" in macs and "2.05 M" in macs and "0.514" in macs  # 2,045,952 / 3,981,312
+    maps = next(line for line in text.splitlines() if line.startswith("Feature maps"))
+    assert "416.00 KiB" in maps and "0.625" not in maps  # 425,984 B before
+    total = next(line for line in text.splitlines() if line.startswith("total"))
+    assert "3/3" in total and "0.514" in total  # all three convs are octave
+    layers = render(c.layer_table())
+    conv2 = next(line for line in layers.splitlines() if line.startswith("conv2 "))
+    for cell in ("OctConv2d", "0.5/0.5", "2.36 M", "1.03 M", "0.438"):
         assert cell in conv2
-    assert "Octave convolutions" in text and "Layers" in text
-    bn1 = next(line for line in text.splitlines() if "│ bn1 " in line)
-    assert "BatchNorm2d -> OctBatchNorm2d" in bn1 and "64.00 KiB" in bn1 and "40.00 KiB" in bn1
+    conv1 = next(line for line in layers.splitlines() if line.startswith("conv1 "))
+    assert "0/0.5" in conv1 and "0.625" in conv1  # 276,480 / 442,368
+    assert "bn1" not in layers  # no MACs: in --json, not in the table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,11 +509,14 @@ def test_latency_profile_and_compare(pair):
     assert p.latency.threads == 1 and torch.get_num_threads() == threads  # stated, then restored
     assert p.latency.median_ms > 0
     assert net.training  # timed in eval mode, the mode restored
-    assert "Latency: median" in render(p) and "1 thread," in render(p)
+    lat = p.latency
+    assert lat.min_ms <= lat.median_ms <= lat.max_ms and lat.min_ms == min(lat.times_ms)
+    assert f"Latency: min {lat.min_ms:.2f} / median {lat.median_ms:.2f} / max {lat.max_ms:.2f} ms of 3 runs" in render(p)
+    assert "1 thread," in render(p)
     c = compare(net, oct_net, x, latency=True, runs=3, warmup=1)
     assert c.before.latency is not None and c.after.latency is not None
     assert c.ratio("latency") == pytest.approx(c.after.latency.median_ms / c.before.latency.median_ms)
-    assert "Latency (ms)" in render(c)
+    assert "Latency (median)" in render(c) and "Latency: before min" in render(c)
     json.dumps(c.to_dict())
 
 

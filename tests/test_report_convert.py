@@ -85,9 +85,12 @@ def test_report_renders_and_serialises(comparison):
     console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
     console.print(c)
     text = console.export_text()
-    assert "4,089,184,256" in text and f"{c.after.macs:,}" in text
-    line = next(l for l in text.splitlines() if "│ layer1.0.conv2 " in l and "OctConv2d" in l)
-    assert "0.438" in line  # per-layer MACs ratio
+    assert "4.09 G" in text and "2.19 G" in text and "0.536" in text
+    layer1 = next(l for l in text.splitlines() if l.startswith("layer1 "))
+    assert "10/10" in layer1 and "667.94 M" in layer1 and "0.456" in layer1  # (12.85 + 115.61*3 ... ) per stage
+    console.print(c.layer_table())
+    line = next(l for l in console.export_text().splitlines() if l.startswith("layer1.0.conv2 "))
+    assert "OctConv2d" in line and "0.5/0.5" in line and "0.438" in line  # per-layer MACs ratio
     d = c.to_dict()
     assert d["before"]["macs"] == 4_089_184_256 and d["after"]["macs"] == c.after.macs
     assert len(d["convs"]) == len(c.convs)

@@ -221,11 +221,6 @@ def run_convert(
         + ("; reloading it gives the converted model's outputs bit for bit" if verify else "")
         + f". Load it with octify.load({escape(repr(str(out_path)))})."
     )
-    if record is not None and record.converted and json_out != "-":
-        ui.say(
-            "[dim]Next: the converted model is not the original; measure how close it is (--fidelity DATA), "
-            "win accuracy back (octify finetune), deploy it (octify export). README: What next.[/]"
-        )
     if json_out is not None:
         data = comparison.to_dict()
         if isinstance(data, dict):
@@ -237,6 +232,11 @@ def run_convert(
             if measured is not None:
                 data["fidelity"] = measured
         write_json(ui, data, json_out)
+    if record is not None and record.converted and json_out != "-":
+        ui.say(
+            "[dim]Next: the converted model is not the original; measure how close it is (--fidelity DATA), "
+            "win accuracy back (octify finetune), deploy it (octify export). README: What next.[/]"
+        )
 
 
 def headline(record: Any) -> str:

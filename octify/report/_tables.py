@@ -39,7 +39,7 @@ def is_octave(type_name: Optional[str]) -> bool:
     return bool(type_name) and type_name.startswith("OctConv")  # type: ignore[union-attr]
 
 
-_NAME_WIDTH = 36  # names longer than this wrap (at 80 columns the numbers need the rest)
+_NAME_WIDTH = 20  # a name column may be narrowed to this when the numbers need the room; longer names then wrap
 
 
 def _table(title: Optional[str] = None, **kw: Any) -> Table:
@@ -50,8 +50,8 @@ def _table(title: Optional[str] = None, **kw: Any) -> Table:
 
 
 def _name_column(table: Table, names: Sequence[str], header: str = "Layer", footer: str = "") -> None:
-    # Wide enough for the names (they are what the user looks for in their code), then folded,
-    # never cut with an ellipsis.
+    # As wide as the longest name where the width allows (names are what the user looks for in
+    # their code); else narrowed, and a long name folds onto the next line, never cut with an ellipsis.
     width = min(max([len(header), len(footer), *map(len, names)]), _NAME_WIDTH)
     table.add_column(header, overflow="fold", footer=footer, min_width=width)
 
@@ -97,17 +97,26 @@ def comparison_stages(c: "Comparison") -> Tuple[List[str], List[List["LayerPair"
     return [g.label for g in groups], [[by_name[n] for n in g.names] for g in groups]
 
 
+def _stage_labels(labels: List[str]) -> Tuple[List[str], str]:
+    """Labels without the prefix they all share ('a.b..a.c' loses it on both sides)."""
+    prefix = common_prefix([part for label in labels for part in label.split("..")])
+    if not prefix:
+        return labels, ""
+    return ["..".join(_strip(part, prefix) for part in label.split("..")) for label in labels], prefix
+
+
 def _stage_table(c: "Comparison") -> Table:
     labels, groups = comparison_stages(c)
+    labels, prefix = _stage_labels(labels)
     convs_total = sum(is_conv(p.before.type) for p in c.layers if p.before is not None)
     octave_total = sum(is_octave(p.after.type) for p in c.layers if p.after is not None)
-    table = _table("By stage", show_footer=True)
+    table = _table(_title_with_prefix("By stage", prefix), show_footer=True)
     _name_column(table, labels, "Stage", footer="total")
-    _num_column(table, "octave convs", footer=f"{octave_total}/{convs_total}")
-    _num_column(table, "MACs before", footer=fmt.si(c.before.macs))
-    _num_column(table, "after", footer=fmt.si(c.after.macs))
-    _num_column(table, "ratio", footer=fmt.ratio(c.ratio("macs")))
-    _num_column(table, "maps ratio", footer=fmt.ratio(c.ratio("feature_map_bytes")))
+    _num_column(table, "octave\nconvs", footer=f"{octave_total}/{convs_total}")
+    _num_column(table, "MACs\nbefore", footer=fmt.si(c.before.macs))
+    _num_column(table, "MACs\nafter", footer=fmt.si(c.after.macs))
+    _num_column(table, "MACs\nratio", footer=fmt.ratio(c.ratio("macs")))
+    _num_column(table, "maps\nratio", footer=fmt.ratio(c.ratio("feature_map_bytes")))
     for label, pairs in zip(labels, groups):
         convs = sum(is_conv(p.before.type) for p in pairs if p.before is not None)
         octave = sum(is_octave(p.after.type) for p in pairs if p.after is not None)
@@ -144,9 +153,9 @@ def comparison_layers(c: "Comparison") -> Group:
     _name_column(table, [_strip(p.name, prefix) for p in shown])
     table.add_column("type", no_wrap=True)
     table.add_column("alpha", no_wrap=True)
-    _num_column(table, "MACs before")
-    _num_column(table, "after")
-    _num_column(table, "ratio")
+    _num_column(table, "MACs\nbefore")
+    _num_column(table, "MACs\nafter")
+    _num_column(table, "MACs\nratio")
     for p in shown:
         kind = (p.after or p.before).type  # type: ignore[union-attr]
         conv = alphas.get(p.name)
@@ -177,19 +186,20 @@ def profile_summary(p: "Profile") -> Group:
         parts.append(Text(f"Latency: {p.latency.describe()}"))
     groups = stages([(r.name, r.macs) for r in p.layers])
     by_name = {r.name: r for r in p.layers}
-    table = _table("By stage", show_footer=True)
-    _name_column(table, [g.label for g in groups], "Stage", footer="total")
+    labels, prefix = _stage_labels([g.label for g in groups])
+    table = _table(_title_with_prefix("By stage", prefix), show_footer=True)
+    _name_column(table, labels, "Stage", footer="total")
     _num_column(table, "convs", footer=str(sum(is_conv(r.type) for r in p.layers)))
     _num_column(table, "octave", footer=str(sum(is_octave(r.type) for r in p.layers)))
     _num_column(table, "MACs", footer=fmt.si(p.macs))
     _num_column(table, "share", footer="100%" if p.macs else "-")
     _num_column(table, "params", footer=fmt.si(p.params))
-    _num_column(table, "feature maps", footer=fmt.nbytes(p.feature_map_bytes))
-    for g in groups:
+    _num_column(table, "feature\nmaps", footer=fmt.nbytes(p.feature_map_bytes))
+    for g, label in zip(groups, labels):
         rows = [by_name[n] for n in g.names]
         macs = sum(r.macs for r in rows)
         table.add_row(
-            escape(g.label), str(sum(is_conv(r.type) for r in rows)), str(sum(is_octave(r.type) for r in rows)),
+            escape(label), str(sum(is_conv(r.type) for r in rows)), str(sum(is_octave(r.type) for r in rows)),
             fmt.si(macs), f"{macs / p.macs:.0%}" if p.macs else "-", fmt.si(sum(r.params for r in rows)),
             fmt.nbytes(sum(r.feature_map_bytes for r in rows)),
         )
