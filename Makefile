@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-zoo test-realworld bench bench-latency install clean
+.PHONY: demo test test-fast test-zoo test-realworld bench bench-latency install browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,8 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/octify convert examples/model.py --alpha 0.5
 
+# Chromium for the HTML report's browser test, where the system's packages have it (else skipped).
+browser:
+	@scripts/install-browser.sh
+
 # The whole suite (what CI runs), with the slowest tests listed at the end.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q --durations=15
 
 # The edit loop: everything but the model zoo and the whole-network checks (markers in pyproject.toml).
