@@ -252,6 +252,8 @@ def headline(record: Any) -> str:
     reasons = list(dict.fromkeys(str(c.plain_reason) for c in record.convs))
     if record.alpha == 0:
         why = "alpha is 0, so every channel stays in the high-frequency branch"
+    elif record.alpha == 1:
+        why = "alpha 1 leaves no high-frequency channel, and an octave conv needs both branches"
     elif total == 1:
         why = f"the model's only conv, {record.convs[0].name}, stays plain: {reasons[0]}"
     elif len(reasons) == 1:

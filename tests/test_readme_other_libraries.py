@@ -1,0 +1,54 @@
+"""README's "Coming from another OctConv library": its code runs and prints what its comments
+say, and the differences it states hold (braincreators' split, ValueError instead of assert)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from octify import OctConv2d, Partition
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _section() -> str:
+    text = README.read_text()
+    start = text.index("## Coming from another OctConv library")
+    return text[start:text.index("\n## ", start + 3)]
+
+
+def _blocks() -> list:
+    return re.findall(r"```python\n(.*?)```", _section(), re.S)
+
+
+def test_the_section_has_its_examples():
+    assert len(_blocks()) == 2
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_each_example_prints_what_its_comments_say(index):
+    code = _blocks()[index]
+    expected = [line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(") and "#" in line]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, f"<README block {index}>", "exec"), {"__name__": f"readme_block_{index}"})
+    assert out.getvalue().strip().splitlines() == expected and expected
+
+
+def test_the_splits_it_states():
+    # octify: the last floor(alpha * C) channels are low (the high branch gets the rounding)
+    assert OctConv2d(5, 5, 3, alpha=0.5).in_partition == Partition(high=(0, 1, 2), low=(3, 4))
+    assert len(OctConv2d(20, 20, 3, alpha=0.8).out_partition.low) == 16
+    # braincreators: high = int((1 - alpha) * C): 2 + 3 at C=5, and 3 + 17 at C=20, alpha 0.8 (float error)
+    assert int((1 - 0.5) * 5) == 2 and int((1 - 0.8) * 20) == 3
+
+
+def test_a_wrong_pair_is_a_value_error_not_an_assertion():
+    conv = OctConv2d(5, 5, 3, padding=1, alpha=0.5)
+    with pytest.raises(ValueError, match="expected a high input with 3 channels, found 2"):
+        conv((torch.randn(1, 2, 8, 8), torch.randn(1, 3, 4, 4)))
