@@ -2,11 +2,13 @@
 fetched, so it opens from a file on a machine with no network.
 
 >>> import torch, octify
->>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1))
+>>> conv = lambda c_in: torch.nn.Conv2d(c_in, 8, 3, padding=1)
+>>> net = torch.nn.Sequential(conv(3), torch.nn.ReLU(), conv(8), torch.nn.ReLU(), conv(8))
 >>> x = torch.randn(1, 3, 32, 32)
->>> page = octify.compare(net, octify.convert(net, 0.5, example_inputs=x), x).to_html()
->>> page.startswith("<!DOCTYPE html>") and "<svg" in page and "http" not in page.split("</head>")[0]
-True
+>>> oct_net = octify.convert(net, 0.5, example_inputs=x)
+>>> page = octify.compare(net, oct_net, x).to_html(octify.record_of(oct_net))
+>>> page.startswith("<!DOCTYPE html>"), page.count("<svg"), "alpha 0 -&gt; 0.5" in page
+(True, 3, True)
 """
 
 from __future__ import annotations
