@@ -15,7 +15,7 @@ from .tune.fidelity import fidelity
 from .fx.fold import fold_bn
 from .fx.freeze import freeze
 from .io import load, save
-from .nn import OctBatchNorm2d, OctConv2d, OctaveDual, OctaveMerge, OctaveSplit, Partition
+from .nn import OctBatchNorm1d, OctBatchNorm2d, OctBatchNorm3d, OctConv1d, OctConv2d, OctConv3d, OctaveDual, OctaveMerge, OctaveSplit, Partition
 from .record import ConversionRecord, ConvRecord, MergeRecord, record_of
 from .report import Comparison, Profile, compare, profile
 from .rules import register_rule
@@ -40,8 +40,12 @@ __all__ = [
     "ConvRecord",
     "MergeRecord",
     "register_rule",
+    "OctConv1d",
     "OctConv2d",
+    "OctConv3d",
+    "OctBatchNorm1d",
     "OctBatchNorm2d",
+    "OctBatchNorm3d",
     "OctaveDual",
     "OctaveSplit",
     "OctaveMerge",
