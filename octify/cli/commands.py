@@ -126,7 +126,7 @@ def run_convert(
     x = _example(ui, original, input_shape)
 
     record = None
-    n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in original.modules())
+    n_convs = sum(isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)) for m in original.modules())
     if n_convs == 0:
         ui.note("the model has no Conv2d layer, so there is nothing to convert: the output is the model itself.")
         converted = original

@@ -46,7 +46,7 @@ def estimated_saving(
             conv = modules[node.target]
             macs = node.meta["val"].numel() * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
             total += macs
-            kept += macs * octave_macs_ratio(ai, ao, octave, depthwise=is_depthwise(conv))
+            kept += macs * octave_macs_ratio(ai, ao, octave, depthwise=is_depthwise(conv), axes=1 if len(conv.kernel_size) == 1 else 2)
             low[node] = ao
         elif node.op == "call_function" and node.target in CONCAT:
             parts = [a for a in (node.args[0] if node.args and isinstance(node.args[0], (list, tuple)) else []) if isinstance(a, fx.Node)]
