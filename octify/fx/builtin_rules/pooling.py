@@ -86,7 +86,7 @@ def global_pool(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> A
     else:
         dim = rest_args[0] if rest_args else rest_kwargs.get("dim")
         ndim = x.high.meta["val"].dim()
-        dims = {d % ndim for d in dim} if isinstance(dim, (tuple, list)) else None
+        dims = {d % ndim for d in dim} if isinstance(dim, (tuple, list)) else ({dim % ndim} if isinstance(dim, int) else None)
         if dims != set(range(2, ndim)):
             raise Decline(f"it averages over {dim}, not over every spatial axis")
     h = ctx.emit(node.op, node.target, (x.high, *rest_args), rest_kwargs)
