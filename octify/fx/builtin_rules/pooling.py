@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 
 from ...nn import ChannelMerge
