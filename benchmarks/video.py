@@ -6,7 +6,11 @@ first alternates too) on one 1 x 3 x 8 x 112 x 112 clip; the table gives the med
 each and the median of the per-iteration ratios, which cancels most of the drift of a shared
 machine. MACs are counted by ``octify.profile`` (torch.utils.flop_counter, 2 FLOPs per MAC;
 pooling and upsampling are not MACs). Rows for both 5-D layouts: contiguous (NCDHW, what
-``octify.convert`` leaves) and channels_last_3d (weights and input converted by the user).
+``octify.convert`` leaves) and channels_last_3d (weights and input converted by the user); and
+both again with every conv3d of both models sent to oneDNN (``torch.mkldnn_convolution``):
+at batch 1 PyTorch runs a Conv3d whose N*C*T*H is at most 20480 with its slow im2col kernel
+(``slow_conv3d_forward``), and the converted model's branch convs, with half the channels or
+half the height, fall under that threshold more often than the original's.
 
     python benchmarks/video.py [--iters 7] [--frames 8] [--size 112] [--threads N]
 """
@@ -21,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import octify  # noqa: E402
@@ -56,8 +61,9 @@ def main() -> None:
     print()
     print("| layout | original (ms) | converted (ms) | converted / original (median of ratios) |")
     print("|---|---|---|---|")
-    for layout in ("contiguous", "channels_last_3d"):
+    for layout, onednn in (("contiguous", False), ("channels_last_3d", False), ("contiguous", True), ("channels_last_3d", True)):
         fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+        F.conv3d = _onednn_conv3d if onednn else _CONV3D
         a, b = model.to(memory_format=fmt), converted.to(memory_format=fmt)
         xi = x.contiguous(memory_format=fmt)
         ta, tb, ratios = [], [], []
@@ -72,8 +78,20 @@ def main() -> None:
                     m(xi)
                     times.append(time.perf_counter() - t0)
                 ratios.append(tb[-1] / ta[-1])
-        print(f"| {layout} | {statistics.median(ta) * 1e3:.0f} | {statistics.median(tb) * 1e3:.0f} | {statistics.median(ratios):.2f} |")
+        print(f"| {layout}{', oneDNN for every conv3d' if onednn else ''} | {statistics.median(ta) * 1e3:.0f} | {statistics.median(tb) * 1e3:.0f} | {statistics.median(ratios):.2f} |")
+    F.conv3d = _CONV3D
     model.to(memory_format=torch.contiguous_format)
+
+
+_CONV3D = F.conv3d
+
+
+def _onednn_conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """F.conv3d through oneDNN whatever the size (nn.Conv3d and OctConv3d both call F.conv3d)."""
+    three = lambda v: [int(i) for i in v] if isinstance(v, (tuple, list)) else [int(v)] * 3  # noqa: E731
+    if isinstance(padding, str) or x.dtype != torch.float32 or x.device.type != "cpu":
+        return _CONV3D(x, weight, bias, stride, padding, dilation, groups)
+    return torch.mkldnn_convolution(x, weight, bias, three(padding), three(stride), three(dilation), groups)
 
 
 if __name__ == "__main__":

@@ -222,3 +222,15 @@ def test_cli_converts_the_audio_example_with_a_3d_input_shape(tmp_path):
     model = octify.load(str(out))
     assert sum(isinstance(m, OctConv1d) for m in model.modules()) == 3
     assert tuple(model(torch.randn(1, 1, 16000)).shape) == (1, 35)
+
+
+# -- freezing: batch norms fold into 1-D and 3-D convs too -----------------------------------------
+@pytest.mark.parametrize("build, x", [(Video2Plus1d, torch.randn(2, 3, 4, 33, 31)), (_m5, torch.randn(2, 1, 4000))])
+def test_freeze_folds_1d_and_3d_batch_norms(build, x):
+    model = randomize_bn(build()).eval()
+    converted = _convert(model, x)
+    frozen = octify.freeze(converted)
+    assert not [m for m in frozen.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm3d, OctBatchNorm1d, OctBatchNorm3d))]
+    assert any(isinstance(m, (OctConv1d, OctConv3d)) and m.weight_low is not None for m in frozen.modules())
+    with torch.no_grad():
+        assert rel_err(frozen(x), converted(x)) <= 1e-5
