@@ -234,3 +234,16 @@ def test_freeze_folds_1d_and_3d_batch_norms(build, x):
     assert any(isinstance(m, (OctConv1d, OctConv3d)) and m.weight_low is not None for m in frozen.modules())
     with torch.no_grad():
         assert rel_err(frozen(x), converted(x)) <= 1e-5
+
+
+# -- the report: Conv1d / Conv3d MACs counted like Conv2d's, the theory over the resampled axes ----
+@pytest.mark.parametrize("build, x, want", [
+    (Video2Plus1d, torch.randn(1, 3, 4, 32, 32), {"spatial": 0.625, "temporal": 0.4375, "down": 0.625}),
+    (_m5, torch.randn(1, 1, 16000), {"4": 0.75, "8": 0.625, "12": 0.625}),
+])
+def test_compare_counts_1d_and_3d_convs_and_their_theory(build, x, want):
+    model = build().eval()
+    rows = octify.compare(model, _convert(model, x), x).convs
+    assert {r.name: round(r.theoretical_macs_ratio, 4) for r in rows} == want
+    for r in rows:
+        assert r.macs_after / r.macs_before == pytest.approx(r.theoretical_macs_ratio, abs=1e-3)
