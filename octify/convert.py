@@ -69,7 +69,8 @@ def convert(
     memory_format: str = "channels_last",
     calibration: Optional[Iterable[Any]] = None,
 ) -> fx.GraphModule:
-    """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them.
+    """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them
+    (Conv1d -> OctConv1d; Conv3d -> OctConv3d, the octave on H and W, time at full resolution).
 
     Returns a ``torch.fx.GraphModule`` in the model's train/eval mode whose OctConv2d and
     OctBatchNorm2d modules keep the qualified names of the layers they replace; its

@@ -12,7 +12,7 @@ __all__ = ["ConvRecord", "MergeRecord", "Specialization", "ConversionRecord", "r
 
 @dataclass(frozen=True)
 class ConvRecord:
-    """One Conv2d of the original model."""
+    """One conv (Conv2d, Conv1d or Conv3d) of the original model."""
 
     name: str  # qualified module name, kept by the OctConv2d that replaces it
     alpha_in: float

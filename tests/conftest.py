@@ -60,13 +60,13 @@ def rel_err(got: Tensor, want: Tensor) -> float:
 def randomize_bn(
     model: nn.Module, seed: Union[int, torch.Generator] = 0, *, batches_tracked: Optional[int] = None
 ) -> nn.Module:
-    """Give every BatchNorm2d in ``model`` (or ``model`` itself) non-trivial running statistics and
+    """Give every BatchNorm1d / 2d / 3d in ``model`` (or ``model`` itself) non-trivial running statistics and
     affine weights, so that eval mode, folding and fusion really use them (and, if given, a batch
     counter). Returns ``model``."""
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
-            if not isinstance(m, nn.BatchNorm2d):
+            if not isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
                 continue
             c = m.num_features
             if m.running_mean is not None:

@@ -287,7 +287,7 @@ def test_bad_alpha(alpha, needle):
     assert_error(run("convert", CUSTOM, "--alpha", alpha), 2, "--alpha", needle)
 
 
-@pytest.mark.parametrize("shape", ["1,3,a,32", "1,3,32", "1,3,0,32", ""])
+@pytest.mark.parametrize("shape", ["1,3,a,32", "1,3", "1,3,2,2,2,2", "1,3,0,32", ""])
 def test_malformed_input_shape(shape):
     assert_error(run("convert", CUSTOM, "--input-shape", shape), 2, "malformed --input-shape", "N,C,H,W")
 

@@ -81,7 +81,8 @@ The input shape defaults to the one the model was converted on. ONNX needs pip i
 """
 
 _SHAPE_HELP = (
-    "Shape of the random example input, N,C,H,W. \\[default: 1,C,224,224, C from the first Conv2d]"
+    "Shape of the random example input: N,C,H,W for images, N,C,L for audio (Conv1d), N,C,T,H,W for video (Conv3d). "
+    "\\[default: 1,C,224,224 (1,C,16000; 1,C,16,112,112), C from the first conv]"
 )
 
 
@@ -149,7 +150,7 @@ _Json = Annotated[
 ]
 _Shape = Annotated[
     Optional[opt.Shape],
-    typer.Option("--input-shape", "-i", metavar="N,C,H,W", parser=opt.shape, help=_SHAPE_HELP, show_default=False),
+    typer.Option("--input-shape", "-i", metavar="SHAPE", parser=opt.shape, help=_SHAPE_HELP, show_default=False),
 ]
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and the JSON).")]
 _Layers = Annotated[bool, typer.Option("--layers", help="Also print the per-layer table (every layer with MACs) and every name left plain.")]

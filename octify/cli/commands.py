@@ -45,8 +45,8 @@ def _check_takes(model: torch.nn.Module, x: torch.Tensor, given: bool) -> None:
         with torch.no_grad():
             model(x)
     except Exception as e:
-        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-        expects = f" (its first Conv2d takes {convs[0].in_channels} channels)" if convs else ""
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+        expects = f" (its first {type(convs[0]).__name__} takes {convs[0].in_channels} channels)" if convs else ""
         how = "" if given else " (the default)"
         raise usage(
             f"the model cannot take an input of shape {shape_text(tuple(x.shape))}{how}: "

@@ -83,17 +83,18 @@ def choice(name: str, choices: Sequence[str]) -> Callable[[Any], str]:
 
 
 def shape(text: Any) -> Shape:
-    """``1,3,224,224`` (also ``1x3x224x224``, ``(1, 3, 224, 224)``)."""
+    """``1,3,224,224`` (also ``1x3x224x224``, ``(1, 3, 224, 224)``); 3 dims for 1-D models
+    (N,C,L), 5 for video (N,C,T,H,W)."""
     if isinstance(text, Shape):
         return text
     body = str(text).strip().strip("()[]")
     parts = [p for p in re.split(r"[,xX\s]+", body) if p]
-    hint = "expected 4 comma-separated positive integers N,C,H,W, e.g. 1,3,224,224"
+    hint = "expected 4 comma-separated positive integers N,C,H,W, e.g. 1,3,224,224 (or 3, N,C,L, for audio; 5, N,C,T,H,W, for video)"
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
         raise typer.BadParameter(f"malformed --input-shape '{text}': {hint}") from None
-    if len(dims) != 4:
+    if len(dims) not in (3, 4, 5):
         raise typer.BadParameter(f"malformed --input-shape '{text}': {hint}; found {len(dims)} value{'s' * (len(dims) != 1)}")
     if any(d <= 0 for d in dims):
         raise typer.BadParameter(f"malformed --input-shape '{text}': {hint}; found a size that is not positive")

@@ -10,7 +10,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..nn import ChannelSplit, OctaveMerge, OctaveSplit, Realign
-from ..nn._common import low_size
+from ..nn._resample import low_shape, octave_axes
 from ..nn.partition import Partition
 from ..rules import Decline, EmitError, Octave
 from .graph_builder import GraphBuilder
@@ -127,7 +127,7 @@ class ConversionContext:
         if key in self._splits:
             return self._splits[key]
         val = node.meta["val"]
-        per_channel = val.dim() == 4 and val.shape[-2:] == (1, 1)
+        per_channel = val.dim() >= 3 and val.shape[2:].numel() == 1
         module = ChannelSplit(partition) if per_channel else OctaveSplit(partition=partition, octave=self.octave)
         name = self.add_module("split", module)
         out = self.emit("call_module", name, (node,))
@@ -147,11 +147,12 @@ class ConversionContext:
 
     def low_fits(self, high: fx.Node, low: fx.Node) -> Optional[str]:
         hv, lv = high.meta["val"], low.meta["val"]
-        if not (isinstance(hv, torch.Tensor) and isinstance(lv, torch.Tensor)) or hv.dim() != 4 or lv.dim() != 4:
-            return "the op does not give 4-D tensors"
-        need = (low_size(hv.shape[-2], self.octave), low_size(hv.shape[-1], self.octave))
-        if tuple(lv.shape[-2:]) != need:
-            return f"the low branch would be {lv.shape[-2]}x{lv.shape[-1]}, the octave grid of {hv.shape[-2]}x{hv.shape[-1]} needs {need[0]}x{need[1]}"
+        if not (isinstance(hv, torch.Tensor) and isinstance(lv, torch.Tensor)) or not 3 <= hv.dim() <= 5 or lv.dim() != hv.dim():
+            return "the op does not give 3-D, 4-D or 5-D tensors"
+        need = low_shape(list(hv.shape[2:]), self.octave, octave_axes(hv.dim()))
+        if list(lv.shape[2:]) != need:
+            show = lambda sizes: "x".join(map(str, sizes))  # noqa: E731
+            return f"the low branch would be {show(lv.shape[2:])}, the octave grid of {show(hv.shape[2:])} needs {show(need)}"
         return None
 
     def per_branch_with(

@@ -11,10 +11,11 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-from ..nn import OctBatchNorm2d, OctConv2d
+from ..nn.batchnorm import OctBatchNormNd
+from ..nn.octconv import OctConvNd
 from ..utils.validate import check_module
 from .fuse import unfuse_conv_bn
-from .ops import is_branch_read, is_single
+from .ops import BATCH_NORMS, CONVS, is_branch_read, is_single
 from .tracer import trace
 
 __all__ = ["fold_bn", "fold_graph", "as_graph_module", "bn_affine", "fold_affine", "conv_bn_pairs", "conv_feeding"]
@@ -41,8 +42,9 @@ def fold_affine(
     A missing weight (an absent path) stays None; the weight keeps its memory format."""
     w = weight
     if weight is not None and scale is not None:
-        fmt = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        w = (weight * scale.reshape(-1, 1, 1, 1)).contiguous(memory_format=fmt)
+        four_d = weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last)
+        fmt = torch.channels_last if four_d else torch.contiguous_format
+        w = (weight * scale.reshape(-1, *[1] * (weight.dim() - 1))).contiguous(memory_format=fmt)
     b = bias
     if shift is not None:
         b = shift if bias is None else bias * scale + shift
@@ -54,7 +56,7 @@ def conv_feeding(arg: Any, modules: dict) -> Optional[fx.Node]:
     if isinstance(arg, fx.Node) and is_single(arg) and len(arg.users) == 1:
         arg = arg.args[0]  # a one-branch octave output, narrowed for TorchScript
     if isinstance(arg, fx.Node):
-        ok = arg.op == "call_module" and isinstance(modules.get(arg.target), (nn.Conv2d, OctConv2d)) and len(arg.users) == 1
+        ok = arg.op == "call_module" and isinstance(modules.get(arg.target), (*CONVS, OctConvNd)) and len(arg.users) == 1
         return arg if ok else None
     if isinstance(arg, tuple) and len(arg) == 2 and all(isinstance(a, fx.Node) for a in arg):
         h, l = arg
@@ -63,7 +65,7 @@ def conv_feeding(arg: Any, modules: dict) -> Optional[fx.Node]:
         src = h.args[0]
         if src is not l.args[0] or (h.args[1], l.args[1]) != (0, 1):
             return None
-        ok = src.op == "call_module" and isinstance(modules.get(src.target), OctConv2d) and len(src.users) == 2
+        ok = src.op == "call_module" and isinstance(modules.get(src.target), OctConvNd) and len(src.users) == 2
         return src if ok else None
     return None
 
@@ -75,7 +77,7 @@ def conv_bn_pairs(gm: fx.GraphModule, modules: dict) -> List[Tuple[fx.Node, fx.N
     for node in gm.graph.nodes:
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
             continue
-        if type(modules.get(node.target)) not in (nn.BatchNorm2d, OctBatchNorm2d):
+        if type(modules.get(node.target)) not in (*BATCH_NORMS, *BATCH_NORMS.values()):
             continue
         conv_node = conv_feeding(node.args[0], modules)
         if conv_node is not None:
@@ -85,7 +87,7 @@ def conv_bn_pairs(gm: fx.GraphModule, modules: dict) -> List[Tuple[fx.Node, fx.N
 
 
 
-def _oct_bn_affine(bn: OctBatchNorm2d) -> Tuple[Tensor, Tensor]:
+def _oct_bn_affine(bn: OctBatchNormNd) -> Tuple[Tensor, Tensor]:
     part = bn.partition
     ref = next(iter(bn.buffers()))
     scale = torch.empty(part.channels, dtype=ref.dtype, device=ref.device)
@@ -113,17 +115,17 @@ def _fold_plain(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return out
 
 
-def _fold_octave(conv: OctConv2d, scale: Tensor, shift: Tensor) -> OctConv2d:
+def _fold_octave(conv: OctConvNd, scale: Tensor, shift: Tensor) -> OctConvNd:
     weight, bias = conv.to_dense_weight()
     w, b = _folded_dense(weight, bias, scale, shift)
-    dense = nn.Conv2d(
+    dense = conv._CONV(
         conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups,
         True, conv.padding_mode, device=w.device, dtype=w.dtype,
     )
     dense.weight = nn.Parameter(w)
     dense.bias = nn.Parameter(b)
-    return OctConv2d.from_conv(
-        dense, octave=conv.octave, stride_mode=conv.stride_mode, in_partition=conv.in_partition, out_partition=conv.out_partition
+    return type(conv)._from_conv(
+        dense, 0.0, conv.octave, conv.stride_mode, conv.in_partition, conv.out_partition, conv._axes  # alpha: the partitions
     ).eval()
 
 
@@ -149,7 +151,7 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> fx.GraphModule:
     False
     """
     check_module(model, "octify.fold_bn: model")
-    if any(m.training for m in model.modules() if isinstance(m, (nn.BatchNorm2d, OctBatchNorm2d))):
+    if any(m.training for m in model.modules() if isinstance(m, (*BATCH_NORMS, OctBatchNormNd))):
         raise ValueError("fold_bn folds running statistics into the convs: call model.eval() first")
     gm = as_graph_module(model, inplace)
     fold_graph(gm)
@@ -171,7 +173,7 @@ def fold_graph(gm: fx.GraphModule) -> List[Tuple[str, str]]:
     folded: List[Tuple[str, str]] = []
     for node, conv_node in conv_bn_pairs(gm, modules):
         bn, conv = modules[node.target], modules[conv_node.target]
-        if isinstance(bn, OctBatchNorm2d) and isinstance(conv, OctConv2d):
+        if isinstance(bn, OctBatchNormNd) and isinstance(conv, OctConvNd):
             if bn.partition != conv.out_partition:
                 continue
             _set(gm, conv_node.target, _fold_octave(conv, *_oct_bn_affine(bn)))
@@ -181,10 +183,10 @@ def fold_graph(gm: fx.GraphModule) -> List[Tuple[str, str]]:
                     gm.graph.erase_node(user)
             if node.users:
                 node.replace_all_uses_with(conv_node)
-        elif type(bn) is nn.BatchNorm2d and type(conv) is nn.Conv2d:
+        elif type(bn) in BATCH_NORMS and type(conv) in CONVS:
             _set(gm, conv_node.target, _fold_plain(conv, bn))
             node.replace_all_uses_with(node.args[0])
-        elif type(bn) is nn.BatchNorm2d and isinstance(conv, OctConv2d) and not conv.out_partition.low:
+        elif type(bn) in BATCH_NORMS and isinstance(conv, OctConvNd) and not conv.out_partition.low:
             _set(gm, conv_node.target, _fold_octave(conv, *bn_affine(bn)))  # alpha_out 0: a plain output
             node.replace_all_uses_with(node.args[0])
         else:

@@ -29,6 +29,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..nn import OctConv2d
+from ..nn.octconv import OctConvNd
 from ..record import ConversionRecord, attach_record, record_of, recorded_inputs
 from ..utils.inputs import default_inputs, normalize_inputs
 from ..utils.validate import check_choice, check_module
@@ -95,7 +96,7 @@ def freeze(
     folded = fold_graph(gm) if fold_bn else []
     channels_last = memory_format == "channels_last"
     for m in gm.modules():
-        if isinstance(m, OctConv2d):
+        if isinstance(m, OctConvNd):  # 1-D and 3-D layers too (only 2-D ones are pointwise)
             m.fuse_low_weights()
             if matmul_1x1 is True and m.pointwise:
                 m.use_matmul()

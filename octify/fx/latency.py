@@ -9,6 +9,8 @@ plain depthwise conv would only add splits and merges. ``plan`` applies these ru
 
 from __future__ import annotations
 
+import math
+
 from typing import Mapping, Optional
 
 import torch
@@ -42,9 +44,9 @@ def estimated_saving(
             ai = low.get(node.args[0], 0.0) if isinstance(node.args[0], fx.Node) else 0.0
             ao = alpha_out[node]
             conv = modules[node.target]
-            macs = node.meta["val"].numel() * (conv.in_channels // conv.groups) * conv.kernel_size[0] * conv.kernel_size[1]
+            macs = node.meta["val"].numel() * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
             total += macs
-            kept += macs * octave_macs_ratio(ai, ao, octave, depthwise=is_depthwise(conv))
+            kept += macs * octave_macs_ratio(ai, ao, octave, depthwise=is_depthwise(conv), axes=1 if len(conv.kernel_size) == 1 else 2)
             low[node] = ao
         elif node.op == "call_function" and node.target in CONCAT:
             parts = [a for a in (node.args[0] if node.args and isinstance(node.args[0], (list, tuple)) else []) if isinstance(a, fx.Node)]

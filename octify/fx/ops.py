@@ -15,28 +15,28 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import OctBatchNorm2d, OctConv2d
+from ..nn import OctBatchNorm1d, OctBatchNorm2d, OctBatchNorm3d, OctConv1d, OctConv2d, OctConv3d
 from ..nn.functional import branch, single
 
 __all__ = [
     "is_branch_read", "is_single",
     "ELEMENTWISE_MODULES", "ELEMENTWISE_FUNCTIONS", "ELEMENTWISE_METHODS", "NORM_MODULES", "CHANNEL_PRESERVING_MODULES",
-    "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "GLOBAL_POOLS", "RESAMPLE_MODULES", "PAD_MODULES", "INTERPOLATE_PARAMS",
+    "FRESH_OUTPUT_MODULES", "POOL_FUNCTION_PARAMS", "POOL_MODULE_FUNCTIONS", "ADAPTIVE_POOL_FUNCTIONS", "GLOBAL_POOLS", "RESAMPLE_MODULES", "PAD_MODULES", "INTERPOLATE_PARAMS",
     "SAME_AS_HIGH_ATTRIBUTES", "ARITHMETIC", "CONCAT", "CHANNEL_SPLITS", "CHANNEL_MIXING_FUNCTIONS",
-    "channel_split_sizes", "equal_channel_parts", "torch_base", "is_conv", "is_transposed_conv", "mixes_channels", "describe",
+    "CONVS", "OCT_CONVS", "BATCH_NORMS", "channel_split_sizes", "equal_channel_parts", "torch_base", "is_conv", "is_transposed_conv", "mixes_channels", "describe",
 ]
 
 # Elementwise ops (and dropout): run on each branch alone, the pair's partition unchanged.
 ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.GELU, nn.Mish, nn.LeakyReLU,
     nn.ELU, nn.CELU, nn.SELU, nn.Tanh, nn.Hardtanh, nn.Softplus,
-    nn.Dropout, nn.Dropout2d, nn.AlphaDropout,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
 )
 # Some torch functions are aliases of each other (F.relu_ is torch.relu_): dict.fromkeys keeps one.
 ELEMENTWISE_FUNCTIONS = tuple(dict.fromkeys((
     torch.relu, torch.relu_, F.relu, F.relu_, F.relu6, F.silu, F.hardswish, F.hardsigmoid, torch.sigmoid,
     F.sigmoid, F.gelu, F.mish, F.leaky_relu, F.elu, F.selu, F.celu, torch.tanh, F.tanh, F.hardtanh, F.softplus,
-    torch.clamp, F.dropout, F.dropout2d,
+    torch.clamp, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
 )))
 ELEMENTWISE_METHODS = (
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clamp_min", "clamp_min_",
@@ -44,7 +44,12 @@ ELEMENTWISE_METHODS = (
     "to", "float", "half", "bfloat16", "double", "type_as",  # casts: each element on its own too
 )
 
-NORM_MODULES = (nn.BatchNorm2d, OctBatchNorm2d)
+# The convs the conv rule turns into octave convs, by number of spatial axes (octave form beside).
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+OCT_CONVS = {nn.Conv1d: OctConv1d, nn.Conv2d: OctConv2d, nn.Conv3d: OctConv3d}
+BATCH_NORMS = {nn.BatchNorm1d: OctBatchNorm1d, nn.BatchNorm2d: OctBatchNorm2d, nn.BatchNorm3d: OctBatchNorm3d}
+
+NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, OctBatchNorm1d, OctBatchNorm2d, OctBatchNorm3d)
 
 # Modules whose output has their input's shape and channel order: the tracer fills in their
 # shapes without running them (fake-running batch norm is most of the cost of shape
@@ -52,16 +57,30 @@ NORM_MODULES = (nn.BatchNorm2d, OctBatchNorm2d)
 CHANNEL_PRESERVING_MODULES = NORM_MODULES + ELEMENTWISE_MODULES + (nn.Identity,)
 
 # Modules whose every call returns a new tensor that no one else holds: a sum into it may be in place.
-FRESH_OUTPUT_MODULES = (nn.Conv2d, nn.BatchNorm2d, OctConv2d, OctBatchNorm2d)
+FRESH_OUTPUT_MODULES = CONVS + NORM_MODULES + (OctConv1d, OctConv2d, OctConv3d)
 
 # Positional parameter names of the local pooling functions (to set ceil_mode on a call).
 POOL_FUNCTION_PARAMS = {
     F.max_pool2d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
     torch.max_pool2d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
     F.avg_pool2d: ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    F.max_pool1d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    F.avg_pool1d: ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+    F.max_pool3d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    F.avg_pool3d: ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
 }
-LOCAL_POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d)
-GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.mean, "mean")
+# Local pooling modules and the function each one calls.
+POOL_MODULE_FUNCTIONS = {
+    nn.MaxPool1d: F.max_pool1d, nn.MaxPool2d: F.max_pool2d, nn.MaxPool3d: F.max_pool3d,
+    nn.AvgPool1d: F.avg_pool1d, nn.AvgPool2d: F.avg_pool2d, nn.AvgPool3d: F.avg_pool3d,
+}
+LOCAL_POOL_MODULES = tuple(POOL_MODULE_FUNCTIONS)
+# Adaptive pooling (global at output size 1) and the function each one calls.
+ADAPTIVE_POOL_FUNCTIONS = {
+    nn.AdaptiveAvgPool1d: F.adaptive_avg_pool1d, nn.AdaptiveAvgPool2d: F.adaptive_avg_pool2d, nn.AdaptiveAvgPool3d: F.adaptive_avg_pool3d,
+    nn.AdaptiveMaxPool1d: F.adaptive_max_pool1d, nn.AdaptiveMaxPool2d: F.adaptive_max_pool2d, nn.AdaptiveMaxPool3d: F.adaptive_max_pool3d,
+}
+GLOBAL_POOLS = (*ADAPTIVE_POOL_FUNCTIONS, *ADAPTIVE_POOL_FUNCTIONS.values(), torch.mean, "mean")
 
 RESAMPLE_MODULES = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
 PAD_MODULES = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularPad2d)
@@ -132,12 +151,12 @@ def torch_base(module: nn.Module) -> type | None:
 
 
 def is_conv(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
-    """A call of a Conv2d of the traced model that the conv rule converts: an nn.Conv2d, or a
-    subclass with nn.Conv2d's forward (one with its own forward is kept whole and plain)."""
+    """A call of a Conv1d / Conv2d / Conv3d of the traced model that the conv rule converts: the
+    torch.nn class, or a subclass with its forward (one with its own forward is kept whole and plain)."""
     if node.op != "call_module":
         return False
     mod = modules.get(node.target)
-    return isinstance(mod, nn.Conv2d) and (type(mod) is nn.Conv2d or torch_base(mod) is nn.Conv2d)
+    return isinstance(mod, CONVS) and (type(mod) in CONVS or torch_base(mod) in CONVS)
 
 
 # Ops that combine channels: past one of them an output no longer shows a conv's low branch.

@@ -17,6 +17,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..nn._common import conv_out, conv_padding, is_depthwise, low_size, same_padding
+from ..nn._resample import octave_axes
 from ..nn.functional import rebuild_mapping
 from ..nn.partition import low_channels
 from .latency import (
@@ -24,7 +25,7 @@ from .latency import (
     latency_blocks,
 )
 from .ops import (
-    CHANNEL_PRESERVING_MODULES, ELEMENTWISE_FUNCTIONS, equal_channel_parts, is_conv, is_transposed_conv, mixes_channels,
+    CHANNEL_PRESERVING_MODULES, CONVS, ELEMENTWISE_FUNCTIONS, equal_channel_parts, is_conv, is_transposed_conv, mixes_channels,
 )
 
 __all__ = ["AlphaFor", "ConvPlan", "plan"]
@@ -67,7 +68,7 @@ def _grouped_consumer(node: fx.Node, modules: Mapping[str, nn.Module]) -> int:
                 frontier.extend(user.users)
             continue
         mod = modules.get(user.target)
-        if isinstance(mod, nn.Conv2d):
+        if isinstance(mod, CONVS):
             if mod.groups > 1 and not is_depthwise(mod):
                 return mod.groups
         elif isinstance(mod, CHANNEL_PRESERVING_MODULES):
@@ -132,16 +133,16 @@ def plan(
         plans[node] = p = ConvPlan(a, reason)
         if a == 0.0:
             continue
-        h, w = out[-2], out[-1]
-        if h < min_size or w < min_size:
-            p.alpha_out, p.reason = 0.0, f"output {h}x{w} below min_size {min_size}"
+        sizes = out[len(out) - octave_axes(len(out)):]  # the axes the octave resamples (L, or H and W)
+        if min(sizes) < min_size:
+            p.alpha_out, p.reason = 0.0, f"output {'x'.join(map(str, sizes))} below min_size {min_size}"
             continue
         depthwise = is_depthwise(conv)
         if policy == "latency":
             block = block_of(node)
             why = latency_plain.get(block) if block is not None else None
-            if why is None and min(h, w) < LATENCY_MIN_SIZE:
-                why = f"output {h}x{w} below {LATENCY_MIN_SIZE}"
+            if why is None and min(sizes) < LATENCY_MIN_SIZE:
+                why = f"output {'x'.join(map(str, sizes))} below {LATENCY_MIN_SIZE}"
             if why is not None:
                 p.alpha_out, p.reason = 0.0, f"latency policy: {why}"
                 continue
@@ -164,7 +165,7 @@ def plan(
         if not _keeps_grid(conv, inp, out, octave):
             p.alpha_out, p.reason = 0.0, "its padding does not keep the low branch on the octave grid"
             continue
-        if stride_mode == "pool" and conv.stride != (1, 1):
+        if stride_mode == "pool" and len(conv.stride) == 2 and conv.stride != (1, 1):
             pooled = [conv_out(low_size(s, st), k, 1, pd, d) for s, st, k, pd, d in
                       zip(inp[-2:], conv.stride, conv.kernel_size, conv_padding(conv), conv.dilation)]
             p.stride_mode = "pool" if tuple(pooled) == out[-2:] else "conv"
@@ -193,7 +194,7 @@ def plan(
 
 def _dense(node: fx.Node) -> bool:
     val = node.meta.get("val")
-    return isinstance(val, torch.Tensor) and val.dim() == 4 and val.shape[-2] * val.shape[-1] > 1
+    return isinstance(val, torch.Tensor) and 3 <= val.dim() <= 5 and val.shape[2:].numel() > 1
 
 
 def dense_output_convs(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> set[fx.Node]:
@@ -230,7 +231,7 @@ def _transposed_plan(
     if last:
         return ConvPlan(0.0, "its output reaches a model output with no channel-mixing op between (the last layer: full resolution)")
     h, w = node.meta["val"].shape[-2:]
-    if h < min_size or w < min_size:
+    if min(h, w) < min_size:
         return ConvPlan(0.0, f"output {h}x{w} below min_size {min_size}")
     return ConvPlan(alpha)
 
@@ -239,8 +240,9 @@ def _keeps_grid(conv: nn.Conv2d, inp: tuple, out: tuple, octave: int) -> bool:
     """Whether the conv maps the low grid of its input onto the low grid of its output."""
     if octave == 1:
         return True
+    n = octave_axes(len(out))  # the trailing axes on the octave grid
     pads = conv_padding(conv)
-    for size, o, k, s, p, d in zip(inp[-2:], out[-2:], conv.kernel_size, conv.stride, pads, conv.dilation):
+    for size, o, k, s, p, d in zip(inp[-n:], out[-n:], conv.kernel_size[-n:], conv.stride[-n:], pads[-n:], conv.dilation[-n:]):
         if conv_out(low_size(size, octave), k, s, p, d) != low_size(o, octave):
             return False
     if isinstance(conv.padding, str) and conv.padding == "same" and not same_padding(conv.kernel_size, conv.dilation)[1]:

@@ -59,10 +59,9 @@ class Recorder:
             leaf = next((lf for lf in leaves if name.startswith(f"{lf}.")), None)
             if leaf is not None:
                 reason = f"inside leaf module {leaf}"
-            elif isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d:
-                reason = f"{type(m).__name__} is a Conv2d subclass with a forward of its own: kept whole, left plain"
-            elif isinstance(m, (nn.Conv1d, nn.Conv3d)):
-                reason = f"{type(m).__name__}: octify converts Conv2d layers only"
+            elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and type(m) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+                base = next(t for t in (nn.Conv1d, nn.Conv2d, nn.Conv3d) if isinstance(m, t)).__name__
+                reason = f"{type(m).__name__} is a {base} subclass with a forward of its own: kept whole, left plain"
             elif isinstance(m, _ConvTransposeNd):
                 reason = f"{type(m).__name__}: transposed convs have no octave rule yet"
             else:

@@ -20,11 +20,11 @@ def conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def same_padding(kernel_size: Sequence[int], dilation: Sequence[int]) -> Tuple[Tuple[int, int], bool]:
+def same_padding(kernel_size: Sequence[int], dilation: Sequence[int]) -> Tuple[Tuple[int, ...], bool]:
     """``padding='same'`` as numbers: the padding before each axis, and whether it is symmetric
     (an even effective kernel pads one more pixel after, which a low grid cannot follow)."""
     totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
-    return (totals[0] // 2, totals[1] // 2), all(t % 2 == 0 for t in totals)
+    return tuple(t // 2 for t in totals), all(t % 2 == 0 for t in totals)
 
 
 def resolve_padding(
@@ -44,16 +44,16 @@ def resolve_padding(
             f"{who}: padding='same' needs an odd kernel, found an even kernel: kernel_size={kernel_size} "
             f"dilation={dilation}; pass explicit padding"
         )
-    if tuple(stride) != (1, 1):
+    if any(s != 1 for s in stride):
         raise ValueError(f"{who}: padding='same' is not supported for strided convolutions (stride={stride})")
     return pads
 
 
 def conv_padding(conv: Any) -> Tuple[int, int]:
-    """The padding before each axis of a Conv2d or OctConv2d, 'same' and 'valid' as numbers."""
+    """The padding before each axis of a conv or octave conv (1-, 2- or 3-D), 'same' and 'valid' as numbers."""
     if isinstance(conv.padding, str):
         if conv.padding == "valid":
-            return (0, 0)
+            return (0,) * len(conv.kernel_size)
         return same_padding(conv.kernel_size, conv.dilation)[0]
     return tuple(conv.padding)  # type: ignore[return-value]
 

@@ -1,4 +1,4 @@
-"""The forward computations of an OctConv2d: dense paths, 1x1 matrix products, depthwise.
+"""The forward computations of an octave conv (1-, 2- or 3-D): dense paths, 1x1 matrix products (2-D), depthwise.
 
 Each takes the branch inputs (``xh``, ``xl``, and ``xl_lh``, the low input the L->H path
 reads) and returns the branch outputs; the layer's ``forward`` picks one.
@@ -26,7 +26,7 @@ def fuse_low(weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
     w_hl, w_ll = weights[2], weights[3]
     out = list(weights)
     if w_hl is not None and w_ll is not None:
-        fmt = torch.channels_last if w_hl.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        fmt = torch.channels_last if w_hl.dim() == 4 and w_hl.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         out[4] = torch.cat([w_hl, w_ll], 1).contiguous(memory_format=fmt)
     return out
 
@@ -45,17 +45,28 @@ def _matmul(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
 
 
 class Kernels:
-    """Mixin of OctConv2d: the kernels its forward dispatches to."""
+    """Mixin of the octave convs: the kernels their forward dispatches to (``_nd`` spatial axes,
+    the octave on the last ``_axes`` of them)."""
 
-    def _conv(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Tuple[int, int], groups: int) -> Tensor:
+    def _conv(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], groups: int) -> Tensor:
+        padding, dilation = self._geom[2], self._geom[3]
         if self.padding_mode != "zeros":
-            return F.conv2d(F.pad(x, self._pad4, mode=self.padding_mode), weight, bias, stride, 0, self.dilation, groups)
-        return F.conv2d(x, weight, bias, stride, self.padding, self.dilation, groups)
+            x = F.pad(x, self._pad4, mode=self.padding_mode)
+            padding = self._zeros
+        if self._nd == 2:
+            return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        if self._nd == 3:
+            return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
+        return F.conv1d(x, weight, bias, stride, padding, dilation, groups)
 
-    def _pool_stride(self, x: Tensor, fh: int, fw: int) -> Tensor:
-        if fh == 1 and fw == 1:
+    def _pool_stride(self, x: Tensor, factors: List[int]) -> Tensor:
+        if all([f == 1 for f in factors]):
             return x
-        return F.avg_pool2d(x, (fh, fw), (fh, fw), 0, True, True)
+        if self._nd == 2:
+            return F.avg_pool2d(x, factors, factors, 0, True, True)
+        if self._nd == 3:
+            return F.avg_pool3d(x, factors, factors, 0, True, True)
+        return F.avg_pool1d(x, factors, factors, 0, True, True)
 
     def _forward_dense(
         self,
@@ -63,7 +74,7 @@ class Kernels:
         xl: Optional[Tensor],
         xl_lh: Optional[Tensor],
         hw: List[int],
-        stride: Tuple[int, int],
+        stride: List[int],
         weights: List[Optional[Tensor]],
     ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         g = self.groups
@@ -77,7 +88,7 @@ class Kernels:
             yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave)
         xhl: Optional[Tensor] = None
         if (w_hl is not None or w_low is not None) and xh is not None:
-            xhl = downsample(xh, self.octave)
+            xhl = downsample(xh, self.octave, self._axes)
         if w_low is None and w_hl is not None and w_ll is not None and g == 1:
             w_low = torch.cat([w_hl, w_ll], 1)
         if w_low is not None and xhl is not None and xl is not None:
@@ -110,7 +121,7 @@ class Kernels:
         if w_ll is not None and xl is not None:
             yl = _matmul(xl, w_ll, b_l)
         if w_hl is not None and xh is not None:
-            xhl = downsample(xh, self.octave)
+            xhl = downsample(xh, self.octave, self._axes)
             if yl is None:
                 yl = _matmul(xhl, w_hl, b_l)
             else:
@@ -125,7 +136,7 @@ class Kernels:
         xl: Optional[Tensor],
         xl_lh: Optional[Tensor],
         hw: List[int],
-        stride: Tuple[int, int],
+        stride: List[int],
         pool: bool,
     ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         w_h, w_l = self.weight_h, self.weight_l
@@ -138,7 +149,7 @@ class Kernels:
             if xl is not None:
                 parts.append(xl)
             if xh is not None and self._n_hl > 0:
-                parts.append(downsample(xh.index_select(1, self._hl_sel), self.octave))
+                parts.append(downsample(xh.index_select(1, self._hl_sel), self.octave, self._axes))
             low_in = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
             low_all = self._conv(low_in, w_l, self.bias_l, stride, w_l.shape[0])
         if self._same:

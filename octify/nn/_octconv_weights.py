@@ -27,7 +27,7 @@ class PathWeights:
     in_channels: int
     out_channels: int
     groups: int
-    kernel_size: Tuple[int, int]
+    kernel_size: Tuple[int, ...]
     depthwise: bool
     has_bias: bool
     in_partition: Partition
@@ -35,12 +35,12 @@ class PathWeights:
 
     def _init_dense(self, bias: bool, factory: dict) -> None:
         g = self.groups
-        kh, kw = self.kernel_size
+        k = self.kernel_size
 
         def weight(cout: int, cin: int) -> Optional[nn.Parameter]:
             if cout == 0 or cin == 0:
                 return None
-            return nn.Parameter(torch.empty(cout, cin // g, kh, kw, **factory))
+            return nn.Parameter(torch.empty(cout, cin // g, *k, **factory))
 
         self.weight_hh = weight(self.oh, self.ih)
         self.weight_hl = weight(self.ol, self.ih)
@@ -68,10 +68,10 @@ class PathWeights:
         self._hh = hh
         self._low_res = low_res
         self._n_hl = len(hl)
-        kh, kw = self.kernel_size
+        k = self.kernel_size
         self.weight_hh = self.weight_hl = self.weight_lh = self.weight_ll = None
-        self.weight_h = nn.Parameter(torch.empty(len(hh), 1, kh, kw, **factory)) if hh else None
-        self.weight_l = nn.Parameter(torch.empty(len(low_res), 1, kh, kw, **factory)) if low_res else None
+        self.weight_h = nn.Parameter(torch.empty(len(hh), 1, *k, **factory)) if hh else None
+        self.weight_l = nn.Parameter(torch.empty(len(low_res), 1, *k, **factory)) if low_res else None
         self.bias_h = nn.Parameter(torch.empty(len(hh), **factory)) if bias and hh else None
         self.bias_l = nn.Parameter(torch.empty(len(low_res), **factory)) if bias and low_res else None
         pos_h = {c: i for i, c in enumerate(pin.high)}
@@ -93,7 +93,7 @@ class PathWeights:
 
     def reset_parameters(self) -> None:
         """Initialise as the equivalent nn.Conv2d would: uniform(+-1/sqrt(fan_in)) with the full conv's fan_in."""
-        fan_in = (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
+        fan_in = (self.in_channels // self.groups) * math.prod(self.kernel_size)
         bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         with torch.no_grad():
             for p in self.parameters(recurse=False):

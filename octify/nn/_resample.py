@@ -1,5 +1,9 @@
 """Moving tensors between the high and the low grid.
 
+The octave acts on the trailing spatial axes of a map: the one axis of a 1-D map (N, C, L),
+H and W of a 2-D map, and H and W of a 3-D map (N, C, T, H, W), time kept at full resolution
+(the paper's video setting; ``OctConv3d(octave_time=True)`` takes time down too). The helpers
+take that number of axes (``axes``; -1: the default for the map's dimension, :func:`octave_axes`).
 The low grid of an H x W map is ceil(H/octave) x ceil(W/octave): average pooling uses
 ``ceil_mode`` (the last window averages what exists) and nearest upsampling targets the exact
 high size, so odd sizes round-trip. With octave == 1 both are the identity, which keeps every
@@ -28,10 +32,45 @@ def _fx_symbolic_tracing() -> bool:
     return torch.fx._symbolic_trace.is_fx_symbolic_tracing()
 
 
-def downsample(x: Tensor, factor: int) -> Tensor:
-    """Average-pool by ``factor`` onto the ceil grid; identity for ``factor == 1``."""
+def octave_axes(dim: int, axes: int = -1) -> int:
+    """How many trailing axes the octave resamples on a ``dim``-D map: ``axes`` when given, else
+    1 for a 1-D map (N, C, L) and 2 otherwise (H and W; time kept on a 3-D map)."""
+    if axes >= 0:
+        return axes
+    return 1 if dim == 3 else 2
+
+
+def low_shape(sizes: List[int], octave: int, axes: int) -> List[int]:
+    """The low grid of a map whose spatial sizes are ``sizes``: the last ``axes`` of them ceil'd over ``octave``."""
+    out: List[int] = []
+    n = len(sizes)
+    for i in range(n):
+        out.append(low_size(sizes[i], octave) if i >= n - axes else sizes[i])
+    return out
+
+
+def downsample(x: Tensor, factor: int, axes: int = -1) -> Tensor:
+    """Average-pool the last ``axes`` axes (-1: :func:`octave_axes`) by ``factor`` onto the ceil
+    grid; identity for ``factor == 1``."""
     if factor == 1:
         return x
+    d = x.dim()
+    n = octave_axes(d, axes)
+    if d == 4 and n == 2:
+        return _down2d(x, factor)
+    if d == 5 and n == 2 and x.is_contiguous():
+        # Time kept: the (N, C*T, H, W) view pools exactly as the 3-D map, on the fast 2-D path.
+        y = _down2d(x.view(x.shape[0], x.shape[1] * x.shape[2], x.shape[3], x.shape[4]), factor)
+        return y.view(x.shape[0], x.shape[1], x.shape[2], y.shape[-2], y.shape[-1])
+    k: List[int] = []
+    for i in range(d - 2):
+        k.append(factor if i >= d - 2 - n else 1)
+    if d == 3:
+        return F.avg_pool1d(x, k, k, 0, True, True)
+    return F.avg_pool3d(x, k, k, 0, True, True)
+
+
+def _down2d(x: Tensor, factor: int) -> Tensor:
     if factor == 2 and x.dim() == 4 and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0 and x.is_contiguous():
         # NCHW 2x2 pooling as two strided adds: about 4x faster on CPU than avg_pool2d, whose
         # NCHW kernel is slow (its channels_last kernel is fast, so channels_last stays there).
@@ -43,10 +82,15 @@ def downsample(x: Tensor, factor: int) -> Tensor:
 
 
 def upsample_to(x: Tensor, size: List[int]) -> Tensor:
-    """Nearest upsampling to exactly ``size`` (H, W); identity when the size already matches."""
-    if x.shape[-2] == size[0] and x.shape[-1] == size[1]:
+    """Nearest upsampling to exactly ``size`` (every spatial axis: (L), (H, W) or (T, H, W));
+    identity when the size already matches."""
+    if len(size) == 2:
+        if x.shape[-2] == size[0] and x.shape[-1] == size[1]:
+            return x
+        return F.interpolate(x, size=(size[0], size[1]), mode="nearest")
+    if list(x.shape[2:]) == size:
         return x
-    return F.interpolate(x, size=(size[0], size[1]), mode="nearest")
+    return F.interpolate(x, size=size, mode="nearest")
 
 
 def add_upsampled(high: Tensor, low: Tensor, octave: int) -> Tensor:
@@ -57,8 +101,12 @@ def add_upsampled(high: Tensor, low: Tensor, octave: int) -> Tensor:
     stray batch stride would make later convolutions take the map for NCHW)."""
     h, w = high.shape[-2], high.shape[-1]
     lh, lw = low.shape[-2], low.shape[-1]
-    if lh == h and lw == w:
+    if list(low.shape[2:]) == list(high.shape[2:]):
         return high + low
+    if high.dim() == 5 and octave > 1 and lh * octave == h and lw * octave == w and low.shape[2] == high.shape[2] and high.is_contiguous():
+        # Time kept: the same broadcast add over (N*C*T*lh, octave, lw, octave) rows.
+        out5 = high.reshape(-1, octave, lw, octave) + low.reshape(-1, 1, lw, 1)
+        return out5.view(high.shape)
     if octave > 1 and lh * octave == h and lw * octave == w and high.dim() == 4:
         n, c = high.shape[0], high.shape[1]
         if high.is_contiguous(memory_format=torch.channels_last) and not high.is_contiguous():
@@ -68,11 +116,20 @@ def add_upsampled(high: Tensor, low: Tensor, octave: int) -> Tensor:
             return (hp + lp).view(n, h, w, c).permute(0, 3, 1, 2)
         out = high.reshape(n * c * lh, octave, lw, octave) + low.reshape(n * c * lh, 1, lw, 1)
         return out.view(n, c, h, w)
-    return high + upsample_to(low, [h, w])
+    return high + upsample_to(low, list(high.shape[2:]))
 
 
-def check_low(high: Tensor, low: Tensor, octave: int, where: str) -> None:
+def check_low(high: Tensor, low: Tensor, octave: int, where: str, axes: int = -1) -> None:
     """Raise a ValueError when ``low`` is not on ``high``'s low grid."""
+    if high.dim() != 4 or octave_axes(high.dim(), axes) != 2:
+        want = low_shape(list(high.shape[2:]), octave, octave_axes(high.dim(), axes))
+        if low.dim() != high.dim() or list(low.shape[2:]) != want:
+            raise ValueError(
+                "{}: the low tensor's spatial sizes must be {} (the high {} over octave {}), found {}".format(
+                    where, want, list(high.shape[2:]), octave, list(low.shape[2:])
+                )
+            )
+        return
     eh = low_size(high.shape[-2], octave)
     ew = low_size(high.shape[-1], octave)
     if low.shape[-2] != eh or low.shape[-1] != ew:
@@ -104,5 +161,5 @@ def reorder(x: Tensor, index: Tensor) -> Tensor:
 
 def merge(high: Tensor, low: Tensor, octave: int, order: Tensor) -> Tensor:
     """Concatenate ``high`` and upsampled ``low`` over channels, then restore the plain order."""
-    up = upsample_to(low, [high.shape[-2], high.shape[-1]])
+    up = upsample_to(low, list(high.shape[2:]))
     return reorder(torch.cat([high, up], 1), order)

@@ -61,7 +61,7 @@ class Realign(nn.Module):
         h, l = x
         hi = [h.index_select(1, self._keep_h)]
         if self._moves_up:
-            hi.append(upsample_to(l.index_select(1, self._to_high), [h.shape[-2], h.shape[-1]]))
+            hi.append(upsample_to(l.index_select(1, self._to_high), list(h.shape[2:])))
         lo = [l.index_select(1, self._keep_l)]
         if self._moves_down:
             lo.append(downsample(h.index_select(1, self._to_low), self.octave))

@@ -56,7 +56,7 @@ class OctaveSplit(nn.Module):
         self.__dict__.setdefault("_nl", len(self.partition.low))  # saved by octify 0.1.0
 
     def forward(self, x: Tensor) -> OctaveOutput:
-        if not fx_tracing() and (x.dim() != 4 or x.shape[1] != self.channels):
+        if not fx_tracing() and (x.dim() < 3 or x.dim() > 5 or x.shape[1] != self.channels):
             raise ValueError(
                 "OctaveSplit: expected an (N, {}, H, W) tensor, found shape {}".format(self.channels, list(x.shape))
             )

@@ -16,12 +16,16 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..nn import OctaveDual, OctaveMerge, OctaveSplit, OctBatchNorm2d, OctConv2d
+from ..nn import OctaveDual, OctaveMerge, OctaveSplit
+from ..nn.batchnorm import OctBatchNormNd
+from ..nn.octconv import OctConvNd
 from ..utils.inputs import describe
 
 # octify's octave layers are rows of their own, whatever submodules they hold (OctBatchNorm2d's
-# bn_h/bn_l, OctaveDual's module): they are what convert() puts where a plain layer was.
-_ATOMIC = (OctConv2d, OctBatchNorm2d, OctaveDual, OctaveSplit, OctaveMerge)
+# bn_h/bn_l, OctaveDual's module): they are what convert() puts where a plain layer was. The
+# 1-D and 3-D octave convs and norms are rows alike; FlopCounterMode counts every convolution
+# (1-D, 2-D, 3-D) the same way, 2 FLOPs per multiply-accumulate.
+_ATOMIC = (OctConvNd, OctBatchNormNd, OctaveDual, OctaveSplit, OctaveMerge)
 
 OTHER = "(other)"  # pseudo-row: FLOPs outside any leaf module, parameters owned by containers
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from torch import nn
 
-from ..nn import OctConv2d
+from ..nn.octconv import OctConvNd
 from ..nn.cost import conv_macs_ratio, octave_bytes_ratio
 from ..utils.inputs import normalize_inputs
 from ..utils.validate import check_module
@@ -179,7 +179,7 @@ def _convs(converted: nn.Module, before: Profile, after: Profile) -> List[ConvRo
     rank = {r.name: i for i, r in enumerate(after.layers)}
     rows = []
     for name, module in converted.named_modules():
-        if not isinstance(module, OctConv2d):
+        if not isinstance(module, OctConvNd):
             continue
         rb, ra = b.get(name), a.get(name)
         rows.append(
@@ -194,7 +194,7 @@ def _convs(converted: nn.Module, before: Profile, after: Profile) -> List[ConvRo
                 theoretical_macs_ratio=conv_macs_ratio(module),
                 feature_map_bytes_before=None if rb is None else rb.feature_map_bytes,
                 feature_map_bytes_after=None if ra is None else ra.feature_map_bytes,
-                theoretical_feature_map_bytes_ratio=octave_bytes_ratio(module.alpha_out, module.octave),
+                theoretical_feature_map_bytes_ratio=octave_bytes_ratio(module.alpha_out, module.octave, module._axes),
             )
         )
     rows.sort(key=lambda c: rank.get(c.name, len(rank)))

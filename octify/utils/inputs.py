@@ -74,11 +74,22 @@ def split_example_inputs(example_inputs: Any, who: str) -> Tuple[Tuple[Any, ...]
     return normalize_inputs(example_inputs, who), {}
 
 
-def default_shape(model: nn.Module) -> Tuple[int, int, int, int]:
-    """(1, C, 224, 224), C the input channels of the model's first Conv2d (3 without one)."""
+# Default inputs of 1-D and 3-D models: one second of 16 kHz audio; 16 frames of 112 x 112
+# (torchvision's video models).
+DEFAULT_LENGTH_1D = 16000
+DEFAULT_VIDEO = (16, 112, 112)
+
+
+def default_shape(model: nn.Module) -> Tuple[int, ...]:
+    """(1, C, 224, 224), C the input channels of the model's first conv (3 without one); for a
+    first Conv1d (1, C, 16000), for a first Conv3d (1, C, 16, 112, 112)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             return (1, m.in_channels, DEFAULT_SIZE, DEFAULT_SIZE)
+        if isinstance(m, nn.Conv1d):
+            return (1, m.in_channels, DEFAULT_LENGTH_1D)
+        if isinstance(m, nn.Conv3d):
+            return (1, m.in_channels, *DEFAULT_VIDEO)
     return (1, 3, DEFAULT_SIZE, DEFAULT_SIZE)
 
 

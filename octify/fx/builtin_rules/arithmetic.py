@@ -24,13 +24,13 @@ def _branch_operand(ctx: RuleContext, node: fx.Node, value: Any, part: Partition
     val = value.meta.get("val")
     if not isinstance(val, torch.Tensor) or val.dim() == 0:
         return value, value
-    if val.dim() == 4 and tuple(val.shape[-2:]) == (1, 1):
+    if val.dim() == len(high_hw) + 2 and val.shape[2:].numel() == 1:
         if val.shape[1] == 1:
             return value, value  # broadcast over every channel
         if val.shape[1] == part.channels:
             pair = ctx.split(value, part, "per-channel operand")  # squeeze-excitation scale, per-channel bias
             return pair.high, pair.low
-    if val.dim() == 4 and val.shape[1] == part.channels and tuple(val.shape[-2:]) == tuple(high_hw):
+    if val.dim() == len(high_hw) + 2 and val.shape[1] == part.channels and tuple(val.shape[2:]) == tuple(high_hw):
         pair = ctx.split(value, part, f"{ctx.describe(node)} combines a pair with a plain map")
         return pair.high, pair.low
     raise Decline(f"it combines a pair with a plain tensor of shape {tuple(val.shape)}")
@@ -52,7 +52,7 @@ def arithmetic(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> An
             b = ctx.align(b, a.partition, "operands of different partitions")
     ref = a if isinstance(a, Octave) else b
     part = ref.partition
-    high_hw = tuple(ref.high.meta["val"].shape[-2:])
+    high_hw = tuple(ref.high.meta["val"].shape[2:])
     ah, al = _branch_operand(ctx, node, a, part, high_hw)
     bh, bl = _branch_operand(ctx, node, b, part, high_hw)
     try:
@@ -72,21 +72,22 @@ def cat(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     """torch.cat over channels: per-branch cat, the partitions composed; a plain part is all high."""
     tensors = args[0] if args else kwargs.get("tensors")
     dim = args[1] if len(args) > 1 else kwargs.get("dim", kwargs.get("axis", 0))
-    if not isinstance(tensors, (list, tuple)) or dim not in (1, -3):
+    ref = next((t for t in tensors if isinstance(t, Octave)), None) if isinstance(tensors, (list, tuple)) else None
+    ndim = ref.high.meta["val"].dim() if ref is not None else 4
+    if ref is None or not isinstance(dim, int) or dim % ndim != 1:
         raise Decline(f"it concatenates over dim {dim}, not over channels")
-    ref = next(t for t in tensors if isinstance(t, Octave))
-    hw = tuple(ref.high.meta["val"].shape[-2:])
+    hw = tuple(ref.high.meta["val"].shape[2:])
     highs, lows, part = [], [], Partition((), ())
     for t in tensors:
         if isinstance(t, Octave):
-            if tuple(t.high.meta["val"].shape[-2:]) != hw:
+            if tuple(t.high.meta["val"].shape[2:]) != hw:
                 raise Decline("its pairs have different sizes")
             highs.append(t.high)
             lows.append(t.low)
             part = part.concat(t.partition)
         else:
             val = t.meta.get("val") if isinstance(t, fx.Node) else None
-            if not isinstance(val, torch.Tensor) or val.dim() != 4 or tuple(val.shape[-2:]) != hw:
+            if not isinstance(val, torch.Tensor) or val.dim() != ndim or tuple(val.shape[2:]) != hw:
                 raise Decline("it concatenates a pair with a tensor of another size")
             highs.append(t)
             part = part.concat(Partition.all_high(val.shape[1]))

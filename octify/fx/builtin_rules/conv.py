@@ -1,4 +1,4 @@
-"""The rule for convolutions: Conv2d -> OctConv2d, with its weights."""
+"""The rule for convolutions: Conv1d / Conv2d / Conv3d -> OctConv1d / 2d / 3d, with their weights."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ from typing import Any
 import torch.fx as fx
 from torch import nn
 
-from ...nn import OctConv2d, OctConvTranspose2d
+from ...nn import OctConvTranspose2d
 from ...nn._common import conv_padding, is_depthwise
 from ...nn.partition import Partition
 from ...rules import Octave, RuleContext, register_rule
+from ..ops import CONVS, OCT_CONVS
 
 
-@register_rule(nn.Conv2d, plain=True)
+@register_rule(*CONVS, plain=True)
 def conv2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
-    """Conv2d -> OctConv2d with its weights; the input side follows the pair that arrives."""
-    conv: nn.Conv2d = ctx.original_module(node.target)
+    """Conv2d -> OctConv2d with its weights (Conv1d -> OctConv1d, Conv3d -> OctConv3d: the octave
+    on H and W, time kept); the input side follows the pair that arrives."""
+    conv: nn.Module = ctx.original_module(node.target)
     plan = ctx.plan_of(node)
     x = args[0]
     if plan.keep_plain:
@@ -28,9 +30,9 @@ def conv2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     if isinstance(x, Octave):
         # The L->H / L->L paths run the kernel on the low branch: it must fit there (padding 0
         # on a small map may not), else the conv sees the merged plain tensor.
-        lh, lw = x.low.meta["val"].shape[-2:]
-        if any(s + 2 * p < d * (k - 1) + 1 for s, p, k, d in zip((lh, lw), conv_padding(conv), conv.kernel_size, conv.dilation)):
-            x = ctx.merge(x, f"conv {node.target}'s kernel {tuple(conv.kernel_size)} does not fit the {lh}x{lw} low branch")
+        low = tuple(x.low.meta["val"].shape[2:])
+        if any(s + 2 * p < d * (k - 1) + 1 for s, p, k, d in zip(low, conv_padding(conv), conv.kernel_size, conv.dilation)):
+            x = ctx.merge(x, f"conv {node.target}'s kernel {tuple(conv.kernel_size)} does not fit the {'x'.join(map(str, low))} low branch")
     if isinstance(x, Octave) and groups > 1 and not depthwise and x.partition.low_per_group(groups) is None:
         target = Partition.split(conv.in_channels, x.partition.alpha, groups)
         if target.low:
@@ -49,7 +51,8 @@ def conv2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     if not isinstance(x, Octave) and not out_part.low:
         ctx.record_conv(node, 0.0, 0.0, plan.reason or "alpha 0")
         return ctx.copy(node, (x,), kwargs)
-    layer = OctConv2d.from_conv(conv, octave=ctx.octave, stride_mode=plan.stride_mode, in_partition=in_part, out_partition=out_part)
+    cls = next(OCT_CONVS[t] for t in type(conv).__mro__ if t in OCT_CONVS)
+    layer = cls.from_conv(conv, octave=ctx.octave, stride_mode=plan.stride_mode, in_partition=in_part, out_partition=out_part)
     if not ctx.transfer_weights:
         layer.reset_parameters()
     name = ctx.install(node, layer)

@@ -7,19 +7,21 @@ from typing import Any
 import torch.fx as fx
 from torch import nn
 
-from ...nn import OctBatchNorm2d, OctGroupNorm, OctNormAct
+from ...nn import OctGroupNorm, OctNormAct
 from ...nn.groupnorm import whole_groups
 from ...nn.partition import Partition
 from ...rules import Decline, Octave, RuleContext, register_rule
+from ..ops import BATCH_NORMS
 
 
-@register_rule(nn.BatchNorm2d)
+@register_rule(*BATCH_NORMS)
 def batch_norm2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
-    """BatchNorm2d -> OctBatchNorm2d, weights and running statistics split by the partition."""
+    """BatchNorm2d -> OctBatchNorm2d (1d, 3d alike), weights and running statistics split by the partition."""
     x = args[0]
     if not isinstance(x, Octave) or kwargs or len(args) != 1:
         raise Decline("it is called with more than one pair argument")
-    layer = OctBatchNorm2d.from_bn(ctx.original_module(node.target), x.partition)
+    bn = ctx.original_module(node.target)
+    layer = BATCH_NORMS[next(t for t in type(bn).__mro__ if t in BATCH_NORMS)].from_bn(bn, x.partition)
     if not ctx.transfer_weights:
         for bn in (layer.bn_h, layer.bn_l):
             if bn is not None:

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 
 from ...nn import ChannelMerge
+from ...nn._resample import low_shape, octave_axes
 from ...rules import Decline, Octave, RuleContext, register_rule
-from ..ops import GLOBAL_POOLS, LOCAL_POOL_MODULES, POOL_FUNCTION_PARAMS
+from ..ops import ADAPTIVE_POOL_FUNCTIONS, GLOBAL_POOLS, LOCAL_POOL_MODULES, POOL_FUNCTION_PARAMS, POOL_MODULE_FUNCTIONS
 
 
 @register_rule(*LOCAL_POOL_MODULES, *POOL_FUNCTION_PARAMS)
 def pool2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
-    """Max / average pooling per branch. The low grid is a ceil grid (ceil(H / octave)), so when
+    """Max / average pooling per branch (1-, 2- and 3-D). The low grid is a ceil grid (ceil(H / octave)), so when
     floor-mode pooling takes the low branch off the grid of the pooled high branch, the low
     branch pools in ceil mode, which lands on it (135 -> 67 high, 68 -> 34 low)."""
     try:
@@ -26,15 +26,15 @@ def pool2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
             raise
     if node.op == "call_module":
         m = ctx.original_module(node.target)
-        if isinstance(m, nn.MaxPool2d):
+        fn = next(f for t, f in POOL_MODULE_FUNCTIONS.items() if isinstance(m, t))
+        if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
             if m.return_indices:
                 raise Decline("it returns indices")
-            fn, params = F.max_pool2d, dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation)
+            params = dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation)
         else:
-            fn, params = F.avg_pool2d, dict(
-                kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
-                count_include_pad=m.count_include_pad, divisor_override=m.divisor_override,
-            )
+            params = dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, count_include_pad=m.count_include_pad)
+            if getattr(m, "divisor_override", None) is not None:
+                params["divisor_override"] = m.divisor_override
     else:
         fn = node.target
         params = dict(zip(POOL_FUNCTION_PARAMS[fn], args[1:]))
@@ -47,6 +47,8 @@ def pool2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     # 3x3, the grid of a 7x7 high output is 4x4), one more pixel of padding, up to kernel // 2.
     kernel = params["kernel_size"] if isinstance(params["kernel_size"], int) else max(params["kernel_size"])
     pad0 = params.get("padding", 0)
+    if isinstance(pad0, (tuple, list)) and len(set(pad0)) == 1:
+        pad0 = pad0[0]
     pads = [pad0] + ([p for p in range(pad0 + 1, kernel // 2 + 1)] if isinstance(pad0, int) else [])
     for pad in pads:
         l = ctx.emit("call_function", fn, (x.low,), dict(params, padding=pad))
@@ -73,7 +75,7 @@ def global_pool(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> A
     if not isinstance(x, Octave):
         raise Decline("the pair is not its first argument")
     rest_args, rest_kwargs = args[1:], dict(kwargs)
-    if node.op == "call_module" or node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
+    if node.op == "call_module" or node.target in ADAPTIVE_POOL_FUNCTIONS.values():
         if node.op == "call_module":
             size = ctx.original_module(node.target).output_size
         else:
@@ -82,9 +84,10 @@ def global_pool(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> A
             return _adaptive_to_size(ctx, node, x, size)
     else:
         dim = rest_args[0] if rest_args else rest_kwargs.get("dim")
-        dims = {d % 4 for d in dim} if isinstance(dim, (tuple, list)) else None
-        if dims != {2, 3}:
-            raise Decline(f"it averages over {dim}, not over (H, W)")
+        ndim = x.high.meta["val"].dim()
+        dims = {d % ndim for d in dim} if isinstance(dim, (tuple, list)) else ({dim % ndim} if isinstance(dim, int) else None)
+        if dims != set(range(2, ndim)):
+            raise Decline(f"it averages over {dim}, not over every spatial axis")
     h = ctx.emit(node.op, node.target, (x.high, *rest_args), rest_kwargs)
     l = ctx.emit(node.op, node.target, (x.low, *rest_args), rest_kwargs)
     name = ctx.add_module("pool_merge", ChannelMerge(x.partition))
@@ -94,13 +97,14 @@ def global_pool(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> A
 
 def _adaptive_to_size(ctx: RuleContext, node: fx.Node, x: Octave, size: Any) -> Octave:
     """Adaptive pooling to S x S: the high branch to S, the low branch to its octave grid ceil(S / octave)."""
-    sizes = (size, size) if isinstance(size, int) else tuple(size)
+    ndim = x.high.meta["val"].dim()
+    sizes = (size,) * (ndim - 2) if isinstance(size, int) else tuple(size)
     if any(s is None for s in sizes):
         raise Decline("it keeps an input dimension (output_size None)")
-    low = tuple((s + ctx.octave - 1) // ctx.octave for s in sizes)
+    low = tuple(low_shape(list(sizes), ctx.octave, octave_axes(ndim)))
     mod = ctx.original_module(node.target) if node.op == "call_module" else None
-    fn = node.target if mod is None else (F.adaptive_avg_pool2d if isinstance(mod, nn.AdaptiveAvgPool2d) else F.adaptive_max_pool2d)
-    if fn is F.adaptive_max_pool2d and mod is not None and mod.return_indices:
+    fn = node.target if mod is None else next(f for t, f in ADAPTIVE_POOL_FUNCTIONS.items() if isinstance(mod, t))
+    if mod is not None and getattr(mod, "return_indices", False):
         raise Decline("it returns indices")
     h = ctx.emit("call_function", fn, (x.high, sizes))
     l = ctx.emit("call_function", fn, (x.low, low))
