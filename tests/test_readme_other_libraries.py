@@ -52,3 +52,13 @@ def test_a_wrong_pair_is_a_value_error_not_an_assertion():
     conv = OctConv2d(5, 5, 3, padding=1, alpha=0.5)
     with pytest.raises(ValueError, match="expected a high input with 3 channels, found 2"):
         conv((torch.randn(1, 2, 8, 8), torch.randn(1, 3, 4, 4)))
+
+
+def test_braincreators_positional_alpha_is_refused_not_taken_as_a_dilation():
+    # braincreators: OctConv2d(in, out, kernel, stride, padding, alpha); octify's 6th is dilation
+    with pytest.raises(TypeError, match=r"OctConv2d: dilation must be an integer >= 1, found 0.5 \(float\)"):
+        OctConv2d(3, 10, 3, 1, 1, 0.5)
+    with pytest.raises(ValueError, match="OctConv2d: stride must be an integer >= 1, found 0"):
+        OctConv2d(3, 10, 3, 0)
+    with pytest.raises(ValueError, match="OctConv2d: padding must be an integer >= 0, found -1"):
+        OctConv2d(3, 10, 3, 1, -1)

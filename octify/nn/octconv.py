@@ -109,7 +109,7 @@ class OctConvNd(PathWeights, Kernels, nn.Module):
             )
         self.dilation: Tuple[int, ...] = self._spatial(dilation, "dilation")
         self.padding: Tuple[int, ...] = (
-            self._spatial(padding, "padding") if not isinstance(padding, str)
+            self._spatial(padding, "padding", 0) if not isinstance(padding, str)
             else resolve_padding(padding, self.kernel_size, self.dilation, self.stride, who)
         )
         self.groups = groups
@@ -159,11 +159,15 @@ class OctConvNd(PathWeights, Kernels, nn.Module):
         self.register_parameter("weight_low", None)
         self._derive()
 
-    def _spatial(self, value: Any, what: str) -> Tuple[int, ...]:
-        """``value`` (an int or one per spatial axis) as a tuple of ``_ND`` ints."""
+    def _spatial(self, value: Any, what: str, minimum: int = 1) -> Tuple[int, ...]:
+        """``value`` (an int or one per spatial axis) as a tuple of ``_ND`` ints of at least ``minimum``
+        (a float dilation, say braincreators' positional ``alpha``, is refused here, not at run time)."""
         if isinstance(value, (tuple, list)) and len(value) != self._ND:
             raise ValueError(f"{self._NAME}: {what} must be an int or {self._ND} ints, found {tuple(value)!r}")
-        return tuple(_ntuple(self._ND)(value))
+        values = tuple(_ntuple(self._ND)(value))
+        for v in values:
+            check_int(v, f"{self._NAME}: {what}", minimum)
+        return values
 
     def _derive(self) -> None:
         """The geometry as the forward reads it (lists: TorchScript indexes no tuple by a variable)."""
