@@ -376,7 +376,10 @@ class OctConvNd(PathWeights, Kernels, nn.Module):
         """The layer's output computed with ``weights`` (laid out as :meth:`path_tensors`) instead of its own."""
         xh, xl = self._split_input(x)
         if xh is not None:
-            hw = self._out_size(list(xh.shape[2:]))
+            high: List[int] = []
+            for i in range(self._nd):  # indexed, not list(xh.shape[2:]): torch.fx cannot iterate a traced shape
+                high.append(xh.shape[2 + i])
+            hw = self._out_size(high)
         else:
             assert xl is not None
             sizes: List[int] = []
