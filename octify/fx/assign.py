@@ -114,7 +114,9 @@ def assign_low_channels(
         if not setters:
             continue
         why = None
-        sizes = {(_channels(n), low_channels(_channels(n) or 0, plans[n].alpha_out)) for n in setters}
+        # Depthwise convs count too: one fed a plain tensor sets its output split from the plan
+        # like any conv (one fed a pair passes the pair's split on).
+        sizes = {(_channels(n), low_channels(_channels(n) or 0, plans[n].alpha_out)) for n in octave}
         if any(modules[n.target].groups > 1 or plans[n].split_groups > 1 for n in setters):
             why = "a grouped conv (or one feeding a grouped consumer) keeps its per-group split"
         elif len(sizes) > 1:
@@ -136,6 +138,6 @@ def assign_low_channels(
             continue
         score = torch.stack(measured).mean(0)
         low = tuple(sorted(torch.argsort(score, stable=True)[:n_low].tolist()))
-        for n in setters:
+        for n in octave:
             plans[n].low = low
     return kept
