@@ -5,8 +5,9 @@
 command -v chromium >/dev/null 2>&1 && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q chromium >/dev/null 2>&1 \
-        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+    # bounded: a package mirror that does not answer must not hold the test run up
+    timeout 300 apt-get install -y -q chromium >/dev/null 2>&1 \
+        || { timeout 300 apt-get update -q >/dev/null 2>&1 && timeout 300 apt-get install -y -q chromium >/dev/null 2>&1; } \
         || true
 fi
 command -v chromium >/dev/null 2>&1 \
