@@ -58,7 +58,7 @@ _EXPORTS = {
 
 __all__ = [*_EXPORTS, "__version__"]
 
-_SUBPACKAGES = ("nn", "fx", "report", "tune", "utils", "cli", "rules", "record", "io", "errors", "export")
+_SUBPACKAGES = ("nn", "fx", "report", "tune", "utils", "cli", "rules", "record", "io", "errors")
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,9 @@ from ..export import export as export_model
 from ..io import load, save
 from ..record import record_of, recorded_inputs
 from ..report import compare, profile
-from ..report._tables import is_octave, record_summary
+from ..nn import OctConvTranspose2d
+from ..nn.octconv import OctConvNd
+from ..report._tables import record_summary
 from ..tune.fidelity import fidelity
 from ..utils.formatting import nbytes, si
 from ..utils.formatting import shape as shape_text
@@ -88,7 +90,7 @@ def _conv_counts(model: torch.nn.Module) -> str:
     for m in model.modules():
         if id(m) in inside:
             continue
-        octave = is_octave(type(m).__name__)
+        octave = isinstance(m, (OctConvNd, OctConvTranspose2d))
         if octave:
             inside.update(id(c) for c in m.modules() if c is not m)
         if octave or isinstance(m, torch.nn.modules.conv._ConvNd):

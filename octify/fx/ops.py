@@ -45,8 +45,8 @@ ELEMENTWISE_METHODS = (
 )
 
 # The convs the conv rule turns into octave convs, by number of spatial axes (octave form beside).
-CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 OCT_CONVS = {nn.Conv1d: OctConv1d, nn.Conv2d: OctConv2d, nn.Conv3d: OctConv3d}
+CONVS = tuple(OCT_CONVS)
 BATCH_NORMS = {nn.BatchNorm1d: OctBatchNorm1d, nn.BatchNorm2d: OctBatchNorm2d, nn.BatchNorm3d: OctBatchNorm3d}
 
 NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, OctBatchNorm1d, OctBatchNorm2d, OctBatchNorm3d)

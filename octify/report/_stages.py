@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from ..utils.conventions import is_inserted
 
-__all__ = ["Stage", "stages", "by_stage", "common_prefix"]
+__all__ = ["Stage", "stages", "common_prefix"]
 
 _MAX_OPENINGS = 6  # how many times a dominant group may be opened up
 
@@ -128,8 +128,3 @@ def common_prefix(names: Sequence[str]) -> str:
             break
         prefix.append(column[0])
     return ".".join(prefix) + "." if prefix else ""
-
-
-def by_stage(stage_list: List[Stage]) -> Dict[str, str]:
-    """name -> stage label."""
-    return {n: s.label for s in stage_list for n in s.names}

@@ -9,7 +9,8 @@ Rendering only (rich); the numbers come from :class:`~.profiling.Profile` and
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from rich import box
 from rich.console import Group
@@ -21,11 +22,13 @@ from rich.text import Text
 from . import _format as fmt
 from ._stages import common_prefix, stages
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .comparison import Comparison, LayerPair
-    from .profiling import Profile
+__all__ = [
+    "comparison_summary", "comparison_layers", "profile_summary", "profile_layers", "record_summary", "StageRow",
+    "comparison_stage_rows", "is_conv", "is_octave",
+]
 
-__all__ = ["comparison_summary", "comparison_layers", "profile_summary", "profile_layers", "record_summary", "is_conv"]
+# The report objects come in as arguments only (a Comparison, a Profile, their LayerPairs): this
+# module renders them and never imports them, so that they can import it.
 
 _SHOWN_NAMES = 6  # names listed per reason in the summary before "+N more"
 
@@ -69,7 +72,7 @@ def _strip(name: str, prefix: str) -> str:
 
 
 # --------------------------------------------------------------------------------- comparison
-def _totals(c: "Comparison") -> Table:
+def _totals(c: Any) -> Table:
     b, a = c.before, c.after
     table = _table()
     table.add_column("")
@@ -84,17 +87,38 @@ def _totals(c: "Comparison") -> Table:
     return table
 
 
-def _sum(pairs: Iterable["LayerPair"], side: str, key: str) -> Optional[int]:
+def _sum(pairs: Iterable[Any], side: str, key: str) -> Optional[int]:
     values = [getattr(getattr(p, side), key) for p in pairs if getattr(p, side) is not None]
     return sum(values) if values else None
 
 
-def comparison_stages(c: "Comparison") -> Tuple[List[str], List[List["LayerPair"]]]:
-    """Stage labels and the layer pairs of each (a module octify inserted joins the stage before it)."""
-    rows = [(p.name, p.before.macs if p.before is not None else p.after.macs if p.after is not None else 0) for p in c.layers]
+@dataclass
+class StageRow:
+    """One stage of a comparison, as the summary table and the HTML page show it."""
+
+    label: str
+    convs: int  # convs of the original in the stage
+    octave: int  # octave convs of the converted model in it
+    macs_before: Optional[int]
+    macs_after: Optional[int]
+    maps_before: Optional[int]
+    maps_after: Optional[int]
+
+
+def comparison_stage_rows(c: Any) -> List[StageRow]:
+    """The stages of a Comparison (a module octify inserted joins the stage before it)."""
     by_name = {p.name: p for p in c.layers}
-    groups = stages(rows)
-    return [g.label for g in groups], [[by_name[n] for n in g.names] for g in groups]
+    rows = []
+    for g in stages([(p.name, (p.before or p.after).macs) for p in c.layers]):
+        pairs = [by_name[n] for n in g.names]
+        rows.append(StageRow(
+            g.label,
+            sum(is_conv(p.before.type) for p in pairs if p.before is not None),
+            sum(is_octave(p.after.type) for p in pairs if p.after is not None),
+            _sum(pairs, "before", "macs"), _sum(pairs, "after", "macs"),
+            _sum(pairs, "before", "feature_map_bytes"), _sum(pairs, "after", "feature_map_bytes"),
+        ))
+    return rows
 
 
 def _stage_labels(labels: List[str]) -> Tuple[List[str], str]:
@@ -105,31 +129,25 @@ def _stage_labels(labels: List[str]) -> Tuple[List[str], str]:
     return ["..".join(_strip(part, prefix) for part in label.split("..")) for label in labels], prefix
 
 
-def _stage_table(c: "Comparison") -> Table:
-    labels, groups = comparison_stages(c)
-    labels, prefix = _stage_labels(labels)
-    convs_total = sum(is_conv(p.before.type) for p in c.layers if p.before is not None)
-    octave_total = sum(is_octave(p.after.type) for p in c.layers if p.after is not None)
+def _stage_table(c: Any) -> Table:
+    rows = comparison_stage_rows(c)
+    labels, prefix = _stage_labels([r.label for r in rows])
     table = _table(_title_with_prefix("By stage", prefix), show_footer=True)
     _name_column(table, labels, "Stage", footer="total")
-    _num_column(table, "octave\nconvs", footer=f"{octave_total}/{convs_total}")
+    _num_column(table, "octave\nconvs", footer=f"{sum(r.octave for r in rows)}/{sum(r.convs for r in rows)}")
     _num_column(table, "MACs\nbefore", footer=fmt.si(c.before.macs))
     _num_column(table, "MACs\nafter", footer=fmt.si(c.after.macs))
     _num_column(table, "MACs\nratio", footer=fmt.ratio(c.ratio("macs")))
     _num_column(table, "maps\nratio", footer=fmt.ratio(c.ratio("feature_map_bytes")))
-    for label, pairs in zip(labels, groups):
-        convs = sum(is_conv(p.before.type) for p in pairs if p.before is not None)
-        octave = sum(is_octave(p.after.type) for p in pairs if p.after is not None)
-        mb, ma = _sum(pairs, "before", "macs"), _sum(pairs, "after", "macs")
-        fb, fa = _sum(pairs, "before", "feature_map_bytes"), _sum(pairs, "after", "feature_map_bytes")
+    for label, r in zip(labels, rows):
         table.add_row(
-            escape(label), f"{octave}/{convs}" if convs else "-", fmt.si(mb), fmt.si(ma), fmt.ratio(fmt.div(ma, mb)),
-            fmt.ratio(fmt.div(fa, fb)),
+            escape(label), f"{r.octave}/{r.convs}" if r.convs else "-", fmt.si(r.macs_before), fmt.si(r.macs_after),
+            fmt.ratio(fmt.div(r.macs_after, r.macs_before)), fmt.ratio(fmt.div(r.maps_after, r.maps_before)),
         )
     return table
 
 
-def comparison_summary(c: "Comparison") -> Group:
+def comparison_summary(c: Any) -> Group:
     b, a = c.before, c.after
     title = Text()
     title.append(f"{b.model} -> {a.model}", style="bold")
@@ -144,7 +162,7 @@ def comparison_summary(c: "Comparison") -> Group:
     return Group(*parts)
 
 
-def comparison_layers(c: "Comparison") -> Group:
+def comparison_layers(c: Any) -> Group:
     """One row per layer with MACs (convs, linear layers), before and after."""
     shown = [p for p in c.layers if (p.before is not None and p.before.macs) or (p.after is not None and p.after.macs)]
     alphas = {r.name: r for r in c.convs}
@@ -169,7 +187,7 @@ def comparison_layers(c: "Comparison") -> Group:
 
 
 # --------------------------------------------------------------------------------- profile
-def profile_summary(p: "Profile") -> Group:
+def profile_summary(p: Any) -> Group:
     title = Text()
     title.append(p.model, style="bold")
     title.append(f", input {fmt.inputs_text(p.inputs, p.batch)}")
@@ -207,7 +225,7 @@ def profile_summary(p: "Profile") -> Group:
     return Group(*parts)
 
 
-def profile_layers(p: "Profile") -> Group:
+def profile_layers(p: Any) -> Group:
     shown = [r for r in p.layers if r.macs or r.params]
     prefix = common_prefix([r.name for r in shown])
     table = _table(_title_with_prefix("Layers with MACs or parameters", prefix))

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from html import escape
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from . import _format as fmt
 from ._stages import stages
-from ._tables import comparison_stages, is_conv, is_octave
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .comparison import Comparison
-    from .profiling import Profile
+from ._tables import comparison_stage_rows, is_conv
 
 __all__ = ["comparison_html", "profile_html"]
+
+# A Comparison or Profile comes in as an argument; this module never imports them (they import it).
 
 BEFORE, AFTER = "#9aa5b1", "#1f77b4"
 _LABEL_W, _BAR_W, _ROW_H = 230, 520, 14
@@ -108,7 +106,7 @@ def _record_sections(record: Any) -> List[str]:
     return out
 
 
-def comparison_html(c: "Comparison", record: Any = None) -> str:
+def comparison_html(c: Any, record: Any = None) -> str:
     """The page of a comparison; with ``record`` (``octify.record_of(converted)``) also what stayed
     plain and where the merges are."""
     b, a = c.before, c.after
@@ -125,19 +123,14 @@ def comparison_html(c: "Comparison", record: Any = None) -> str:
                     f"<div class=\"sub\">{b.latency.median_ms:.2f} &rarr; {a.latency.median_ms:.2f} ms</div></div>")
     body.append("</div>")
     legend = _legend([("before (original)", BEFORE), ("after (octave)", AFTER)])
-    labels, groups = comparison_stages(c)
-
-    def total(pairs: Sequence[Any], side: str, key: str) -> int:
-        return sum(getattr(getattr(p, side), key) for p in pairs if getattr(p, side) is not None)
-
-    for title, key, show in (("MACs by stage", "macs", fmt.si), ("Feature-map memory by stage", "feature_map_bytes", fmt.nbytes)):
+    stage_rows = comparison_stage_rows(c)
+    for title, before, after, show in (("MACs by stage", "macs_before", "macs_after", fmt.si),
+                                       ("Feature-map memory by stage", "maps_before", "maps_after", fmt.nbytes)):
         rows = []
-        for label, pairs in zip(labels, groups):
-            vb, va = total(pairs, "before", key), total(pairs, "after", key)
-            convs = sum(is_conv(p.before.type) for p in pairs if p.before is not None)
-            octave = sum(is_octave(p.after.type) for p in pairs if p.after is not None)
-            note = f"{fmt.ratio(fmt.div(va, vb))}x" + (f", {octave}/{convs} convs octave" if convs else "")
-            rows.append((label, (vb, va), note))
+        for r in stage_rows:
+            vb, va = getattr(r, before), getattr(r, after)
+            note = f"{fmt.ratio(fmt.div(va, vb))}x" + (f", {r.octave}/{r.convs} convs octave" if r.convs else "")
+            rows.append((r.label, (vb, va), note))
         body += [f"<h2>{title}</h2>", legend, _bars(rows, (BEFORE, AFTER), show)]
     conv_rows = []
     alphas = {r.name: r for r in c.convs}
@@ -154,7 +147,7 @@ def comparison_html(c: "Comparison", record: Any = None) -> str:
     return _page(f"octify: {b.model} -> {a.model}", body)
 
 
-def profile_html(p: "Profile") -> str:
+def profile_html(p: Any) -> str:
     """The page of one profile: MACs and feature-map memory by stage and per conv."""
     body = [
         f"<h1>{escape(p.model)}</h1>",
