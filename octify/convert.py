@@ -27,7 +27,6 @@ import torch.fx as fx
 from torch import nn
 
 from .fx import builtin_rules  # noqa: F401  (fills the rule registry)
-from .fx.assign import assign_low_channels
 from .fx.context import ConversionContext
 from .fx.graph_builder import GraphBuilder
 from .fx.inplace import inplace_adds
@@ -43,7 +42,7 @@ from .fx.tracer import SPECIALIZED, LeafSpec, is_user_leaf, placeholder_values, 
 from .fx.verify import verify as verify_outputs
 from .record import ConversionRecord, attach_record
 from .rules import Rule, RuleKey, registry
-from .tune.calibrate import check_reiterable, correct_bn, octave_losses
+from .tune.calibrate import calibrate, check_reiterable
 from .utils.inputs import default_inputs, split_example_inputs
 from .utils.validate import check_module
 
@@ -68,6 +67,7 @@ def convert(
     policy: str = "default",
     memory_format: str = "channels_last",
     calibration: Optional[Iterable[Any]] = None,
+    calibration_split: str = "best",
 ) -> fx.GraphModule:
     """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them
     (Conv1d -> OctConv1d; Conv3d -> OctConv3d, the octave on H and W, time at full resolution).
@@ -92,11 +92,16 @@ def convert(
     exports, traces and scripts as any module does. ``octify.freeze(model.eval())`` gives its
     inference form (batch norms folded, weights laid out once), the one to deploy.
     ``calibration`` (batches of inputs, or (input, label) pairs, that can be iterated twice: a
-    list or a DataLoader) starts the converted model closer to the original: each conv sends low
-    the output channels that lose least one octave down on that data (convs whose outputs are
-    summed share one choice), and the batch norms' running statistics are corrected for the drift
-    the conversion causes on it (``tune/calibrate.py``: exact at ``octave=1``);
-    ``record_of(...).calibration`` says what was done.
+    list or a DataLoader) starts the converted model closer to the original: the batch norms'
+    running statistics are corrected for the drift the conversion causes on that data (exact at
+    ``octave=1``), and each conv may send low the output channels that lose least one octave down
+    on it (convs whose outputs are summed share one choice). That measured split is a heuristic,
+    so with ``calibration_split="best"`` (the default) both it and the default split are
+    converted and the one that reproduces the original's outputs better on the calibration data
+    is returned: calibration never leaves a model worse on the data it was given than the default
+    split with corrected batch norms. ``"measured"`` or ``"default"`` takes one without comparing
+    (``tune/calibrate.py``). ``record_of(...).calibration`` says which split was taken, both
+    relative errors, and what was corrected.
 
     >>> import torch, torchvision, octify
     >>> net = torchvision.models.resnet18().eval()
@@ -111,7 +116,7 @@ def convert(
     options = ConvertOptions(
         alpha=alpha, octave=octave, stride_mode=stride_mode, min_size=min_size, exclude=exclude, alpha_for=alpha_for,
         leaf_modules=leaf_modules, rules=rules, transfer_weights=transfer_weights, verify=verify, inplace=inplace,
-        policy=policy, memory_format=memory_format,
+        policy=policy, memory_format=memory_format, calibration_split=calibration_split,
     )
     if example_inputs is None:
         args, kwargs = default_inputs(model), {}
@@ -131,26 +136,33 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, cali
     fm = fake_mode()
     gm = trace(model, opts.leaf_types + rule_types, opts.leaf_globs, fm, args, kwargs, rule_classes)  # 1
     propagate(gm, fm)  # 2: what the trace could not evaluate, with the node that fails
-    fake_inputs = placeholder_values(gm)
     plans = plan(  # 3
         gm, alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, min_size=opts.min_size,
         exclude=opts.exclude, alpha_for=opts.alpha_for, policy=opts.policy,
     )
     warn_unmatched_globs([str(n.target) for n in plans], dict(model.named_modules()), opts.exclude, opts.alpha_for)  # 3c
-    kept_default: dict = {}
-    if calibration is not None:  # 3b
-        measured = sorted({str(n.target) for n, p in plans.items() if p.alpha_out > 0.0 and not p.keep_plain})
-        scores = octave_losses(model, measured, calibration, opts.octave, "octify.convert: calibration")
-        kept_default = assign_low_channels(gm, plans, scores)
-        reference = copy.deepcopy(model)  # as it is now: inplace=True reuses its modules below
+    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+    if calibration is None:
+        return _build(model, gm, fm, plans, opts, rules_in_force, shapes, inplace=opts.inplace)
+    return calibrate(  # 3b, then 4-7 once per candidate split
+        model, gm, plans, calibration, opts.octave, opts.calibration_split,
+        lambda source, candidate: _build(source, gm, fm, candidate, opts, rules_in_force, shapes, inplace=True),
+    )
 
+
+def _build(
+    model: nn.Module, gm: fx.GraphModule, fm: Any, plans: dict, opts: ConvertOptions, rules_in_force: Mapping,
+    input_shapes: list, *, inplace: bool,
+) -> fx.GraphModule:
+    """Stages 4-7 for one plan: ``model`` is copied first unless ``inplace``."""
+    fake_inputs = placeholder_values(gm)
     record = ConversionRecord(
         alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, specialized=gm.meta.get(SPECIALIZED, []),
-        input_shapes=[tuple(a.shape) for a in args if isinstance(a, torch.Tensor)],
+        input_shapes=input_shapes,
     )
     recorder = Recorder(record, dict(gm.named_modules()))
     training = {name: m.training for name, m in model.named_modules()}
-    root = model if opts.inplace else copy.deepcopy(model)
+    root = model if inplace else copy.deepcopy(model)
     builder = GraphBuilder(root, fm, training)
     ctx = ConversionContext(
         builder, recorder, dict(gm.named_modules()), plans, octave=opts.octave, transfer_weights=opts.transfer_weights
@@ -170,15 +182,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, cali
     attach_record(out, record)
     if opts.verify:
         verify_outputs(gm, out, fm, fake_inputs)  # 7
-    if calibration is not None:
-        bns = correct_bn(reference, out, calibration, "octify.convert: calibration")
-        record.calibration = {
-            "assigned": sorted({str(n.target) for n, p in plans.items() if p.low is not None}),
-            "kept_default": kept_default,
-            "batch_norms_corrected": bns,
-        }
     return out
-
 
 
 def _warn_if_nothing_converted(record: ConversionRecord) -> None:

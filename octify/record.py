@@ -65,10 +65,12 @@ class ConversionRecord:
     # With calibration data: the convs whose low channels were chosen by measurement
     # ("assigned"), those that kept the default split and why, the batch norms re-estimated.
     calibration: dict = field(default_factory=dict)
+    # After octify.finetune: every held-out measurement and the step whose weights were kept.
+    finetune: dict = field(default_factory=dict)
 
     def __setstate__(self, state: dict) -> None:
-        # Records pickled by 0.1.0 have no ``specialized``, ``input_shapes`` or ``calibration``.
-        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, **state})
+        # Records pickled by 0.1.0 have no ``specialized``, ``input_shapes``, ``calibration`` or ``finetune``.
+        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, **state})
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -93,6 +95,7 @@ class ConversionRecord:
             "specialized": [asdict(sp) for sp in self.specialized],
             "input_shapes": [list(s) for s in self.input_shapes],
             "calibration": dict(self.calibration),
+            "finetune": dict(self.finetune),
         }
 
 

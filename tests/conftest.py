@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
 import os
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -78,3 +79,44 @@ def randomize_bn(
                 m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
                 m.bias.copy_(torch.rand(c, generator=gen) - 0.5)
     return model
+
+
+# Two settings under which the CPU rounds differently: oneDNN's kernels (blocked layouts, AMX /
+# AVX-512 micro-kernels) with 2 threads, and PyTorch's own kernels on one thread. A test whose
+# numbers come from training runs under both, so that a threshold tuned to one CPU's rounding
+# fails here, not on the next machine (issue 21: three such tests failed on a machine of the same kind).
+NUMERICS = {"onednn-2threads": (True, 2), "no-onednn-1thread": (False, 1)}
+
+
+@contextlib.contextmanager
+def cpu_numerics(name: str) -> Iterator[None]:
+    """Run the block under the setting ``NUMERICS[name]`` (set through the flags themselves:
+    ``torch.backends.mkldnn.flags`` also sets TF32 and warns about it)."""
+    onednn, threads = NUMERICS[name]
+    before = torch.backends.mkldnn.enabled, torch.get_num_threads()
+    torch.backends.mkldnn.enabled = onednn
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before[0]
+        torch.set_num_threads(before[1])
+
+
+# Variables that make rich treat a captured stream or a pipe as a terminal, or size it: set in the
+# shell that runs the tests (FORCE_COLOR is common in CI), they would put colour codes, spinners
+# and another width into the output the tests read.
+_TERMINAL_VARS = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "PY_COLORS", "COLUMNS", "LINES",
+                  "JUPYTER_COLUMNS", "JUPYTER_LINES")
+
+
+def cli_env(columns: int = 200) -> dict:
+    """The environment the command-line tests run the CLI in (typer's CliRunner): a known width,
+    no colour, and none of the variables above from the shell."""
+    return {**dict.fromkeys(_TERMINAL_VARS), "COLUMNS": str(columns), "LINES": "50", "NO_COLOR": "1"}
+
+
+def pipe_env() -> dict:
+    """The environment of a CLI run as a subprocess writing to a pipe: the shell's, less the
+    variables above, so that the pipe is seen as one."""
+    return {k: v for k, v in os.environ.items() if k not in _TERMINAL_VARS}

@@ -13,6 +13,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import cli_env
+
 import octify
 from octify.cli import loading as _load
 from octify.cli import app
@@ -21,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CUSTOM = ROOT / "examples" / "custom_cnn.py"
 SHAPE = "1,3,32,32"
 
-runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+runner = CliRunner(env=cli_env(200))
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import octify
-from octify.cli.data import split_holdout
+from octify.cli.commands import calibration_text
+from octify.tune.best import split_validation
 from test_cli import assert_error, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def test_finetune_cli_tunes_saves_and_reports_before_and_after(converted_file, t
     assert result.exit_code == 0, result.stderr
     data = json.loads(report.read_text())
     assert (data["steps"], data["batch_size"], data["processes"], data["held_out_samples"], data["train_samples"]) == (6, 32, 1, 205, 3891)
-    assert set(data["before"]) == {"agreement", "rel_error", "samples", "batches", "accuracy", "original_accuracy"}
+    assert set(data["before"]) == {"step", "agreement", "rel_error", "samples", "batches", "accuracy", "original_accuracy"}
     assert "Fidelity to the original on 205 held-out samples" in result.stdout and "after 6 steps" in result.stdout
     # The saved model is the one measured: its fidelity on the same held-out split, recomputed here.
     # (Whether distillation helps is test_tune's question, on a trained model; this original is random.)
@@ -43,10 +44,14 @@ def test_finetune_cli_tunes_saves_and_reports_before_and_after(converted_file, t
     assert octify.record_of(tuned).alpha == 0.5
     torch.manual_seed(0)  # the CLI builds the original with --seed 0
     original = textures.build_model().eval()
-    _, held = split_holdout(textures.make_dataset(), 0.05, 0)
+    _, held, _ = split_validation(textures.make_dataset(), 0.05, 0)
     again = octify.fidelity(original, tuned, torch.utils.data.DataLoader(held, batch_size=32))
     assert again["rel_error"] == pytest.approx(data["after"]["rel_error"], rel=1e-6)
-    assert data["after"]["rel_error"] != data["before"]["rel_error"]
+    # Training changed the model (the last weights measure differently); the file holds the
+    # weights kept, the best measured by the default measure.
+    assert data["last"]["rel_error"] != data["before"]["rel_error"] and data["measure"] == "agreement_floor"
+    assert data["after"] == next(h for h in data["history"] if h["step"] == data["kept_step"])
+    assert [h["step"] for h in data["history"]] == [0, 1, 2, 3, 4, 5, 6]
 
 
 def test_finetune_cli_says_what_it_expected(converted_file, tmp_path):
@@ -66,18 +71,36 @@ def test_finetune_cli_says_what_it_expected(converted_file, tmp_path):
                  "expected one folder per class holding images (torchvision ImageFolder)")
 
 
+def _difference(a: dict, b: dict) -> float:
+    """The largest difference between two state_dicts' floating tensors, each relative to the
+    largest magnitude in ``b``'s tensor (weights, biases and running statistics alike)."""
+    return max(((a[k] - b[k]).abs().max() / b[k].abs().max().clamp_min(1e-12)).item() for k in b if b[k].is_floating_point())
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_through_torchrun_match_one_and_each_other(tmp_path):
+    """What is invariant: the ranks hold the same weights, bit for bit (one all-reduced gradient,
+    one update); and the 2-process run computes what one process computes on the same global
+    batches, up to float32 rounding, which reorders sums there (two shares of 16, gloo's all-reduce,
+    one thread per process). How far rounding alone moves this 8-step run is measured, not assumed:
+    one process, once more with its sums in another order (PyTorch's kernels, one thread). The
+    two-process run must stay within 4x that, and a run that really differs (batch norms over each
+    process's share, not the global batch) must not."""
     worker = ROOT / "tests" / "ddp_worker.py"
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(worker), str(tmp_path)]
     for cmd in (launch, [sys.executable, str(worker), str(tmp_path)]):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    r0, r1, one = (torch.load(tmp_path / f, weights_only=True) for f in ("rank0of2.pt", "rank1of2.pt", "rank0of1.pt"))
-    assert all(torch.equal(r0[k], r1[k]) for k in r0)  # parameters and batch-norm statistics alike
-    for k in one:
-        if one[k].is_floating_point():
-            torch.testing.assert_close(r0[k], one[k], rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
+    got = {f.stem: torch.load(f, weights_only=True) for f in tmp_path.glob("*.pt")}
+    for name in ("global-bn", "local-bn"):
+        r0, r1 = got[f"{name}-rank0of2"], got[f"{name}-rank1of2"]
+        assert all(torch.equal(r0[k], r1[k]) for k in r0), name  # parameters and batch-norm statistics alike
+    one = got["one-rank0of1"]
+    rounding = _difference(got["reordered-rank0of1"], one)
+    two = _difference(got["global-bn-rank0of2"], one)
+    tolerance = 4 * max(rounding, 1e-6)
+    assert two <= tolerance, (two, rounding)
+    assert _difference(got["local-bn-rank0of2"], one) > 10 * tolerance, (rounding, two)
 
 
 @pytest.mark.slow
@@ -92,7 +115,13 @@ def test_finetune_cli_nproc_launches_processes_that_agree_with_one(converted_fil
         reports.append(json.loads(report.read_text()))
     one, two = reports
     assert (one["processes"], two["processes"]) == (1, 2)
-    assert two["after"]["rel_error"] == pytest.approx(one["after"]["rel_error"], rel=1e-3)
+    assert (two["train_samples"], two["held_out_samples"]) == (one["train_samples"], one["held_out_samples"])
+    # The same model measured on the same held-out split before training (in batches of 16 or 32).
+    assert two["before"]["rel_error"] == pytest.approx(one["before"]["rel_error"], rel=1e-5)
+    assert [h["step"] for h in two["history"]] == [h["step"] for h in one["history"]] == [0, 1, 2, 3, 4]
+    # After 4 steps of a ReLU network the two runs part by rounding amplified at the ReLUs' kinks
+    # (how far exactly, and that it is only rounding, is the worker test above's question).
+    assert two["last"]["rel_error"] == pytest.approx(one["last"]["rel_error"], rel=1e-2)
 
 
 def test_convert_cli_calibrates_and_measures_fidelity_on_data(tmp_path):
@@ -104,8 +133,11 @@ def test_convert_cli_calibrates_and_measures_fidelity_on_data(tmp_path):
     assert (data["fidelity"]["samples"], data["fidelity"]["batches"]) == (100, 2)
     assert set(data["fidelity"]) == {"agreement", "rel_error", "samples", "batches", "accuracy", "original_accuracy"}
     cal = data["conversion"]["calibration"]
-    assert cal["batch_norms_corrected"] == 19 and "layer1.0.conv1" in cal["assigned"]
-    assert "Calibrated: 9 convs took measured low channels, 19 batch norms corrected" in result.stdout
+    # The model has random weights (the CLI builds it): which conversion wins varies; what is
+    # printed and recorded is always the best of the three on the calibration samples.
+    assert set(cal["rel_error"]) == {"measured", "default", "uncalibrated"} and cal["rel_error"][cal["chosen"]] == min(cal["rel_error"].values())
+    assert cal["batch_norms_corrected"] == (0 if cal["chosen"] == "uncalibrated" else 19)
+    assert calibration_text(cal, 100) in " ".join(result.stdout.split())
     assert "Fidelity to the original on 100 samples: rel. error" in result.stdout
     assert_error(run("convert", TEXTURES, "-i", "1,3,32,32", "-o", tmp_path / "d.pt", "--fidelity", tmp_path / "none"), 2,
                  "expected a directory of class folders (ImageFolder) or file.py:FACTORY")

@@ -6,7 +6,6 @@ report, and a command line that answers --help without importing torch."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import pytest
 import torch
 from torch import nn
 from typer.testing import CliRunner
+
+from conftest import cli_env, pipe_env
 
 import octify
 from octify.cli import app
@@ -29,7 +30,7 @@ OCTIFY = [sys.executable, "-m", "octify.cli"]
 
 
 def run(*args, columns: int = 200):
-    runner = CliRunner(env={"COLUMNS": str(columns), "NO_COLOR": "1"})
+    runner = CliRunner(env=cli_env(columns))
     return runner.invoke(app, [str(a) for a in args])
 
 
@@ -135,9 +136,8 @@ def test_a_name_longer_than_its_column_wraps_whole(tmp_path):
 
 
 def test_a_pipe_gets_the_same_report_at_80_columns(deep_net, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     proc = subprocess.run([*OCTIFY, "convert", str(deep_net), "-i", "1,3,32,32", "-o", str(tmp_path / "o.pt")],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=pipe_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert max(len(line.rstrip()) for line in proc.stdout.splitlines()) <= 80
     total = next(line for line in proc.stdout.splitlines() if line.startswith("total"))

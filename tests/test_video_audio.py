@@ -18,7 +18,7 @@ import octify
 from octify.cli import app as cli_app
 from octify.nn import OctBatchNorm1d, OctBatchNorm3d, OctConv1d, OctConv3d
 
-from conftest import randomize_bn, rel_err
+from conftest import cli_env, randomize_bn, rel_err
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -215,7 +215,7 @@ def test_torchvision_video_model(name):
 # -- the CLI takes 3-D and 5-D input shapes ------------------------------------------------------
 def test_cli_converts_the_audio_example_with_a_3d_input_shape(tmp_path):
     out = tmp_path / "m5_oct.pt"
-    result = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"}).invoke(
+    result = CliRunner(env=cli_env(200)).invoke(
         cli_app, ["convert", str(EXAMPLES / "audio.py"), "--input-shape", "1,1,16000", "--output", str(out), "--quiet"]
     )
     assert result.exit_code == 0, result.output

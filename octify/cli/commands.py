@@ -210,8 +210,7 @@ def run_convert(
         if record is not None:
             ui.out.print(record_summary(record, full=layers))
         if record is not None and record.calibration:
-            ui.say(f"Calibrated: {len(record.calibration['assigned'])} convs took measured low channels, "
-                   f"{record.calibration['batch_norms_corrected']} batch norms corrected")
+            ui.say(calibration_text(record.calibration, sum(len(b) for b in kwargs["calibration"])))
         if measured is not None:
             ui.say(fidelity_text(measured))
     _warn_if_busy(ui, comparison.before.latency, comparison.after.latency)
@@ -298,6 +297,20 @@ def _samples(spec: str, x: torch.Tensor, n: int) -> List[Any]:
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, pick), batch_size=64)
     return [tuple(b) if isinstance(b, (list, tuple)) else (b, None) for b in loader]
+
+
+_CANDIDATES = {"measured": "measured split", "default": "default split", "uncalibrated": "uncalibrated"}
+
+
+def calibration_text(cal: dict, samples: int) -> str:
+    """What calibration returned, and what it was compared with, in one line."""
+    errors = cal["rel_error"]
+    against = " and ".join(f"{e:.4f} ({_CANDIDATES[k]})" for k, e in errors.items() if k != cal["chosen"])
+    measured = f"rel. error {errors[cal['chosen']]:.4f} there, against {against}" if against else ""
+    if cal["chosen"] == "uncalibrated":
+        return f"Calibration did not help on its {samples} samples, so the conversion is left uncalibrated: {measured}"
+    split = f"measured low channels for {len(cal['assigned'])} convs" if cal["chosen"] == "measured" else "the default split"
+    return f"Calibrated on {samples} samples: {split}, {cal['batch_norms_corrected']} batch norms corrected" + (f"; {measured}" if measured else "")
 
 
 def fidelity_text(r: dict) -> str:

@@ -1,18 +1,16 @@
-"""``--data``: a torchvision ImageFolder directory, or ``file.py:factory`` returning a Dataset;
-and the seeded held-out split that fine-tuning is measured on."""
+"""``--data``: a torchvision ImageFolder directory, or ``file.py:factory`` returning a Dataset."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
-import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from .console import usage
 from .loading import import_file
 
-__all__ = ["load_dataset", "split_holdout", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["load_dataset", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 # ImageFolder images are normalised as torchvision's classifiers were trained.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -52,13 +50,3 @@ def _image_folder(p: Path, size: Optional[Tuple[int, int]]) -> Dataset:
     except (FileNotFoundError, RuntimeError) as e:
         raise usage(f"--data {p}: expected one folder per class holding images (torchvision ImageFolder): {e}") from None
     return ds
-
-
-def split_holdout(ds: Any, fraction: float, seed: int) -> Tuple[Subset, Subset]:
-    """(train, held out): a seeded ``fraction`` of the samples held out, at least one on each side."""
-    n = len(ds)
-    held = int(round(n * fraction))
-    if held < 1 or held >= n:
-        raise usage(f"--holdout {fraction:g} of {n} samples leaves {'nothing held out' if held < 1 else 'nothing to train on'}: expected a fraction giving each side a sample.")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return Subset(ds, order[held:]), Subset(ds, order[:held])

@@ -15,16 +15,15 @@ import torch
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from torch.utils.data import DataLoader
 
 from ..io import load, save
 from ..record import record_of
+from ..tune.best import split_validation
 from ..tune.distill import StepInfo, finetune
 from ..tune.distributed import init_from_env, rank_and_world
-from ..tune.fidelity import fidelity
 from .commands import load_user_model
 from .console import UI, CLIError, one_line, usage, write_json
-from .data import load_dataset, split_holdout
+from .data import load_dataset
 from .options import check_writable
 
 __all__ = ["run_finetune", "launch_argv"]
@@ -38,7 +37,7 @@ def launch_argv(nproc: int, args: List[str]) -> List[str]:
 def _progress(ui: UI) -> Progress:
     return Progress(
         TextColumn("Fine-tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TextColumn("agreement {task.fields[agree]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("agreement {task.fields[agree]}"), TextColumn("held out {task.fields[held]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=ui.out, transient=False, disable=not ui.out.is_terminal or ui.out.quiet,
     )
 
@@ -97,22 +96,30 @@ def _finetune(
     size = tuple(record.input_shapes[0][-2:]) if record.input_shapes else None
     with ui.step(f"Loading the data {data}"):
         dataset, described = load_dataset(data, size)
-    train, held = split_holdout(dataset, holdout, seed)
+    train, held, why = split_validation(dataset, holdout, seed)
+    if held is None:
+        raise usage(f"--{why.removeprefix('none (').rstrip(')')}: expected a fraction giving each side a sample.")
     ui.say(f"Data: {escape(described)}: {len(train)} samples to train on, {len(held)} held out (--holdout {holdout:g})")
-    held_loader = DataLoader(held, batch_size=max(1, batch_size // world))
-    before = fidelity(original, converted, held_loader) if rank == 0 else None
+    if len(held) < FEW_HELD_OUT:
+        ui.warn(
+            f"only {len(held)} held-out samples: one sample moves the agreement by {1 / len(held):.1%}, too coarse to tell a "
+            f"better model from a worse one. Hint: a larger --holdout, or more data (a few hundred held-out samples)."
+        )
     progress = _progress(ui)
-    task = progress.add_task("finetune", total=steps, loss="-", agree="-")
+    task = progress.add_task("finetune", total=steps, loss="-", agree="-", held="-")
 
     def on_step(info: StepInfo) -> None:
         agree = f"{info.agreement:.1%}" if info.agreement is not None else "-"
-        progress.update(task, completed=info.step, loss=f"{info.loss:.4f}", agree=agree)
+        fields = {"completed": info.step, "loss": f"{info.loss:.4f}", "agree": agree}
+        if info.validation is not None:
+            fields["held"] = f"{_measure_text(info.validation)} (best: step {info.best_step})"
+        progress.update(task, **fields)
 
     started = time.perf_counter()
     try:
         with progress:
             tuned = finetune(
-                original, converted, train, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                original, converted, train, validation=held, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                 checkpoint=checkpoint, checkpoint_every=checkpoint_every, callback=on_step,
             )
     except ValueError as e:  # finetune's argument checks (the batch does not divide, too few samples)
@@ -120,20 +127,47 @@ def _finetune(
     seconds = time.perf_counter() - started
     if rank != 0:
         return
-    after = fidelity(original, tuned, held_loader)
     save(tuned, out_path)
+    ft = record_of(tuned).finetune
+    before, last, after = ft["start"], ft["end"], ft["best"]
     table = Table(title=f"Fidelity to the original on {len(held)} held-out samples", title_justify="left")
     for col in ("", "top-1 agreement", "rel. error", "accuracy"):
         table.add_column(col, justify="right" if col else "left")
     table.add_row("before", *_row(before))
-    table.add_row(f"after {steps} steps", *_row(after))
+    table.add_row(f"after {steps} steps", *_row(last))
+    if ft["kept"] == "best":
+        table.add_row(f"kept: step {ft['best_step']}", *_row(after))
     if json_out != "-":
         ui.out.print(table)
+        ui.say(_kept_text(ft, steps))
         ui.say(f"Trained {steps} steps of {batch_size} samples in {seconds:.1f} s on {world} process{'es' * (world > 1)}; "
                f"wrote [cyan]{escape(str(out_path))}[/]")
     if json_out is not None:
         write_json(ui, {
-            "before": before, "after": after, "steps": steps, "batch_size": batch_size, "lr": lr, "processes": world,
-            "seconds": seconds, "train_samples": len(train), "held_out_samples": len(held), "output": str(out_path),
-            "data": described,
+            "before": before, "after": after, "last": last, "kept": ft["kept"], "kept_step": ft["best_step"],
+            "measure": ft["measure"], "history": ft["history"], "steps": steps, "batch_size": batch_size, "lr": lr,
+            "processes": world, "seconds": seconds, "train_samples": len(train), "held_out_samples": len(held),
+            "output": str(out_path), "data": described,
         }, json_out)
+
+
+# Below this many held-out samples, one sample moves the agreement by more than a percent.
+FEW_HELD_OUT = 100
+
+
+def _measure_text(r: Dict[str, Any]) -> str:
+    return f"{r['agreement']:.1%}" if r.get("agreement") is not None else f"rel. error {r['rel_error']:.4f}"
+
+
+def _kept_text(run: Dict[str, Any], steps: int) -> str:
+    """Which weights were written, and why, in words."""
+    how = {
+        "agreement_floor": "the lowest relative error with agreement no lower than before",
+        "agreement": "the highest agreement", "rel_error": "the lowest relative error", "accuracy": "the highest accuracy",
+    }.get(run["measure"], str(run["measure"]))
+    if run["kept"] == "last":
+        return f"Kept the weights after step {steps}: {how} on the held-out samples."
+    if run["best_step"] == 0:
+        return (f"[yellow]Kept the weights from before fine-tuning[/]: no step improved on them ({how}). "
+                "Hint: fewer steps or a lower --lr; or more data.")
+    return f"Kept the weights of step {run['best_step']} of {steps}: {how} on the held-out samples."

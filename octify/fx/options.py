@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-from ..utils.choices import MEMORY_FORMATS, POLICIES, STRIDE_MODES
+from ..utils.choices import CALIBRATION_SPLITS, MEMORY_FORMATS, POLICIES, STRIDE_MODES
 from ..utils.validate import check_alpha, check_choice, check_globs, check_int, check_octave
 from .plan import AlphaFor
 from .tracer import LeafSpec, split_leaf_specs
@@ -42,6 +42,7 @@ class ConvertOptions:
     inplace: bool = False
     policy: str = "default"
     memory_format: str = "channels_last"
+    calibration_split: str = "best"
     leaf_types: Tuple[type, ...] = field(init=False, repr=False)
     leaf_globs: Tuple[str, ...] = field(init=False, repr=False)
 
@@ -55,6 +56,7 @@ class ConvertOptions:
         check_int(self.min_size, "min_size", 0)
         check_choice(self.policy, "policy", POLICIES)
         check_choice(self.memory_format, "memory_format", MEMORY_FORMATS)
+        check_choice(self.calibration_split, "calibration_split", CALIBRATION_SPLITS)
         put("exclude", check_globs(self.exclude, "exclude"))
         alpha_for = self.alpha_for
         if alpha_for is not None and not (callable(alpha_for) or isinstance(alpha_for, Mapping)):

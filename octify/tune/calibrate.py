@@ -1,20 +1,30 @@
 """Calibration on the user's data: how much each conv output channel loses one octave down
-(measured on the original), and batch-norm statistics re-estimated for the converted model."""
+(measured on the original), batch-norm statistics corrected for the drift conversion causes,
+and the choice, measured on the same data, between the measured split and the default one."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+import copy
+import dataclasses
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..fx.assign import assign_low_channels
+from ..fx.plan import ConvPlan
 from ..fx.shape_prop import eval_mode
 from ..nn import OctBatchNorm2d
+from ..record import record_of
 from .data import batches_of, to_device
+from .fidelity import fidelity_of_each
 
-__all__ = ["check_reiterable", "octave_losses", "reestimate_bn", "correct_bn"]
+__all__ = ["check_reiterable", "octave_losses", "reestimate_bn", "correct_bn", "calibrate"]
+
+WHO = "octify.convert: calibration"
 
 
 def check_reiterable(data: Any, who: str) -> None:
@@ -116,7 +126,7 @@ def _counterparts(converted: nn.Module, original: nn.Module) -> List[Tuple[_Batc
     return pairs
 
 
-def correct_bn(reference: nn.Module, converted: nn.Module, data: Iterable[Any], who: str) -> int:
+def correct_bn(reference: nn.Module, converted: nn.Module, data: Iterable[Any], who: str, *, reestimate_reference: bool = True) -> int:
     """Shift the converted model's batch-norm statistics by the drift the conversion caused.
 
     Both models' batch norms are re-estimated on ``data`` alike; each converted statistic becomes
@@ -124,14 +134,16 @@ def correct_bn(reference: nn.Module, converted: nn.Module, data: Iterable[Any], 
     two estimates. Data like the training data gives the plain re-estimate; data unlike it (or an
     original whose statistics are not those of its data) still changes only what conversion
     changed, so with ``octave=1`` the statistics are the original's exactly. ``reference`` is a
-    copy of the original taken before conversion (its statistics are re-estimated here). Returns
-    how many batch norms were corrected."""
+    copy of the original taken before conversion (its statistics are re-estimated here, unless
+    ``reestimate_reference=False`` says an earlier call on a conversion of the same plan did).
+    Returns how many batch norms were corrected."""
     ref = reference
     pairs = _counterparts(converted, ref)
     if not pairs:
         return 0
     saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m, _, _ in pairs]
-    reestimate_bn(ref, data, who, list({id(o): o for _, o, _ in pairs}.values()))
+    if reestimate_reference:
+        reestimate_bn(ref, data, who, list({id(o): o for _, o, _ in pairs}.values()))
     reestimate_bn(converted, data, who, [m for m, _, _ in pairs])
     with torch.no_grad():
         for (m, orig, idx), (mean0, var0, tracked) in zip(pairs, saved):
@@ -141,3 +153,60 @@ def correct_bn(reference: nn.Module, converted: nn.Module, data: Iterable[Any], 
             m.running_var.copy_(var0 * ratio)
             m.num_batches_tracked.copy_(tracked)
     return len({id(m) for m, _, _ in pairs})
+
+
+Build = Callable[[nn.Module, Mapping[fx.Node, ConvPlan]], fx.GraphModule]
+
+
+def calibrate(
+    model: nn.Module, gm: fx.GraphModule, plans: Mapping[fx.Node, ConvPlan], data: Iterable[Any], octave: int,
+    split: str, build: Build,
+) -> fx.GraphModule:
+    """Stage 3b and the conversions it compares: ``build(copy of model, plans)`` runs stages 4-7.
+
+    The measured split (each layout group's low channels chosen by :func:`octave_losses`) is a
+    heuristic, and so is the batch-norm correction: on some trained networks the default split
+    reproduces the original better. So with ``split="best"`` three conversions are compared on
+    ``data`` against the original's outputs -- the measured split and the default one, both with
+    corrected batch norms, and the plain conversion (no calibration at all) -- and the one with
+    the lowest relative error is returned (on a tie, the simpler: uncalibrated, then default):
+    calibration never leaves a model worse on the data it was given. ``"measured"`` and
+    ``"default"`` take that split, batch norms corrected, without comparing. The record's
+    ``calibration`` says which was taken and every error compared."""
+    candidates: Dict[str, Tuple[Mapping[fx.Node, ConvPlan], bool]] = {}  # name -> (plans, correct batch norms)
+    kept_default: Dict[str, str] = {}
+    if split in ("best", "measured"):
+        measured = {n: dataclasses.replace(p) for n, p in plans.items()}
+        names = sorted({str(n.target) for n, p in plans.items() if p.alpha_out > 0.0 and not p.keep_plain})
+        kept_default = assign_low_channels(gm, measured, octave_losses(model, names, data, octave, WHO))
+        if split == "measured" or any(p.low is not None for p in measured.values()):
+            candidates["measured"] = (measured, True)
+    if split in ("best", "default"):
+        candidates["default"] = (plans, True)
+    if split == "best":
+        candidates["uncalibrated"] = (plans, False)
+    reference = copy.deepcopy(model)  # as it is now; its batch-norm statistics are re-estimated once
+    built: Dict[str, fx.GraphModule] = {}
+    corrected: Dict[str, int] = {}
+    for name, (candidate, correct) in candidates.items():
+        built[name] = build(copy.deepcopy(model), candidate)
+        corrected[name] = correct_bn(reference, built[name], data, WHO, reestimate_reference=not corrected) if correct else 0
+        if not correct and not any(corrected.values()):
+            del built[name]  # no batch norm to correct: the same model as "default"
+    errors: Dict[str, float] = {}
+    if len(built) > 1:
+        results = fidelity_of_each(model, list(built.values()), data, WHO)
+        errors = {name: r["rel_error"] for name, r in zip(built, results)}
+        chosen = min(reversed(list(built)), key=lambda k: errors[k])  # reversed: the simpler wins a tie
+    else:
+        (chosen,) = built
+    out = built[chosen]
+    chosen_plans = candidates[chosen][0]
+    record_of(out).calibration = {
+        "chosen": chosen,
+        "assigned": sorted({str(n.target) for n, p in chosen_plans.items() if p.low is not None}),
+        "kept_default": kept_default if chosen == "measured" else {},
+        "rel_error": errors,
+        "batch_norms_corrected": corrected[chosen],
+    }
+    return out

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +13,7 @@ from ..fx.shape_prop import eval_mode
 from ..utils.validate import check_module
 from .data import batches_of, float_outputs, to_device
 
-__all__ = ["fidelity", "FidelityMeter"]
+__all__ = ["fidelity", "fidelity_of_each", "FidelityMeter"]
 
 
 class FidelityMeter:
@@ -20,14 +21,15 @@ class FidelityMeter:
 
     FIELDS = ("sq_diff", "sq_ref", "agree", "predictions", "correct", "ref_correct", "labelled", "samples", "batches")
 
-    def __init__(self) -> None:
+    def __init__(self, who: str = "octify.fidelity") -> None:
+        self.who = who
         self.totals = dict.fromkeys(self.FIELDS, 0.0)
 
     def update(self, got: Any, want: Any, labels: Optional[Tensor] = None) -> None:
         got_l, want_l = float_outputs(got), float_outputs(want)
         if len(got_l) != len(want_l) or any(g.shape != w.shape for g, w in zip(got_l, want_l)):
             raise ValueError(
-                "octify.fidelity: the converted model's outputs do not match the original's: "
+                f"{self.who}: the converted model's outputs do not match the original's: "
                 f"{[tuple(g.shape) for g in got_l]} against {[tuple(w.shape) for w in want_l]}"
             )
         t = self.totals
@@ -79,8 +81,20 @@ def fidelity(original: nn.Module, converted: nn.Module, data: Iterable[Any], *, 
     """
     check_module(original, "octify.fidelity: original")
     check_module(converted, "octify.fidelity: converted")
-    meter = FidelityMeter()
-    with torch.no_grad(), eval_mode(original), eval_mode(converted):
-        for x, y in batches_of(data, "octify.fidelity", max_batches):
-            meter.update(converted(to_device(x, converted)), original(to_device(x, original)), y)
-    return meter.result()
+    return fidelity_of_each(original, [converted], data, "octify.fidelity", max_batches)[0]
+
+
+def fidelity_of_each(
+    original: nn.Module, models: Sequence[nn.Module], data: Iterable[Any], who: str, max_batches: Optional[int] = None
+) -> List[Dict[str, Any]]:
+    """:func:`fidelity` of several models of one original in one pass over ``data`` (the
+    original runs once per batch)."""
+    meters = [FidelityMeter(who) for _ in models]
+    with torch.no_grad(), contextlib.ExitStack() as stack:
+        for m in (original, *models):
+            stack.enter_context(eval_mode(m))
+        for x, y in batches_of(data, who, max_batches):
+            want = original(to_device(x, original))
+            for meter, m in zip(meters, models):
+                meter.update(m(to_device(x, m)), want, y)
+    return [meter.result() for meter in meters]

@@ -2,18 +2,20 @@
 
 torch's SyncBatchNorm runs only on GPUs; on CPUs (gloo) each process would normalise over its
 own share and the run would differ from one process with the same global batch. This norm sums
-each channel's count, sum and sum of squares over the processes (an all-reduce that carries
-gradients back), so the statistics, their gradients and the running
-averages are the ones one process computes on the whole batch.
+each channel's count and sum, then its squared deviations from the global mean, over the
+processes (all-reduces that carry gradients back), so the statistics, their gradients and the
+running averages are the ones one process computes on the whole batch.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Tuple
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["GlobalBatchNorm2d", "to_global_bn", "from_global_bn"]
+__all__ = ["GlobalBatchNorm2d", "global_moments", "to_global_bn", "from_global_bn"]
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -33,6 +35,28 @@ class _AllReduceSum(torch.autograd.Function):
         return out
 
 
+def global_moments(x: Tensor, reduce: Callable[[Tensor], Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    """(count, mean, biased variance) per channel of ``x`` (N, C, H, W) over the global batch,
+    ``reduce`` summing a tensor over the processes (differentiably).
+
+    Two passes, as a batch norm on one process computes them: the global mean first, then the
+    sum of squared deviations from it. The one-pass E[x^2] - E[x]^2 loses the variance to
+    cancellation in float32 where the mean is large against the spread (mean 1000, std 1: off by
+    about 10%).
+
+    >>> x = 1000 + torch.randn(8, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    >>> _, mean, var = global_moments(x, lambda t: t)
+    >>> bool(torch.allclose(var.double(), x.double().var((0, 2, 3), unbiased=False), rtol=1e-5))
+    True
+    """
+    dims = (0, 2, 3)
+    count_sum = reduce(torch.stack([x.new_full((x.shape[1],), float(x.numel() // x.shape[1])), x.sum(dims)]))
+    count = count_sum[0]
+    mean = count_sum[1] / count
+    var = reduce((x - mean[None, :, None, None]).square().sum(dims)) / count
+    return count, mean, var
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """An ``nn.BatchNorm2d`` (same parameters and buffers) whose training statistics are those of
     the global batch when a process group is running."""
@@ -40,12 +64,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
             return super().forward(x)
-        local = torch.stack([
-            x.new_full((x.shape[1],), float(x.numel() // x.shape[1])), x.sum((0, 2, 3)), x.square().sum((0, 2, 3)),
-        ])
-        count, total, total_sq = _AllReduceSum.apply(local)
-        mean = total / count
-        var = (total_sq / count - mean.square()).clamp_min(0)
+        count, mean, var = global_moments(x, _AllReduceSum.apply)
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
