@@ -9,7 +9,8 @@ The stages live in :mod:`octify.fx`, one file each, and run in this order:
 4. ``rewrite``: the graph re-emitted with (high, low) pairs, the rules of ``builtin_rules``
    (and the user's) deciding per op, weights carried into the new layers;
 5. ``inplace``: residual sums written in place, as the original's ``+=`` was;
-6. the memory format (channels-last weights);
+6. ``layout``: the memory format (channels-last weights), and the ops that read memory layout
+   (``x.view(n, -1)``) given contiguous inputs;
 7. ``verify``: the converted model on fake inputs gives outputs of the original's structure.
 
 The result is a plain model: no cache, the same code in training and in eval. ``octify.freeze``
@@ -30,14 +31,14 @@ from .fx import builtin_rules  # noqa: F401  (fills the rule registry)
 from .fx.context import ConversionContext
 from .fx.graph_builder import GraphBuilder
 from .fx.inplace import inplace_adds
-from .fx.layout import to_channels_last
+from .fx.layout import contiguous_before_layout_reads, to_channels_last
 from .fx.narrow import narrow_outputs
 from .fx.options import ConvertOptions
 from .fx.globs import warn_unmatched_globs
 from .fx.plan import AlphaFor, plan
 from .fx.recorder import Recorder
 from .fx.rewrite import rewrite
-from .fx.shape_prop import eval_mode, fake_mode, propagate
+from .fx.shape_prop import eval_mode, fake_mode, propagate, quiet_probes
 from .fx.tracer import SPECIALIZED, LeafSpec, is_user_leaf, placeholder_values, trace
 from .fx.verify import verify as verify_outputs
 from .record import ConversionRecord, attach_record
@@ -124,7 +125,8 @@ def convert(
         args, kwargs = split_example_inputs(example_inputs, "octify.convert")
     if calibration is not None:
         check_reiterable(calibration, "octify.convert: calibration")
-    return _run(model, args, kwargs, options, calibration)
+    with quiet_probes():
+        return _run(model, args, kwargs, options, calibration)
 
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, calibration: Any = None) -> fx.GraphModule:
@@ -177,8 +179,9 @@ def _build(
     out.training = model.training
     inplace_adds(out)  # 5
     narrow_outputs(out)  # (what TorchScript needs: one-branch octave outputs typed as Tensors)
+    contiguous_before_layout_reads(out, record)  # 6: view-style code stays valid in either layout
     if opts.memory_format == "channels_last":
-        to_channels_last(out)  # 6
+        to_channels_last(out)
     attach_record(out, record)
     if opts.verify:
         verify_outputs(gm, out, fm, fake_inputs)  # 7

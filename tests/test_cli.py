@@ -263,8 +263,57 @@ def test_constructor_needs_arguments(tmp_path):
             def forward(self, x):
                 return self.conv(x)
     """)
-    assert_error(run("convert", net), 2, "Net() in", "needs arguments (depth)", "build_model")
-    assert_error(run("convert", f"{net}:Net"), 2, "needs arguments (depth)")
+    assert_error(run("convert", net), 2, "Net() in", "needs arguments (depth)", f"Hint: pass them with --model-arg", f"{net}:Net --model-arg depth=VALUE")
+    assert_error(run("convert", f"{net}:Net"), 2, "needs arguments (depth)", "--model-arg depth=VALUE")
+    # Given on the command line: values are Python literals, else text.
+    result = run("convert", net, "--model-arg", "depth=3", "--model-arg", "width=16", "-i", SHAPE, "-o", tmp_path / "n.pt", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert octify.load(tmp_path / "n.pt").conv.out_channels == 16
+    result = run("report", f"{net}:Net", "--model-arg", "depth=3", "-i", SHAPE)
+    assert result.exit_code == 0 and "Loaded class Net(depth=3)" in result.stdout, result.stderr
+    assert_error(run("convert", net, "--model-arg", "depth=3", "--model-arg", "height=2"), 2,
+                 "class Net(depth=3, height=2) in", "does not take these arguments: got an unexpected keyword argument 'height'; its arguments are (depth, width=8)")
+    assert_error(run("convert", net, "--model-arg", "depth"), 2, "malformed --model-arg 'depth': expected KEY=VALUE with KEY a Python name")
+    assert_error(run("convert", net, "--model-arg", "depth=1", "--model-arg", "depth=2"), 2, "--model-arg depth is given twice (1 and 2)")
+
+
+def test_model_args_are_python_literals_or_text():
+    from octify.cli.options import model_arg
+
+    parsed = [model_arg(t) for t in ("n=10", "r=0.5", "b=True", "z=None", "s='VGG16'", "t=VGG16", "l=[2, 4, 2]", "e=", "eq=a=b")]
+    assert [(a.key, a.value) for a in parsed] == [
+        ("n", 10), ("r", 0.5), ("b", True), ("z", None), ("s", "VGG16"), ("t", "VGG16"), ("l", [2, 4, 2]), ("e", ""), ("eq", "a=b"),
+    ]
+
+
+def test_a_factory_that_raises_while_building_says_so_with_the_line(tmp_path):
+    net = write(tmp_path, "shuffle.py", """
+        from torch import nn
+        class Block(nn.Module):
+            def __init__(self, planes):
+                super().__init__()
+                self.conv = nn.Conv2d(planes, planes / 4, 1)  # a float channel count
+            def forward(self, x):
+                return self.conv(x)
+        def ShuffleNetG2():
+            return Block(16)
+    """)
+    assert_error(run("convert", f"{net}:ShuffleNetG2"), 1,
+                 "building the model with ShuffleNetG2() failed: TypeError: empty(): argument 'size'", "(shuffle.py, line 6)")
+    # The file alone: its class needs arguments, its function builds one: both said.
+    assert_error(run("convert", net), 2, "Block() in", "needs arguments (planes)", "functions that take no arguments: ShuffleNetG2()",
+                 f"Hint: name one, e.g. {net}:ShuffleNetG2")
+
+
+def test_timm_by_name_with_arguments(tmp_path):
+    pytest.importorskip("timm", reason="the models extra is not installed")
+    result = run("convert", "timm:resnet18d", "--model-arg", "num_classes=10", "-i", SHAPE, "-o", tmp_path / "t.pt", "--json", tmp_path / "t.json")
+    assert result.exit_code == 0, result.stderr
+    assert "Loaded timm:resnet18d (pretrained=False, num_classes=10)" in result.stdout
+    assert octify.load(tmp_path / "t.pt")(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert_error(run("convert", "timm:resnet50x"), 2, "unknown timm model 'resnet50x'", "Did you mean timm:resnet50")
+    assert_error(run("convert", "timm:resnet18", "--model-arg", "pretrained=True"), 2, "octify builds models with random weights")
+    assert_error(run("convert", "timm:"), 2, "'timm:' names no timm model: expected timm:NAME")
 
 
 def test_ambiguous_model_lists_candidates(tmp_path):

@@ -28,7 +28,8 @@ arXiv 1904.05049), with its weights, and report what it saves.
 [b]MODEL[/b] is [cyan]path/to/file.py[/] (its build_model()/get_model()/create_model(), else a
 module-level `model`, else the one nn.Module class that builds without arguments),
 [cyan]file.py:NAME[/] (a class, factory or instance), [cyan]torchvision:NAME[/] (weights=None),
-or a model saved whole as [cyan]file.pt[/].
+[cyan]timm:NAME[/] (pretrained=False), or a model saved whole as [cyan]file.pt[/]. Constructor
+arguments: [cyan]--model-arg KEY=VALUE[/], repeatable.
 """
 
 _APP_EPILOG = """[b]Examples[/b]
@@ -47,6 +48,10 @@ _CONVERT_EPILOG = """[b]Examples[/b]
   octify convert torchvision:resnet50                     [dim]# alpha 0.5, writes resnet50_oct.pt[/]
 
   octify convert examples/model.py --alpha 0.25 --exclude 'layer4.*' -o oct.pt
+
+  octify convert vgg.py:VGG --model-arg vgg_name=VGG16 -i 1,3,32,32   [dim]# constructor arguments[/]
+
+  octify convert timm:resnet50d                           [dim]# timm.create_model, pretrained=False[/]
 
   octify convert examples/custom_cnn.py -i 1,3,64,64 --alpha-for 'stage3.*=0.25' --layers
 
@@ -68,7 +73,7 @@ _REPORT_EPILOG = """[b]Examples[/b]
   octify report resnet50_oct.pt --latency          [dim]# a converted model saved by octify convert[/]
 """
 
-_MODEL_HELP = "path/to/file.py, file.py:NAME, torchvision:NAME, or a saved model file.pt."
+_MODEL_HELP = "path/to/file.py, file.py:NAME, torchvision:NAME, timm:NAME, or a saved model file.pt."
 _EXPORT_EPILOG = """[b]Examples[/b]
 
   octify export resnet50_oct.pt                          [dim]# ONNX, writes resnet50_oct.onnx[/]
@@ -158,6 +163,10 @@ _Html = Annotated[Optional[str], typer.Option("--html", metavar="PATH", help="Al
 _Runs = Annotated[int, typer.Option(metavar="N", parser=opt.integer("runs", 1, "a number of timed runs >= 1, e.g. 20"), help="--latency: timed runs per model (after 3 warm-up runs).")]
 _Threads = Annotated[Optional[int], typer.Option(metavar="N", parser=opt.integer("threads", 1, "a number of threads >= 1, e.g. 4"), help="--latency: CPU threads while timing. \\[default: torch's current setting]", show_default=False)]
 _Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+_ModelArgs = Annotated[Optional[List[opt.ModelArg]], typer.Option(
+    "--model-arg", metavar="KEY=VALUE", parser=opt.model_arg,
+    help="A constructor argument of MODEL (repeatable): the class or factory of file.py, the torchvision builder, timm.create_model. VALUE is a Python literal (10, 0.5, True, [2, 2]), else text.",
+)]
 
 
 @app.command(epilog=_CONVERT_EPILOG + _COUNTING)
@@ -172,6 +181,7 @@ def convert(
     exclude: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Keep the convs whose names match GLOB plain (repeatable).")] = None,
     alpha_for: Annotated[Optional[List[opt.GlobAlpha]], typer.Option(metavar="GLOB=A", parser=opt.glob_alpha, help="Alpha for the convs whose names match GLOB (repeatable).")] = None,
     leaf: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Do not trace into these submodules (qualified-name glob or class name; repeatable).")] = None,
+    model_arg: _ModelArgs = None,
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) before converting.")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the converted model. \\[default: <model name>_oct.pt]", show_default=False)] = None,
     json_out: _Json = None,
@@ -196,7 +206,7 @@ def convert(
             ui, spec=model, alpha=alpha, octave=octave, input_shape=input_shape, stride_mode=stride_mode,
             min_size=min_size, policy=policy, exclude=tuple(exclude or ()),
             alpha_for={g.glob: g.alpha for g in alpha_for} if alpha_for else None, leaf=list(leaf or ()),
-            weights=weights, output=output, json_out=json_out, latency=latency, verify=verify,
+            model_args=opt.model_kwargs(model_arg), weights=weights, output=output, json_out=json_out, latency=latency, verify=verify,
             calibration=calibration, fidelity_data=fidelity_data, data_samples=data_samples,
             runs=runs, threads=threads, layers=layers, html=html,
         )
@@ -206,6 +216,7 @@ def convert(
 def report(
     model: Annotated[str, typer.Argument(metavar="MODEL", help=_MODEL_HELP, show_default=False)],
     input_shape: _Shape = None,
+    model_arg: _ModelArgs = None,
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) first.")] = None,
     json_out: _Json = None,
     latency: Annotated[bool, typer.Option("--latency", help="Also time the model (slower).")] = False,
@@ -222,7 +233,8 @@ def report(
         from .commands import run_report  # here, not at the top: torch loads only when a command runs
 
         run_report(
-            ui, spec=model, input_shape=input_shape, weights=weights, json_out=json_out, latency=latency, runs=runs,
+            ui, spec=model, model_args=opt.model_kwargs(model_arg), input_shape=input_shape, weights=weights, json_out=json_out,
+            latency=latency, runs=runs,
             threads=threads, layers=layers, html=html,
         )
 
@@ -232,6 +244,7 @@ def export(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A converted model saved by `octify convert` (file.pt), or any MODEL form above.", show_default=False)],
     format: Annotated[str, typer.Option("--format", "-f", metavar="onnx|torchscript|exported-program", parser=opt.choice("format", EXPORT_FORMATS), help="The file format: ONNX (rerun in onnxruntime), TorchScript (torch.jit.trace), or a torch.export ExportedProgram (.pt2).")] = "onnx",
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write it. \\[default: <model name>.onnx | .torchscript.pt | .pt2]", show_default=False)] = None,
+    model_arg: _ModelArgs = None,
     input_shape: _Shape = None,
     freeze: Annotated[bool, typer.Option("--freeze/--no-freeze", help="Export the frozen form (octify.freeze: batch norms folded, weights laid out once), the one to deploy.")] = True,
     onnx_exporter: Annotated[str, typer.Option(metavar="dynamo|legacy", parser=opt.choice("onnx_exporter", ONNX_EXPORTERS), help="ONNX only: torch.onnx's dynamo exporter, or the TorchScript-based one.")] = "dynamo",
@@ -245,7 +258,7 @@ def export(
         from .commands import run_export  # here, not at the top: torch loads only when a command runs
 
         run_export(
-            ui, spec=model, format=format, output=output, input_shape=input_shape, freeze=freeze,
+            ui, spec=model, model_args=opt.model_kwargs(model_arg), format=format, output=output, input_shape=input_shape, freeze=freeze,
             onnx_exporter=onnx_exporter, json_out=json_out,
         )
 
@@ -270,6 +283,7 @@ def finetune(
     steps: Annotated[int, typer.Option(metavar="N", parser=opt.integer("steps", 1, "a number of optimizer steps >= 1, e.g. 1000"), help="Optimizer steps.")] = 1000,
     batch_size: Annotated[int, typer.Option(metavar="B", parser=opt.integer("batch_size", 1, "an integer >= 1, e.g. 64"), help="The global batch (split among processes).")] = 64,
     lr: Annotated[float, typer.Option(metavar="LR", parser=opt.number("lr", 0.0, above=True, example="e.g. 0.01"), help="Peak learning rate (SGD, Nesterov momentum 0.9; 5% warm-up, then cosine).")] = 0.01,
+    model_arg: _ModelArgs = None,
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) into MODEL first.")] = None,
     holdout: Annotated[float, typer.Option(metavar="F", parser=opt.fraction("holdout"), help="Share of the data held out to measure fidelity on.")] = 0.1,
     seed: Annotated[int, typer.Option(metavar="S", parser=opt.integer("seed", 0, "an integer >= 0"), help="Seed of the split, the data order and the run.")] = 0,
@@ -288,12 +302,15 @@ def finetune(
     for flag, value in (("--weights", weights), ("--checkpoint", checkpoint), ("--output", output), ("--json", json_out)):
         if value is not None:
             relaunch += [flag, value]
+    for a in model_arg or ():
+        relaunch += ["--model-arg", f"{a.key}={a.value!r}"]
     relaunch += ["--quiet"] * quiet + ["--debug"] * debug
     with ui.boundary():
         from .finetune import run_finetune
 
         run_finetune(
-            ui, spec=model, converted_path=converted, data=data, weights=weights, steps=steps, batch_size=batch_size, lr=lr,
+            ui, spec=model, model_args=opt.model_kwargs(model_arg), converted_path=converted, data=data, weights=weights,
+            steps=steps, batch_size=batch_size, lr=lr,
             holdout=holdout, seed=seed, nproc=nproc, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
             output=output, json_out=json_out, relaunch_args=relaunch,
         )

@@ -70,9 +70,9 @@ def _same_outputs(a: Any, b: Any) -> Optional[str]:
     return None
 
 
-def load_user_model(ui: UI, spec: str, weights: Optional[str]) -> loading.LoadedModel:
+def load_user_model(ui: UI, spec: str, weights: Optional[str], model_args: Optional[dict] = None) -> loading.LoadedModel:
     with ui.step(f"Loading {spec}"):
-        loaded = loading.load_model(spec)
+        loaded = loading.load_model(spec, model_args)
         if weights is not None:
             with ui.step(f"Loading weights {weights}"):
                 loaded.source += f", weights from {load_weights(loaded.model, weights)}"
@@ -118,6 +118,7 @@ def run_convert(
     ui: UI,
     *,
     spec: str,
+    model_args: Optional[dict] = None,
     alpha: float,
     octave: int,
     input_shape: Optional[Shape],
@@ -144,7 +145,7 @@ def run_convert(
         check_writable(Path(output), "the converted model")
     _check_report_paths(json_out, html)
 
-    loaded = load_user_model(ui, spec, weights)
+    loaded = load_user_model(ui, spec, weights, model_args)
     original = loaded.model
     out_path = Path(output) if output is not None else Path.cwd() / f"{loaded.name}_oct.pt"
     if output is None:
@@ -357,10 +358,10 @@ def _note_user_classes(ui: UI, model: torch.nn.Module, loaded: loading.LoadedMod
 
 def run_report(
     ui: UI, *, spec: str, input_shape: Optional[Shape], weights: Optional[str], json_out: Optional[str], latency: bool,
-    runs: int = 20, threads: Optional[int] = None, layers: bool = False, html: Optional[str] = None,
+    runs: int = 20, threads: Optional[int] = None, layers: bool = False, html: Optional[str] = None, model_args: Optional[dict] = None,
 ) -> None:
     _check_report_paths(json_out, html)
-    loaded = load_user_model(ui, spec, weights)
+    loaded = load_user_model(ui, spec, weights, model_args)
     x = _example(ui, loaded.model, input_shape)
     with ui.step("Profiling" + (" and timing" if latency else "")):
         prof = profile(loaded.model, x, latency=latency, runs=runs, threads=threads)
@@ -380,13 +381,13 @@ def run_report(
 
 def run_export(
     ui: UI, *, spec: str, format: str, output: Optional[str], input_shape: Optional[Shape], freeze: bool,
-    onnx_exporter: str, json_out: Optional[str],
+    onnx_exporter: str, json_out: Optional[str], model_args: Optional[dict] = None,
 ) -> None:
     if output is not None:
         check_writable(Path(output), "the exported model")
     if json_out not in (None, "-"):
         check_writable(Path(json_out), "the JSON report")
-    loaded = load_user_model(ui, spec, None)
+    loaded = load_user_model(ui, spec, None, model_args)
     stem = Path(spec).stem if Path(spec).suffix in (".pt", ".pth") else loaded.name  # resnet50_oct.pt -> resnet50_oct.onnx
     out_path = Path(output) if output is not None else Path.cwd() / f"{stem}{EXPORT_SUFFIXES[format]}"
     if output is None:

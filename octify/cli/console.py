@@ -25,7 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import ConversionError, ExportError, MissingDependency
 
-__all__ = ["CLIError", "LoadError", "SpecError", "usage", "UI", "one_line", "write_json", "print_error"]
+__all__ = ["CLIError", "LoadError", "SpecError", "usage", "UI", "one_line", "describe_exception", "write_json", "print_error"]
 
 
 class CLIError(Exception):
@@ -54,6 +54,14 @@ def usage(message: str) -> CLIError:
 
 def one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def describe_exception(e: BaseException) -> str:
+    """``Type: message`` on one line, at most 300 characters of message."""
+    text = " ".join(str(e).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def print_error(message: str) -> None:

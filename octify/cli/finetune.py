@@ -49,7 +49,7 @@ def _row(r: Dict[str, Any]) -> List[str]:
 
 
 def run_finetune(
-    ui: UI, *, spec: str, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int,
+    ui: UI, *, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int,
     lr: float, holdout: float, seed: int, nproc: int, checkpoint: Optional[str], checkpoint_every: int,
     output: Optional[str], json_out: Optional[str], relaunch_args: List[str],
 ) -> None:
@@ -66,14 +66,15 @@ def run_finetune(
         return
     distributed = init_from_env()
     try:
-        _finetune(ui, spec, converted_path, data, weights, steps, batch_size, lr, holdout, seed, checkpoint, checkpoint_every, out_path, json_out)
+        _finetune(ui, spec, model_args, converted_path, data, weights, steps, batch_size, lr, holdout, seed, checkpoint, checkpoint_every,
+                  out_path, json_out)
     finally:
         if distributed:
             torch.distributed.destroy_process_group()
 
 
 def _finetune(
-    ui: UI, spec: str, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int, lr: float,
+    ui: UI, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int, lr: float,
     holdout: float, seed: int, checkpoint: Optional[str], checkpoint_every: int, out_path: Path, json_out: Optional[str],
 ) -> None:
     rank, world = rank_and_world()
@@ -81,7 +82,7 @@ def _finetune(
     if quiet_rank:
         ui.out.quiet = True
     torch.manual_seed(seed)  # a model built with random weights is then the same in every run and process
-    original = load_user_model(ui, spec, weights).model
+    original = load_user_model(ui, spec, weights, model_args).model
     if world > 1:  # and every process distils from rank 0's original, whatever its constructor draws
         for t in list(original.parameters()) + list(original.buffers()):
             torch.distributed.broadcast(t.data, src=0)

@@ -8,7 +8,11 @@ MODEL is one of
 - ``path/to/file.py:NAME``: a class, factory function or nn.Module instance of that file
   (``NAME`` may be dotted: ``file.py:zoo.small``).
 - ``torchvision:NAME``: a ``torchvision.models`` builder, called with ``weights=None``.
+- ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)`` (timm installed).
 - ``path/to/file.pt``: a whole model saved with ``octify.save`` or ``torch.save(model)``.
+
+Constructor arguments (``--model-arg KEY=VALUE``) go to the class or factory, the torchvision
+builder or ``timm.create_model``; a file with several candidates takes the one they fit.
 
 Errors are :class:`LoadError` (exit code 1: loading failed) or its subclass :class:`SpecError`
 (exit code 2: the command line names something that cannot be used); their messages are one line
@@ -31,14 +35,16 @@ from typing import Any, Callable, Iterator, Optional
 
 from torch import nn
 
-from .console import LoadError, SpecError
+from .console import LoadError, SpecError, describe_exception
+from .libraries import from_timm, from_torchvision
 
 __all__ = ["LoadError", "SpecError", "LoadedModel", "load_model", "split_spec", "describe_exception", "FACTORY_NAMES"]
 
 FACTORY_NAMES = ("build_model", "get_model", "create_model")
 INSTANCE_NAME = "model"
 SAVED_SUFFIXES = (".pt", ".pth", ".pkl")
-_FORMS = "expected path/to/file.py, file.py:NAME, torchvision:NAME or a model saved as file.pt"
+_FORMS = "expected path/to/file.py, file.py:NAME, torchvision:NAME, timm:NAME or a model saved as file.pt"
+_LIBRARIES = {"torchvision": "torchvision", "tv": "torchvision", "timm": "timm"}
 
 
 
@@ -58,11 +64,12 @@ def split_spec(spec: str) -> tuple[str, str, Optional[str]]:
     spec = spec.strip()
     if not spec:
         raise SpecError(f"empty MODEL: {_FORMS}")
-    if spec.lower().startswith(("torchvision:", "tv:")):
-        name = spec.split(":", 1)[1].strip()
+    prefix = spec.split(":", 1)[0].lower()
+    if ":" in spec and prefix in _LIBRARIES:
+        library, name = _LIBRARIES[prefix], spec.split(":", 1)[1].strip()
         if not name:
-            raise SpecError(f"'{spec}' names no torchvision model: expected torchvision:NAME, e.g. torchvision:resnet50")
-        return "zoo", "torchvision", name
+            raise SpecError(f"'{spec}' names no {library} model: expected {library}:NAME, e.g. {library}:resnet50")
+        return "zoo", library, name
     head, sep, tail = spec.rpartition(":")
     if sep and head.lower().endswith(".py") and tail and not tail.startswith(("\\", "/")):
         return "file", head, tail.strip()
@@ -71,41 +78,22 @@ def split_spec(spec: str) -> tuple[str, str, Optional[str]]:
     return "file", spec, None
 
 
-def load_model(spec: str) -> LoadedModel:
-    """Resolve ``spec`` (see the module docstring) to a model, in whatever mode it builds in."""
+def load_model(spec: str, kwargs: Optional[dict] = None) -> LoadedModel:
+    """Resolve ``spec`` (see the module docstring) to a model, in whatever mode it builds in;
+    ``kwargs`` are constructor arguments."""
+    kwargs = dict(kwargs or {})
     kind, where, name = split_spec(spec)
     if kind == "zoo":
-        return _from_zoo(name)
+        model, canonical, source = (from_torchvision if where == "torchvision" else from_timm)(name, kwargs)
+        return LoadedModel(model, canonical, source)
     if kind == "saved":
+        if kwargs:
+            raise SpecError(
+                f"--model-arg {', '.join(kwargs)}: {spec} is a saved model, built already. "
+                "Hint: give constructor arguments with a class, factory or library model."
+            )
         return _from_saved(where)
-    return _from_file(where, name)
-
-
-# --------------------------------------------------------------------------- torchvision
-
-
-def _from_zoo(name: str) -> LoadedModel:
-    import torchvision.models as tvm
-
-    known = tvm.list_models()
-    try:
-        builder = tvm.get_model_builder(name)
-    except ValueError:
-        close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join('torchvision:' + c for c in close)}?" if close else ""
-        raise SpecError(
-            f"unknown torchvision model '{name}': expected one of the {len(known)} names of "
-            f"torchvision.models.list_models() (resnet50, mobilenet_v2, ...).{hint}"
-        ) from None
-    kwargs: dict[str, Any] = {"weights": None}
-    if "weights_backbone" in inspect.signature(builder).parameters:
-        kwargs["weights_backbone"] = None  # detection models: never download a backbone
-    try:
-        model = builder(**kwargs)
-    except Exception as e:
-        raise LoadError(f"building torchvision:{name} failed: {describe_exception(e)}") from e
-    canonical = builder.__name__
-    return LoadedModel(model, canonical, f"torchvision:{canonical} (weights=None)")
+    return _from_file(where, name, kwargs)
 
 
 # --------------------------------------------------------------------------- saved whole models
@@ -218,22 +206,22 @@ def import_file(path: str) -> ModuleType:
     return module
 
 
-def _from_file(path: str, name: Optional[str]) -> LoadedModel:
+def _from_file(path: str, name: Optional[str], kwargs: dict) -> LoadedModel:
     module = import_file(path)
     stem = Path(path).stem
     if name is not None:
         obj = _getattr_dotted(module, name, path)
-        model, how = _build(obj, name, path)
+        model, how = _build(obj, name, path, kwargs)
         short = stem if name in FACTORY_NAMES + (INSTANCE_NAME,) else name.rsplit(".", 1)[-1]
         return LoadedModel(model, short, f"{how} of {path}", module.__name__)
 
     for fname in FACTORY_NAMES:
         fn = module.__dict__.get(fname)
         if callable(fn):
-            model, how = _build(fn, fname, path)
+            model, how = _build(fn, fname, path, kwargs)
             return LoadedModel(model, stem, f"{how} of {path}", module.__name__)
     inst = module.__dict__.get(INSTANCE_NAME)
-    if isinstance(inst, nn.Module):
+    if isinstance(inst, nn.Module) and not kwargs:
         return LoadedModel(inst, stem, f"module-level `{INSTANCE_NAME}` ({type(inst).__name__}) of {path}", module.__name__)
 
     classes = _module_classes(module)
@@ -244,30 +232,51 @@ def _from_file(path: str, name: Optional[str]) -> LoadedModel:
             f"a module-level `{INSTANCE_NAME}` nn.Module instance, or an nn.Module subclass defined there; "
             f"found {found}. Hint: add `def build_model(): return MyNet()` to the file, or name one with {path}:NAME."
         )
-    buildable = [c for c in classes if _needs_args(c) is None]
+    buildable = [c for c in classes if _fits(c, kwargs)]
+    if len(buildable) < len(classes):
+        # A part that builds alone (a block with default arguments, a shuffle) is not the model
+        # when the file also holds models that need arguments: keep those with a conv.
+        buildable = [c for c in buildable if _has_conv(c, kwargs)]
     if not buildable:
-        if len(classes) == 1:
-            cls = classes[0]
-            raise SpecError(
-                f"{cls.__name__}() in {path} needs arguments ({_needs_args(cls)}): expected a model that builds "
-                f"without arguments. Hint: add `def build_model(): return {cls.__name__}(...)` with the arguments "
-                f"to the file, or name such a factory with {path}:NAME."
-            )
-        raise SpecError(
-            f"every nn.Module subclass in {path} needs arguments ({', '.join(f'{c.__name__}({_needs_args(c)})' for c in classes)}): "
-            f"expected one that builds without arguments. Hint: add `def build_model(): return MyNet(...)` to the file."
-        )
+        if kwargs and len(classes) == 1:
+            _build(classes[0], classes[0].__name__, path, kwargs)  # says which argument does not fit
+        raise SpecError(_needs_arguments_text(module, classes, path, kwargs))
     if len(buildable) > 1:
-        buildable = _top_level(buildable, path)
+        buildable = _top_level(buildable, path, kwargs)
     if len(buildable) > 1:
         names = ", ".join(c.__name__ for c in buildable)
         raise SpecError(
-            f"more than one model in {path}: {names} all build without arguments. "
+            f"more than one model in {path}: {names} all build {'with ' + _args_text(kwargs) if kwargs else 'without arguments'}. "
             f"Hint: name one, e.g. {path}:{buildable[0].__name__}, or add a build_model() function."
         )
     cls = buildable[0]
-    model, how = _build(cls, cls.__name__, path)
+    model, how = _build(cls, cls.__name__, path, kwargs)
     return LoadedModel(model, stem, f"{how} of {path}", module.__name__)
+
+
+def _needs_arguments_text(module: ModuleType, classes: list, path: str, kwargs: dict) -> str:
+    """What to say when no class of the file builds: which arguments each needs, the factory
+    functions that would build a model instead, and how to pass arguments."""
+    needs = ", ".join(f"{c.__name__}({_missing(c, kwargs) or _signature_text(c)})" for c in classes if not _fits(c, kwargs))
+    factories = [
+        k for k, v in module.__dict__.items()
+        if inspect.isfunction(v) and v.__module__ == module.__name__ and not k.startswith(("_", "test")) and _missing(v, {}) is None
+    ]
+    given = f" with {_args_text(kwargs)}" if kwargs else ""
+    head = (f"{classes[0].__name__}() in {path} needs arguments ({needs.split('(', 1)[1][:-1]})" if len(classes) == 1
+            else f"every nn.Module subclass in {path} needs arguments ({needs})")
+    if factories:
+        return (
+            f"{head}{given}: expected a model that builds. The file has functions that take no arguments: "
+            f"{', '.join(f + '()' for f in factories[:6])}{', ...' if len(factories) > 6 else ''}. "
+            f"Hint: name one, e.g. {path}:{factories[0]}, or pass arguments with --model-arg KEY=VALUE."
+        )
+    cls = classes[0] if len(classes) == 1 else classes[-1]
+    example = (_missing(cls, kwargs) or "arg").split(",")[0].strip()
+    return (
+        f"{head}{given}: expected a model that builds. Hint: pass them with --model-arg (repeatable; values are "
+        f"Python literals, else text), e.g. {path}:{cls.__name__} --model-arg {example}=VALUE."
+    )
 
 
 def _getattr_dotted(module: ModuleType, name: str, path: str) -> Any:
@@ -288,27 +297,33 @@ def _getattr_dotted(module: ModuleType, name: str, path: str) -> Any:
     return obj
 
 
-def _build(obj: Any, name: str, path: str) -> tuple[nn.Module, str]:
-    """Turn a class, factory or instance into a model; ``how`` describes it."""
+def _build(obj: Any, name: str, path: str, kwargs: dict) -> tuple[nn.Module, str]:
+    """Turn a class, factory or instance into a model; ``how`` describes it. The arguments are
+    checked against the signature before the call, so that an error raised while the model
+    builds is reported as that, with the line of the file where it happened."""
     if isinstance(obj, nn.Module):
+        if kwargs:
+            raise SpecError(f"--model-arg {', '.join(kwargs)}: {path}:{name} is an nn.Module instance, built already. Hint: name its class or a factory.")
         return obj, f"`{name}` ({type(obj).__name__})"
     if isinstance(obj, type) and not issubclass(obj, nn.Module):
         raise SpecError(f"{path}:{name} is a class {obj.__name__} that is not an nn.Module: expected an nn.Module subclass, a factory function or an instance.")
     if not callable(obj):
         raise SpecError(f"{path}:{name} is a {type(obj).__name__}: expected an nn.Module class, a factory function or an instance.")
-    what = f"class {name}()" if isinstance(obj, type) else f"{name}()"
-    missing = _needs_args(obj)
-    if missing is not None:
-        raise SpecError(
-            f"{what} in {path} needs arguments ({missing}): expected a model that builds without arguments. "
-            f"Hint: add `def build_model(): return {name}(...)` with the arguments to the file, and use {path}:build_model."
-        )
+    what = f"class {name}({_args_text(kwargs)})" if isinstance(obj, type) else f"{name}({_args_text(kwargs)})"
     try:
-        model = obj()
+        inspect.signature(obj).bind(**kwargs)
     except TypeError as e:
-        if "argument" in str(e):
-            raise SpecError(f"{what} in {path} needs arguments: {e}. Hint: add a build_model() function that passes them.") from e
-        raise LoadError(f"building the model with {what} failed: {describe_exception(e)}{_where(e, Path(path).resolve())}") from e
+        missing = _missing(obj, kwargs)
+        if missing is not None:
+            raise SpecError(
+                f"{what} in {path} needs arguments ({missing}): expected a model that builds. Hint: pass them with "
+                f"--model-arg (repeatable; values are Python literals, else text), e.g. --model-arg {missing.split(',')[0]}=VALUE."
+            ) from None
+        raise SpecError(f"{what} in {path} does not take these arguments: {e}; its arguments are ({_signature_text(obj)}).") from None
+    except ValueError:  # no signature to check (a builtin): the call tells
+        pass
+    try:
+        model = obj(**kwargs)
     except Exception as e:
         raise LoadError(f"building the model with {what} failed: {describe_exception(e)}{_where(e, Path(path).resolve())}") from e
     if not isinstance(model, nn.Module):
@@ -316,8 +331,8 @@ def _build(obj: Any, name: str, path: str) -> tuple[nn.Module, str]:
     return model, what
 
 
-def _needs_args(obj: Callable) -> Optional[str]:
-    """The required parameters of ``obj()``, as text; None when it can be called without any."""
+def _missing(obj: Callable, kwargs: dict) -> Optional[str]:
+    """The required parameters of ``obj`` that ``kwargs`` does not give, as text; None when none."""
     try:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
@@ -325,9 +340,39 @@ def _needs_args(obj: Callable) -> Optional[str]:
     required = [
         p.name
         for p in sig.parameters.values()
-        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in kwargs
     ]
     return ", ".join(required) if required else None
+
+
+def _fits(obj: Callable, kwargs: dict) -> bool:
+    """Whether ``obj(**kwargs)`` binds to its signature (every required argument given, none unknown)."""
+    try:
+        inspect.signature(obj).bind(**kwargs)
+    except TypeError:
+        return False
+    except ValueError:
+        return not kwargs
+    return True
+
+
+def _signature_text(obj: Callable) -> str:
+    try:
+        return ", ".join(str(p) for p in inspect.signature(obj).parameters.values())
+    except (TypeError, ValueError):
+        return "..."
+
+
+def _args_text(kwargs: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _has_conv(cls: type, kwargs: dict) -> bool:
+    try:
+        inst = cls(**kwargs)
+    except Exception:
+        return False
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in inst.modules())
 
 
 def _module_classes(module: ModuleType) -> list[type]:
@@ -340,12 +385,12 @@ def _module_classes(module: ModuleType) -> list[type]:
     return out
 
 
-def _top_level(classes: list[type], path: str) -> list[type]:
-    """Among classes that all build without arguments, the ones no other one uses as a submodule."""
+def _top_level(classes: list[type], path: str, kwargs: dict) -> list[type]:
+    """Among classes that all build (with ``kwargs``), the ones no other one uses as a submodule."""
     instances = {}
     for cls in classes:
         try:
-            instances[cls] = cls()
+            instances[cls] = cls(**kwargs)
         except Exception:
             continue
     if not instances:
@@ -381,13 +426,6 @@ def _found_summary(module: ModuleType) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def describe_exception(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _where(e: BaseException, file: Path) -> str:

@@ -13,7 +13,7 @@ import typer
 
 from ..utils.validate import check_alpha, check_choice, check_int, check_number
 
-__all__ = ["Shape", "GlobAlpha", "alpha", "number", "fraction", "integer", "shape", "glob_alpha", "choice", "check_writable"]
+__all__ = ["Shape", "GlobAlpha", "ModelArg", "model_arg", "model_kwargs", "alpha", "number", "fraction", "integer", "shape", "glob_alpha", "choice", "check_writable"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,14 @@ class GlobAlpha:
 
     glob: str
     alpha: float
+
+
+@dataclass(frozen=True)
+class ModelArg:
+    """One ``KEY=VALUE`` of ``--model-arg``: a keyword argument of the model's constructor."""
+
+    key: str
+    value: Any
 
 
 def _checked(fn: Callable[[Any], Any], value: Any) -> Any:
@@ -108,6 +116,39 @@ def glob_alpha(text: Any) -> GlobAlpha:
     if not sep or not glob.strip():
         raise typer.BadParameter(f"malformed --alpha-for '{text}': expected GLOB=ALPHA, e.g. 'layer4.*=0' or 'features.1*=0.25'")
     return GlobAlpha(glob.strip(), alpha(f"alpha_for[{glob.strip()!r}]")(value.strip()))
+
+
+def model_arg(text: Any) -> ModelArg:
+    """``KEY=VALUE``, the value read as a Python literal (``10``, ``0.5``, ``True``, ``None``,
+    ``'VGG16'``, ``[2, 4, 2]``) and kept as text when it is not one (``vgg_name=VGG16``), as timm's
+    ``--model-kwargs`` reads them."""
+    import ast
+
+    if isinstance(text, ModelArg):
+        return text
+    key, sep, value = str(text).partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise typer.BadParameter(
+            f"malformed --model-arg '{text}': expected KEY=VALUE with KEY a Python name, e.g. num_classes=10 or vgg_name=VGG16"
+        )
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        parsed = value.strip()
+    return ModelArg(key, parsed)
+
+
+def model_kwargs(args: Sequence[ModelArg] | None) -> dict:
+    """The keyword arguments of repeated ``--model-arg``; a key given twice is refused."""
+    from .console import usage
+
+    out: dict = {}
+    for a in args or ():
+        if a.key in out:
+            raise usage(f"--model-arg {a.key} is given twice ({out[a.key]!r} and {a.value!r}): expected each argument once")
+        out[a.key] = a.value
+    return out
 
 
 def check_writable(path: Path, what: str) -> None:

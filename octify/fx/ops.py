@@ -97,6 +97,10 @@ CONCAT = (torch.cat, torch.concat, torch.concatenate)
 
 
 CHANNEL_SPLITS = (torch.chunk, torch.split, "chunk", "split")
+# Ops whose result depends on how their input is laid out in memory, not only on its values:
+# ``view`` fails on a channels-last map a contiguous one would take; ``as_strided`` reads strides.
+LAYOUT_READING_METHODS = ("view", "view_as", "as_strided")
+LAYOUT_READING_FUNCTIONS = (torch.as_strided,)
 
 
 def is_branch_read(node: fx.Node) -> bool:

@@ -7,6 +7,7 @@ without touching its weights. A failure is re-raised with the text of the node t
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, Iterator
 
 import torch
@@ -22,7 +23,13 @@ from torch._subclasses.fake_tensor import (
 from ..errors import ConversionError
 from .ops import CHANNEL_PRESERVING_MODULES
 
-__all__ = ["eval_mode", "fake_mode", "fakeify", "call_module", "run_node", "propagate"]
+__all__ = ["eval_mode", "fake_mode", "quiet_probes", "fakeify", "call_module", "run_node", "propagate"]
+
+# torch's loggers that speak while the pass runs ops on fake tensors: a meta kernel that raises is
+# logged with its traceback ("failed while attempting to run meta for aten.avg_pool2d") before the
+# exception reaches the rule that tried it, which then declines and merges -- a correct outcome
+# that reads as a crash on the user's screen.
+_PROBE_LOGGERS = ("torch._subclasses", "torch.fx.experimental.symbolic_shapes", "torch._dynamo", "torch._inductor")
 
 
 @contextlib.contextmanager
@@ -37,6 +44,30 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for m, was in flags:
             m.training = was
+
+
+@contextlib.contextmanager
+def quiet_probes() -> Iterator[None]:
+    """While the pass probes ops on fake tensors: torch's probe loggers off, and the warnings torch
+    itself raises there ignored. What a probe finds is the pass's to say, in the record. The
+    warnings of the user's own code and of octify pass through."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in _PROBE_LOGGERS]
+    loggers += [
+        logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+        if name.startswith(tuple(n + "." for n in _PROBE_LOGGERS))
+    ]
+    was = [lg.disabled for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+        try:
+            for lg in loggers:
+                lg.disabled = True
+            yield
+        finally:
+            for lg, d in zip(loggers, was):
+                lg.disabled = d
 
 
 def fake_mode() -> FakeTensorMode:

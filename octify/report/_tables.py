@@ -266,7 +266,7 @@ def record_summary(record: Any, full: bool = False) -> Group:
             what = names[0] if len(names) == 1 else f"{len(names)} convs"
             parts.append(_hanging(f"{what}: {reason}" + (f": {_names(names, full)}" if len(names) > 1 else "")))
     if record.merges:
-        kinds = ", ".join(f"{record.count(k)} {k}{'s' * (record.count(k) != 1)}" for k in ("merge", "split", "align") if record.count(k))
+        kinds = ", ".join(f"{record.count(k)} {k}{'s' * (record.count(k) != 1)}" for k in ("merge", "split", "align", "layout") if record.count(k))
         parts.append(Text(f"Inserted: {kinds}", style="bold"))
         where: "OrderedDict[Tuple[str, str, str], List[str]]" = OrderedDict()
         for m in record.merges:

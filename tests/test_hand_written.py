@@ -1,0 +1,187 @@
+"""The CNN files people write for a training script (issue 22): view-style flattens under
+channels-last, quiet probing, and the patterns of hand-written CIFAR models. Small models written
+here in the styles of such files."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import octify
+
+from conftest import pipe_env, rel_err
+
+
+def _flatten_view(x):
+    return x.view(x.size(0), -1)
+
+
+def _flatten_fixed(x):
+    return x.view(-1, 32 * 8 * 8)
+
+
+def _flatten_torch(x):
+    return torch.flatten(x, 1)
+
+
+def _squeeze(x):
+    return F.adaptive_avg_pool2d(x, 1).squeeze(-1).squeeze(-1)
+
+
+def _permute_view(x):
+    return x.permute(0, 2, 3, 1).contiguous().view(x.size(0), -1)
+
+
+def _pool_view(x):
+    return F.avg_pool2d(x, 2).view(x.size(0), -1)
+
+
+def _view_as(x):
+    return x.view_as(torch.flatten(x, 1))
+
+
+HEADS = {
+    "view(n, -1)": (_flatten_view, 32 * 8 * 8),
+    "view(-1, CHW)": (_flatten_fixed, 32 * 8 * 8),
+    "torch.flatten": (_flatten_torch, 32 * 8 * 8),
+    "squeeze": (_squeeze, 32),
+    "permute + view": (_permute_view, 32 * 8 * 8),
+    "pool + view": (_pool_view, 32 * 4 * 4),
+    "view_as": (_view_as, 32 * 8 * 8),
+}
+
+
+class FlatHead(nn.Module):
+    """A CIFAR-style net whose last octave conv's pair is flattened by hand (merged before it)."""
+
+    def __init__(self, head: str) -> None:
+        super().__init__()
+        self.flatten, features = HEADS[head]
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(32, 32, 3, stride=2, padding=1)
+        self.bn3 = nn.BatchNorm2d(32)
+        self.fc = nn.Linear(features, 10)
+
+    def forward(self, x):
+        out = F.relu(self.conv1(x))
+        out = F.relu(self.conv2(out))
+        out = F.relu(self.bn3(self.conv3(out)))
+        return self.fc(self.flatten(out))
+
+
+class ShuffleMid(nn.Module):
+    """A channel shuffle by view / transpose / view in the middle of the network (ShuffleNet's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.conv3 = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x):
+        out = self.conv2(F.relu(self.conv1(x)))
+        n, c, h, w = out.size()
+        out = out.view(n, 2, c // 2, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
+        return self.conv3(out)
+
+
+@pytest.mark.parametrize("memory_format", ["channels_last", "preserve"])
+@pytest.mark.parametrize("head", list(HEADS))
+def test_view_style_code_converts_in_either_layout_and_holds_the_oracle(head, memory_format):
+    torch.manual_seed(0)
+    net = FlatHead(head).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the merge before the flatten is expected
+        exact = octify.convert(net, example_inputs=x, octave=1, memory_format=memory_format)
+        converted = octify.convert(net, example_inputs=x, memory_format=memory_format)
+    with torch.no_grad():
+        want = net(x)
+        assert rel_err(exact(x), want) <= 1e-5
+        assert converted(x).shape == want.shape
+        assert converted(x.contiguous(memory_format=torch.channels_last)).shape == want.shape
+    rec = octify.record_of(converted)
+    reads = [m for m in rec.merges if m.kind == "layout"]
+    if head in ("view(n, -1)", "view(-1, CHW)", "pool + view", "view_as"):
+        assert len(reads) == 1 and reads[0].reason.startswith(f"{reads[0].target} reads the memory layout"), rec.merges
+    else:  # flatten and squeeze take any layout, and the user's .contiguous() is kept: nothing inserted
+        assert reads == []
+    assert any(c.converted for c in rec.convs)
+
+
+def test_a_view_in_the_middle_of_the_network_holds_the_oracle_in_channels_last():
+    torch.manual_seed(0)
+    net = ShuffleMid().eval()
+    x = torch.randn(1, 3, 16, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exact = octify.convert(net, example_inputs=x, octave=1, min_size=1)
+        converted = octify.convert(net, example_inputs=x, min_size=1)
+    with torch.no_grad():
+        assert rel_err(exact(x), net(x)) <= 1e-5
+        assert converted(x).shape == net(x).shape
+    assert [m.target for m in octify.record_of(converted).merges if m.kind == "layout"] == [".view()"]
+
+
+_SMALL_MAPS = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(32, 32, 3, padding=1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        out = F.relu(self.conv2(F.relu(self.conv1(x))))  # 8x8: a pair of 8x8 and 4x4
+        out = F.max_pool2d(out, 2)  # 4x4 and 2x2
+        out = F.avg_pool2d(out, 3, 1, 1) if self.training else F.avg_pool2d(out, 3, 1)  # 3x3 on the 2x2 low map
+        out = self.conv3(out)
+        out = F.avg_pool2d(out, out.size(2))  # a window over the whole map: global pooling
+        return self.fc(out.view(out.size(0), -1))
+"""
+
+
+def test_a_conversion_that_succeeds_prints_only_octifys_own_report(tmp_path):
+    """torch logs a traceback when an op fails on fake tensors (the 3x3 window on the 2x2 low
+    map); the pass tries nothing it knows will fail, silences torch's probe loggers, and says what
+    it decided in its own words."""
+    model = tmp_path / "small_maps.py"
+    model.write_text(_SMALL_MAPS)
+    proc = subprocess.run([sys.executable, "-m", "octify.cli", "convert", str(model), "-i", "1,3,16,16", "-o", str(tmp_path / "o.pt")],
+                          capture_output=True, text=True, env=pipe_env(), timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert not [line for line in proc.stdout.splitlines() if re.match(r"[EWID]\d{4} ", line) or "Traceback" in line or "torch/" in line]
+    text = " ".join(proc.stdout.split())
+    assert "merge before torch.avg_pool2d (1): torch.avg_pool2d rule declined: avg_pool2d kernel 3x3 on the 2x2 low map: the window does not fit" in text
+    assert "Inserted: 1 merge, 1 layout" in text  # the whole-map pool needs none; the view its contiguous input
+
+
+def test_a_window_over_the_whole_map_pools_each_branch_globally():
+    torch.manual_seed(0)
+    namespace: dict = {}
+    exec(_SMALL_MAPS, namespace)
+    net = namespace["Net"]().eval()
+    x = torch.randn(2, 3, 16, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exact = octify.convert(net, example_inputs=x, octave=1, min_size=1)
+        converted = octify.convert(net, example_inputs=x, min_size=1)
+    with torch.no_grad():
+        assert rel_err(exact(x), net(x)) <= 1e-5
+    rec = octify.record_of(converted)
+    assert rec.threaded.get("torch.avg_pool2d") == 1  # the global one (the 3x3 one merged)
+    assert [m.target for m in rec.merges if m.kind == "merge"] == ["torch.avg_pool2d"]
