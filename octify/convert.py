@@ -5,7 +5,8 @@ The stages live in :mod:`octify.fx`, one file each, and run in this order:
 1. ``tracer``: torch.fx graph of the model (octify's layers, leaf modules and rule-keyed
    module types kept whole);
 2. ``shape_prop``: every node's shape on fake tensors of ``example_inputs``;
-3. ``plan``: each conv's output alpha and the reason (``latency`` adds the latency policy);
+3. ``plan``: each conv's output alpha and the reason (``latency`` adds the latency policy;
+   ``plain_regions`` keeps plain the channel layouts that meet an op with no per-branch form);
 4. ``rewrite``: the graph re-emitted with (high, low) pairs, the rules of ``builtin_rules``
    (and the user's) deciding per op, weights carried into the new layers;
 5. ``inplace``: residual sums written in place, as the original's ``+=`` was;
@@ -35,6 +36,7 @@ from .fx.layout import contiguous_before_layout_reads, to_channels_last
 from .fx.narrow import narrow_outputs
 from .fx.options import ConvertOptions
 from .fx.globs import warn_unmatched_globs
+from .fx.plain_regions import keep_plain_regions
 from .fx.plan import AlphaFor, plan
 from .fx.recorder import Recorder
 from .fx.rewrite import rewrite
@@ -142,6 +144,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, cali
         gm, alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, min_size=opts.min_size,
         exclude=opts.exclude, alpha_for=opts.alpha_for, policy=opts.policy,
     )
+    keep_plain_regions(gm, plans)  # 3d
     warn_unmatched_globs([str(n.target) for n in plans], dict(model.named_modules()), opts.exclude, opts.alpha_for)  # 3c
     shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
     if calibration is None:

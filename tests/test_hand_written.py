@@ -185,3 +185,151 @@ def test_a_window_over_the_whole_map_pools_each_branch_globally():
     rec = octify.record_of(converted)
     assert rec.threaded.get("torch.avg_pool2d") == 1  # the global one (the 3x3 one merged)
     assert [m.target for m in rec.merges if m.kind == "merge"] == ["torch.avg_pool2d"]
+
+
+# --------------------------------------------------------------------------- the last merges in timm's families
+
+
+class ECA(nn.Module):
+    """timm's EcaModule: a Conv1d across the channels of the pooled descriptor, a gate expanded to the map."""
+
+    def __init__(self, k: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
+
+    def forward(self, x):
+        y = x.mean((2, 3)).view(x.shape[0], 1, -1)
+        y = torch.sigmoid(self.conv(y)).view(x.shape[0], -1, 1, 1)
+        return x * y.expand_as(x)
+
+
+class GroupNorm1(nn.GroupNorm):
+    """timm's GroupNorm1: GroupNorm(1, C) through F.group_norm."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(1, channels)
+
+    def forward(self, x):
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class Blocks(nn.Module):
+    """One residual block per pattern: ECA, PoolFormer's GroupNorm(1) + pool(x) - x + layer scale,
+    a dual-path block's channel slices and concatenation, a one-element learnable scale."""
+
+    def __init__(self, c: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.eca = ECA()
+        self.norm = GroupNorm1(c)
+        self.module_norm = nn.GroupNorm(1, c)
+        self.pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+        self.scale = nn.Parameter(torch.rand(c, 1, 1) + 0.5)
+        self.one = nn.Parameter(torch.tensor([1.5]))
+        self.dual = nn.Conv2d(c, c + 4, 1)  # 16 residual channels and 4 dense ones
+        self.head = nn.Conv2d(c + 4, 8, 3, padding=1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.eca(torch.relu(self.conv1(x)))
+        y = self.norm(x)
+        x = x + self.scale * (self.pool(y) - y)
+        x = self.module_norm(x) * self.one
+        d = self.dual(x)
+        resid, dense = x + d[:, :16], d[:, 16:]
+        return self.head(torch.cat([resid, dense], 1))
+
+
+def test_the_timm_patterns_thread_pairs_without_a_merge_and_hold_the_oracle():
+    torch.manual_seed(0)
+    net = Blocks().eval()
+    with torch.no_grad():
+        for p in (net.norm.weight, net.norm.bias, net.module_norm.weight, net.module_norm.bias):
+            p.copy_(torch.randn_like(p))
+    x = torch.randn(2, 3, 16, 16)
+    exact = octify.convert(net, example_inputs=x, octave=1, min_size=1)
+    converted = octify.convert(net, example_inputs=x, min_size=1)
+    with torch.no_grad():
+        assert rel_err(exact(x), net(x)) <= 1e-5
+        assert converted(x).shape == net(x).shape
+    rec = octify.record_of(converted)
+    assert [m for m in rec.merges if m.kind in ("merge", "align")] == []
+    assert rec.threaded.get(".expand_as()") == 1 and rec.threaded.get("F.group_norm") == 1 and rec.threaded.get("GroupNorm") == 1
+    # The dual-path conv's output is cut at 16: each range gets its own low channels, so both are pairs.
+    dual = converted.get_submodule("dual")
+    assert dual.out_partition == octify.Partition.split_at(20, 0.5, (16,)) == octify.Partition(
+        tuple(range(8)) + (16, 17), tuple(range(8, 16)) + (18, 19))
+
+
+def test_channel_slices_cut_the_conv_partition_so_that_every_slice_is_a_pair():
+    class Slices(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.conv = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.head = nn.Conv2d(2, 4, 1)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(self.stem(x)))  # its pair's low channels are 4..7 (by default)
+            return self.head(y[:, 1:3]), self.head(y[:, 5:7])
+
+    torch.manual_seed(0)
+    net = Slices().eval()
+    x = torch.randn(1, 3, 16, 16)
+    plan_free = octify.convert(net, example_inputs=x, octave=1, min_size=1)
+    with torch.no_grad():
+        for got, want in zip(plan_free(x), net(x)):
+            assert rel_err(got, want) <= 1e-5
+    # The plan cuts the conv's output at 1, 3, 5 and 7: every slice is then a pair.
+    assert octify.convert(net, example_inputs=x, min_size=1).conv.out_partition == octify.Partition.split_at(8, 0.5, (1, 3, 5, 7))
+
+
+class PerPixelNorm(nn.Module):
+    """ConvNeXt's block: depthwise conv, LayerNorm over the channels of each pixel, an MLP, a residual."""
+
+    def __init__(self, c: int = 16) -> None:
+        super().__init__()
+        self.stem, self.down = nn.Conv2d(3, c, 3, padding=1), nn.Conv2d(c, c, 2, stride=2)
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm, self.fc = nn.LayerNorm(c), nn.Linear(c, c)
+        self.head = nn.Conv2d(c, 8, 1)
+
+    def forward(self, x):
+        x = self.down(self.stem(x))
+        y = self.fc(self.norm(self.dw(x).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        return self.head(x + y)
+
+
+class PositionAttention(nn.Module):
+    """BoTNet's block: a qkv conv, the map as tokens, attention over positions."""
+
+    def __init__(self, c: int = 16) -> None:
+        super().__init__()
+        self.stem, self.conv1 = nn.Conv2d(3, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+        self.qkv, self.out = nn.Conv2d(c, 3 * c, 1), nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(self.stem(x)))
+        b, c, h, w = x.shape
+        q, k, v = torch.split(self.qkv(x), [c, c, c], dim=1)
+        attn = (q.reshape(b, c, -1).transpose(-1, -2) @ k.reshape(b, c, -1)).softmax(-1)
+        y = (attn @ v.reshape(b, c, -1).transpose(-1, -2)).transpose(-1, -2).reshape(b, c, h, w)
+        return self.out(y) + x
+
+
+@pytest.mark.parametrize("model, plain, reason", [
+    (PerPixelNorm, {"down", "dw"}, "its channels are normalised or mixed at each pixel (LayerNorm after a permute)"),
+    (PositionAttention, {"qkv"}, "attention over positions (operator.matmul of the flattened map)"),
+])
+def test_a_region_with_no_per_branch_form_stays_plain_whole_instead_of_merging_in_it(model, plain, reason):
+    torch.manual_seed(0)
+    net = model().eval()
+    x = torch.randn(1, 3, 16, 16)
+    exact = octify.convert(net, example_inputs=x, octave=1, min_size=1)
+    converted = octify.convert(net, example_inputs=x, min_size=1)
+    with torch.no_grad():
+        assert rel_err(exact(x), net(x)) <= 1e-5
+    rec = octify.record_of(converted)
+    assert rec.count("merge") == 0, rec.merges
+    outs = {c.name: c for c in rec.convs}
+    assert {n for n, c in outs.items() if c.alpha_out == 0.0 and c.plain_reason and c.plain_reason.startswith(reason)} == plain, rec.convs

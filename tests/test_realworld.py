@@ -86,10 +86,15 @@ def test_segmentation_models_pytorch(arch, encoder):
 
 
 TIMM = ["efficientnet_b0", "mobilenetv3_small_100", "regnety_002", "cspresnet50", "vovnet39a", "rexnet_100",
-        "resnet18d", "ese_vovnet19b_dw", "dla34", "ghostnet_100", "darknet17", "tf_efficientnet_b0"]
+        "resnet18d", "ese_vovnet19b_dw", "dla34", "ghostnet_100", "darknet17", "tf_efficientnet_b0",
+        "ecaresnet26t", "poolformer_s12", "mixnet_s", "dpn68b", "convnext_atto", "hgnetv2_b0"]
 # Families built from timm's norm-act layers: no merge anywhere inside a block.
 NORM_ACT_NO_MERGE = {"efficientnet_b0", "mobilenetv3_small_100", "regnety_002", "cspresnet50", "vovnet39a",
                      "ese_vovnet19b_dw", "darknet17"}
+# The patterns of issue 22, each with no merge left: ECA's expanded gate, PoolFormer's GroupNorm(1)
+# and layer scale, mixed-kernel and dual-path channel ranges, ConvNeXt's per-pixel LayerNorm (its
+# region plain), HGNetV2's one-element learnable scales.
+PATTERNS_NO_MERGE = {"ecaresnet26t", "poolformer_s12", "mixnet_s", "dpn68b", "convnext_atto", "hgnetv2_b0", "rexnet_100"}
 
 
 @pytest.mark.parametrize("name", TIMM)
@@ -99,6 +104,10 @@ def test_timm(name):
     if name in NORM_ACT_NO_MERGE:
         assert rec.count("merge") == 0, rec.merges
         assert rec.threaded.get("BatchNormAct2d", 0) > 0
+    if name in PATTERNS_NO_MERGE:
+        assert rec.count("merge") == 0 and rec.count("align") == 0, rec.merges
+    if name == "convnext_atto":  # the blocks' LayerNorm over channels keeps their region plain, said why
+        assert any(c.plain_reason and c.plain_reason.startswith("its channels are normalised or mixed at each pixel") for c in rec.convs)
     if name == "tf_efficientnet_b0":  # Conv2dSame: a Conv2d subclass with its own forward, kept whole
         same = [c for c in rec.convs if c.plain_reason and "Conv2dSame is a Conv2d subclass" in c.plain_reason]
         assert same
@@ -141,9 +150,13 @@ def _hf(name):
 @pytest.mark.parametrize("name", ["ResNet", "ResNetForImageClassification", "ConvNext", "MobileNetV2", "RegNet"])
 def test_transformers_vision_cnns(name):
     torch.manual_seed(0)
-    rec = _check(_hf(name), torch.randn(1, 3, 64, 64))
-    if name != "ConvNext":  # ConvNeXt's LayerNorm runs channels-last: merged at its permute, by design
-        assert rec.count("merge") == 0, rec.merges
+    rec = _check(_hf(name), torch.randn(1, 3, 64, 64), min_converted=0 if name == "ConvNext" else 1)
+    assert rec.count("merge") == 0, rec.merges
+    if name == "ConvNext":
+        # Its LayerNorm runs over the channels of each pixel (channels-last) and its MLP is Linear:
+        # the blocks' region stays plain (no merge in every block), which here is every conv.
+        region = [c for c in rec.convs if c.plain_reason.startswith("its channels are normalised or mixed at each pixel")]
+        assert not rec.converted and len(region) >= 2, rec.convs
 
 
 @pytest.mark.parametrize("encoder", ["tu-efficientnet_b0", "tu-mobilenetv3_small_100"])

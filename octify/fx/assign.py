@@ -119,6 +119,8 @@ def assign_low_channels(
         sizes = {(_channels(n), low_channels(_channels(n) or 0, plans[n].alpha_out)) for n in octave}
         if any(modules[n.target].groups > 1 or plans[n].split_groups > 1 for n in setters):
             why = "a grouped conv (or one feeding a grouped consumer) keeps its per-group split"
+        elif any(plans[n].cuts for n in setters):
+            why = "its output is sliced into channel ranges, each split on its own"
         elif len(sizes) > 1:
             why = "the convs of its channel layout have different alphas or widths"
         elif any(calls[str(n.target)] > 1 for n in setters):

@@ -55,6 +55,17 @@ NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, OctBatchNorm1d, 
 # shapes without running them (fake-running batch norm is most of the cost of shape
 # propagation), and the plan looks through them for the grouped conv a pair will reach.
 CHANNEL_PRESERVING_MODULES = NORM_MODULES + ELEMENTWISE_MODULES + (nn.Identity,)
+# timm's norm-act layers, by class name (octify does not import timm): a BatchNorm2d subclass
+# whose forward also runs dropout and an activation, channel by channel.
+NORM_ACT_CLASSES = ("timm.layers.norm_act.BatchNormAct2d",)
+
+
+def keeps_channels(module: nn.Module | None) -> bool:
+    """Whether a module computes output channel k from input channel k alone (norms, activations,
+    timm's norm-act layers), so that a pair crosses it with its partition unchanged."""
+    return isinstance(module, CHANNEL_PRESERVING_MODULES) or (
+        module is not None and f"{type(module).__module__}.{type(module).__qualname__}" in NORM_ACT_CLASSES
+    )
 
 # Modules whose every call returns a new tensor that no one else holds: a sum into it may be in place.
 FRESH_OUTPUT_MODULES = CONVS + NORM_MODULES + (OctConv1d, OctConv2d, OctConv3d)
@@ -140,6 +151,60 @@ def equal_channel_parts(node: fx.Node) -> int:
         return 1
     sizes = channel_split_sizes(node, val.shape[1])
     return len(sizes) if sizes and len(set(sizes)) == 1 else 1
+
+
+def channel_cuts(node: fx.Node) -> list[int]:
+    """Where ``node`` cuts the channels of its first input into ranges: the inner boundaries of a
+    chunk/split over dim 1 or of a channel slice ``x[:, a:b]``; [] for anything else."""
+    val = node.args[0].meta.get("val") if node.args and isinstance(node.args[0], fx.Node) else None
+    if not isinstance(val, torch.Tensor) or val.dim() < 3:
+        return []
+    channels = val.shape[1]
+    sizes = channel_split_sizes(node, channels)
+    if sizes is not None:
+        bounds, start = [], 0
+        for size in sizes[:-1]:
+            start += size
+            bounds.append(start)
+        return bounds
+    if node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[1], tuple) and len(node.args[1]) >= 2:
+        first, channel = node.args[1][0], node.args[1][1]
+        if first == slice(None) and isinstance(channel, slice) and channel.step in (None, 1):
+            if not any(isinstance(v, fx.Node) for v in (channel.start, channel.stop)):
+                start, end, _ = channel.indices(channels)
+                return [b for b in (start, end) if 0 < b < channels]
+    return []
+
+
+def keeps_channel_positions(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    """Whether ``node``'s output channel k is made from channel k of its inputs (per-channel
+    modules, elementwise functions and methods, add/sub/mul/div): a boundary between channel
+    ranges after it is one before it too."""
+    if node.op == "call_module":
+        return keeps_channels(modules.get(node.target))
+    if node.op == "call_function":
+        return node.target in ELEMENTWISE_FUNCTIONS or node.target in ARITHMETIC
+    return node.op == "call_method" and (node.target in ELEMENTWISE_METHODS or node.target in ARITHMETIC)
+
+
+def concat_offset(node: fx.Node, source: fx.Node) -> int | None:
+    """Where ``source``'s channels start in a ``torch.cat`` over channels, or None when ``node``
+    is no such concatenation (or ``source`` is not one of its parts, or a size is unknown)."""
+    if node.op != "call_function" or node.target not in CONCAT or not node.args:
+        return None
+    tensors = node.args[0]
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or dim not in (1, -3):
+        return None
+    offset = 0
+    for t in tensors:
+        val = t.meta.get("val") if isinstance(t, fx.Node) else None
+        if not isinstance(val, torch.Tensor) or val.dim() < 2:
+            return None
+        if t is source:
+            return offset
+        offset += val.shape[1]
+    return None
 
 
 def torch_base(module: nn.Module) -> type | None:

@@ -25,7 +25,8 @@ from .latency import (
     latency_blocks,
 )
 from .ops import (
-    CHANNEL_PRESERVING_MODULES, CONVS, ELEMENTWISE_FUNCTIONS, equal_channel_parts, is_conv, is_transposed_conv, mixes_channels,
+    CONVS, ELEMENTWISE_FUNCTIONS, channel_cuts, concat_offset, equal_channel_parts, is_conv,
+    is_transposed_conv, keeps_channel_positions, keeps_channels, mixes_channels,
 )
 
 __all__ = ["AlphaFor", "ConvPlan", "plan"]
@@ -41,6 +42,7 @@ class ConvPlan:
     split_groups: int = 1  # output split per this many groups (to feed a grouped consumer)
     stride_mode: str = "conv"
     low: Optional[tuple[int, ...]] = None  # the output channels that go low (calibration); None: the default split
+    cuts: tuple[int, ...] = ()  # channel boundaries its output is sliced at: each range split on its own
 
 
 def _glob_alpha(patterns: Mapping[str, float], name: str) -> Optional[float]:
@@ -71,9 +73,33 @@ def _grouped_consumer(node: fx.Node, modules: Mapping[str, nn.Module]) -> int:
         if isinstance(mod, CONVS):
             if mod.groups > 1 and not is_depthwise(mod):
                 return mod.groups
-        elif isinstance(mod, CHANNEL_PRESERVING_MODULES):
+        elif keeps_channels(mod):
             frontier.extend(user.users)
     return 1
+
+
+def _consumer_cuts(node: fx.Node, modules: Mapping[str, nn.Module], channels: int) -> tuple[int, ...]:
+    """The channel boundaries at which this conv's output is sliced or split into ranges (a
+    dual-path block's ``x[:, :k]`` and ``x[:, k:]``, a mixed-kernel split), reached through ops
+    that keep every channel where it is (norms, activations, residual sums) and through
+    concatenations (the boundaries shifted by where this conv's channels sit there). Each range
+    then gets its own share of low channels, so that every range of the pair is a pair."""
+    frontier, seen, cuts = [(u, node, 0) for u in node.users], set(), set()
+    while frontier:
+        user, source, offset = frontier.pop()
+        if (user, offset) in seen:
+            continue
+        seen.add((user, offset))
+        shift = concat_offset(user, source)
+        if shift is not None:
+            frontier.extend((u, user, offset + shift) for u in user.users)
+            continue
+        if keeps_channel_positions(user, modules):
+            frontier.extend((u, user, offset) for u in user.users)
+            continue
+        if user.args and user.args[0] is source:
+            cuts.update(c - offset for c in channel_cuts(user) if 0 < c - offset < channels)
+    return tuple(sorted(cuts))
 
 
 def plan(
@@ -173,6 +199,8 @@ def plan(
             p.split_groups = _grouped_consumer(node, modules)
             if conv.out_channels % p.split_groups or low_channels(conv.out_channels // p.split_groups, a) == 0:
                 p.split_groups = 1
+            if p.split_groups == 1:
+                p.cuts = _consumer_cuts(node, modules, conv.out_channels)
     if policy == "latency":
         # Whole blocks at a time: a block with one conv the policy keeps plain is kept plain
         # whole, so that no block pays for splitting and merging around it.

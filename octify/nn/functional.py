@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.fx
 from torch import Tensor
 
-__all__ = ["branch", "single", "pair_size", "shape_guard", "rebuild_mapping", "to_int", "assert_none"]
+__all__ = ["branch", "single", "pair_size", "group_norm_pair", "shape_guard", "rebuild_mapping", "to_int", "assert_none"]
 
 
 def branch(pair: Union[Tensor, Tuple[Tensor, Tensor]], index: int) -> Tensor:
@@ -51,6 +51,45 @@ def pair_size(x: Tuple[Tensor, Tensor], channels: int, dim: Optional[int] = None
     high = x[0]
     size = torch.Size([high.shape[0], channels, *high.shape[2:]])
     return size if dim is None else size[dim]
+
+
+def group_norm_pair(
+    high: Tensor, low: Tensor, high_idx: List[int], low_idx: List[int], num_groups: int,
+    weight: Optional[Tensor], bias: Optional[Tensor], eps: float,
+) -> Tuple[Tensor, Tensor]:
+    """``F.group_norm`` of the plain tensor a (high, low) pair stands for, its groups spanning both
+    branches (``GroupNorm(1, C)``: one group over every channel). Each group's statistics are
+    taken over its channels on both branches, a low pixel weighing as the high pixels it stands
+    for; each branch is then normalised by its channels' groups. Exact at octave 1.
+
+    >>> x = torch.randn(2, 8, 4, 4)
+    >>> h, l = group_norm_pair(x[:, :5], x[:, 5:], [0, 1, 2, 3, 4], [5, 6, 7], 1, None, None, 1e-5)
+    >>> bool(torch.allclose(torch.cat([h, l], 1), torch.nn.functional.group_norm(x, 1), atol=1e-5))
+    True
+    """
+    channels = len(high_idx) + len(low_idx)
+    per = channels // num_groups
+    spatial = high[0, 0].numel()
+    weigh = spatial / low[0, 0].numel()  # high pixels per low pixel
+    gh = torch.nn.functional.one_hot(torch.tensor(high_idx, device=high.device) // per, num_groups).to(high.dtype)
+    gl = torch.nn.functional.one_hot(torch.tensor(low_idx, device=low.device) // per, num_groups).to(low.dtype)
+    count = per * spatial
+    mean = (high.flatten(2).sum(-1) @ gh + low.flatten(2).sum(-1) @ gl * weigh) / count  # (N, groups)
+    view = [high.shape[0], -1] + [1] * (high.dim() - 2)
+    dh = high - (mean @ gh.t()).view(view)
+    dl = low - (mean @ gl.t()).view(view)
+    var = (dh.square().flatten(2).sum(-1) @ gh + dl.square().flatten(2).sum(-1) @ gl * weigh) / count
+    rstd = torch.rsqrt(var + eps)
+    oh = dh * (rstd @ gh.t()).view(view)
+    ol = dl * (rstd @ gl.t()).view(view)
+    shape = [1, -1] + [1] * (high.dim() - 2)
+    if weight is not None:
+        oh = oh * weight[high_idx].view(shape)
+        ol = ol * weight[low_idx].view(shape)
+    if bias is not None:
+        oh = oh + bias[high_idx].view(shape)
+        ol = ol + bias[low_idx].view(shape)
+    return oh, ol
 
 
 @torch.fx.node.has_side_effect  # not dead code: it checks

@@ -78,6 +78,23 @@ class Partition(NamedTuple):
         return cls(tuple(high), tuple(low))
 
     @classmethod
+    def split_at(cls, channels: int, alpha: float, cuts: Sequence[int]) -> "Partition":
+        """The default split of each range between ``cuts``: in each, the last ``floor(alpha * size)`` are low.
+
+        >>> Partition.split_at(10, 0.5, (6,))   # ranges 0:6 and 6:10
+        Partition(high=(0, 1, 2, 6, 7), low=(3, 4, 5, 8, 9))
+        """
+        alpha = check_alpha(alpha, "alpha")
+        bounds = [0, *sorted(c for c in cuts if 0 < c < channels), channels]
+        high: list[int] = []
+        low: list[int] = []
+        for start, end in zip(bounds, bounds[1:]):
+            n_low = low_channels(end - start, alpha)
+            high.extend(range(start, end - n_low))
+            low.extend(range(end - n_low, end))
+        return cls(tuple(high), tuple(low))
+
+    @classmethod
     def all_high(cls, channels: int) -> "Partition":
         return cls(tuple(range(channels)), ())
 

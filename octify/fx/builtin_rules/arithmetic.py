@@ -22,14 +22,19 @@ def _branch_operand(ctx: RuleContext, node: fx.Node, value: Any, part: Partition
     if not isinstance(value, fx.Node):
         return value, value  # a Python scalar
     val = value.meta.get("val")
-    if not isinstance(val, torch.Tensor) or val.dim() == 0:
-        return value, value
+    if not isinstance(val, torch.Tensor) or val.numel() == 1:
+        return value, value  # a scalar, or a one-element tensor (a learnable scale): the same on both
     if val.dim() == len(high_hw) + 2 and val.shape[2:].numel() == 1:
         if val.shape[1] == 1:
             return value, value  # broadcast over every channel
         if val.shape[1] == part.channels:
             pair = ctx.split(value, part, "per-channel operand")  # squeeze-excitation scale, per-channel bias
             return pair.high, pair.low
+    if val.dim() == len(high_hw) + 1 and val.shape[0] == part.channels and val.shape[1:].numel() == 1:
+        # A per-channel parameter without the batch dim (a layer scale of shape (C, 1, 1)): its
+        # channels picked per branch.
+        return (ctx.emit("call_function", operator.getitem, (value, list(part.high))),
+                ctx.emit("call_function", operator.getitem, (value, list(part.low))))
     if val.dim() == len(high_hw) + 2 and val.shape[1] == part.channels and tuple(val.shape[2:]) == tuple(high_hw):
         pair = ctx.split(value, part, f"{ctx.describe(node)} combines a pair with a plain map")
         return pair.high, pair.low
@@ -65,6 +70,20 @@ def arithmetic(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> An
         raise Decline(why)
     ctx.threaded(node)
     return Octave(h, l, part)
+
+
+@register_rule("expand_as")
+def expand_as(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """``gate.expand_as(x)`` with ``x`` a pair: the per-channel gate of a channel attention (ECA's
+    ``x * y.expand_as(x)``) expanded to each branch, as a pair; no merge of ``x``."""
+    y, x = (args[0], args[1]) if len(args) > 1 else (args[0], kwargs.get("other"))
+    if not isinstance(x, Octave):
+        raise Decline("the pair is not what it expands to")
+    yh, yl = _branch_operand(ctx, node, y, x.partition, tuple(x.high.meta["val"].shape[2:]))
+    h = ctx.emit("call_method", "expand_as", (yh, x.high))
+    l = ctx.emit("call_method", "expand_as", (yl, x.low))
+    ctx.threaded(node)
+    return Octave(h, l, x.partition)
 
 
 @register_rule(*CONCAT)
@@ -115,11 +134,14 @@ def split_channels(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -
     return tuple(parts)
 
 
-def _channel_range(ctx: RuleContext, x: Octave, start: int, end: int, what: str) -> Octave:
+def _channel_range(ctx: RuleContext, x: Octave, start: int, end: int, what: str) -> Any:
     """Channels [start, end) of a pair, as a pair: a narrow of each branch (a sorted partition
-    keeps each branch's channels of a range together)."""
+    keeps each branch's channels of a range together); a range of high channels only is a plain
+    full-resolution tensor, exactly those channels."""
     high = [i for i, c in enumerate(x.partition.high) if start <= c < end]
     low = [i for i, c in enumerate(x.partition.low) if start <= c < end]
+    if high and not low and high == list(range(high[0], high[0] + len(high))):
+        return ctx.emit("call_method", "narrow", (x.high, 1, high[0], len(high)))
     if not high or not low:
         raise Decline(f"{what} would hold channels of one branch only")
     h = ctx.emit("call_method", "narrow", (x.high, 1, high[0], len(high)))

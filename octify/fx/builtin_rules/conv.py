@@ -46,6 +46,8 @@ def conv2d(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
         out_part = in_part  # a depthwise conv moves no channel between branches
     elif plan.low is not None:  # measured on calibration data (fx/assign.py)
         out_part = Partition(tuple(sorted(set(range(conv.out_channels)) - set(plan.low))), plan.low)
+    elif plan.cuts and not (groups > 1 and not depthwise):  # its output is sliced into ranges
+        out_part = Partition.split_at(conv.out_channels, plan.alpha_out, plan.cuts)
     else:
         out_part = Partition.split(conv.out_channels, plan.alpha_out, groups if not depthwise and groups > 1 else plan.split_groups)
     if not isinstance(x, Octave) and not out_part.low:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 
 from ...nn import OctGroupNorm, OctNormAct
+from ...nn.functional import group_norm_pair
 from ...nn.groupnorm import whole_groups
 from ...nn.partition import Partition
 from ...rules import Decline, Octave, RuleContext, register_rule
-from ..ops import BATCH_NORMS
+from ..ops import BATCH_NORMS, NORM_ACT_CLASSES
 
 
 @register_rule(*BATCH_NORMS)
@@ -50,7 +52,10 @@ def group_norm(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> An
     if split is None or 0 in split:
         target = _whole_group_partition(gn.num_channels, gn.num_groups, x.partition.alpha)
         if not target.low or not target.high:
-            raise Decline(f"its {gn.num_groups} groups are too few to put whole groups on both branches")
+            # Too few groups to put whole ones on both branches (GroupNorm(1, C)): statistics over both.
+            weight = ctx.emit("get_attr", f"{node.target}.weight") if gn.affine else None
+            bias = ctx.emit("get_attr", f"{node.target}.bias") if gn.affine else None
+            return _spanning(ctx, node, x, gn.num_groups, weight, bias, gn.eps)
         x = ctx.align(x, target, f"GroupNorm {node.target} needs each of its {gn.num_groups} groups on one branch")
     layer = OctGroupNorm.from_gn(gn, x.partition)
     name = ctx.install(node, layer)
@@ -58,9 +63,28 @@ def group_norm(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> An
     return ctx.call_pair_module(name, x, x.partition)
 
 
-# timm's norm-act layers, by class name (octify does not import timm): a BatchNorm2d subclass
-# whose forward is batch norm, then ``self.drop``, then ``self.act``.
-NORM_ACT_CLASSES = ("timm.layers.norm_act.BatchNormAct2d",)
+def _spanning(ctx: RuleContext, node: fx.Node, x: Octave, groups: int, weight: Any, bias: Any, eps: float) -> Octave:
+    """Group norm with groups across both branches: ``group_norm_pair`` (exact at octave 1)."""
+    part = x.partition
+    out = ctx.emit("call_function", group_norm_pair, (x.high, x.low, list(part.high), list(part.low), groups, weight, bias, eps))
+    ctx.threaded(node)
+    return Octave(ctx.getitem(out, 0), ctx.getitem(out, 1), part)
+
+
+@register_rule(F.group_norm)
+def group_norm_function(ctx: RuleContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """``F.group_norm(x, groups, weight, bias, eps)`` of a pair (timm's ``GroupNorm1``, PoolFormer's
+    norm over every channel): statistics over both branches, as the plain tensor would have them."""
+    names = ("input", "num_groups", "weight", "bias", "eps")
+    call = {**dict(zip(names, args)), **kwargs}
+    x, groups = call.get("input"), call.get("num_groups")
+    if not isinstance(x, Octave):
+        raise Decline("the pair is not its input")
+    if not isinstance(groups, int) or x.partition.channels % groups:
+        raise Decline(f"its number of groups ({groups}) is not known when converting or does not divide the channels")
+    if any(isinstance(call.get(k), Octave) for k in ("weight", "bias")):
+        raise Decline("its affine weights are a pair")
+    return _spanning(ctx, node, x, groups, call.get("weight"), call.get("bias"), call.get("eps", 1e-5))
 
 
 @register_rule(*NORM_ACT_CLASSES)
