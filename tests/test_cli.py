@@ -263,7 +263,7 @@ def test_constructor_needs_arguments(tmp_path):
             def forward(self, x):
                 return self.conv(x)
     """)
-    assert_error(run("convert", net), 2, "Net() in", "needs arguments (depth)", f"Hint: pass them with --model-arg", f"{net}:Net --model-arg depth=VALUE")
+    assert_error(run("convert", net), 2, "Net() in", "needs arguments (depth)", "Hint: pass them with --model-arg", f"{net}:Net --model-arg depth=VALUE")
     assert_error(run("convert", f"{net}:Net"), 2, "needs arguments (depth)", "--model-arg depth=VALUE")
     # Given on the command line: values are Python literals, else text.
     result = run("convert", net, "--model-arg", "depth=3", "--model-arg", "width=16", "-i", SHAPE, "-o", tmp_path / "n.pt", "-q")
