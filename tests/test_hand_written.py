@@ -19,6 +19,19 @@ import octify
 from conftest import pipe_env, rel_err
 
 
+def convert_both(net: nn.Module, x: torch.Tensor, **kw) -> nn.Module:
+    """The octave=1 conversion held to the oracle, then the octave-2 one (returned), run once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # merges in front of ops without a rule are expected here
+        exact = octify.convert(net, example_inputs=x, octave=1, **kw)
+        converted = octify.convert(net, example_inputs=x, **kw)
+    with torch.no_grad():
+        want = net(x)
+        assert rel_err(exact(x), want) <= 1e-5
+        assert converted(x).shape == want.shape
+    return converted
+
+
 def _flatten_view(x):
     return x.view(x.size(0), -1)
 
@@ -119,15 +132,7 @@ def test_view_style_code_converts_in_either_layout_and_holds_the_oracle(head, me
 
 def test_a_view_in_the_middle_of_the_network_holds_the_oracle_in_channels_last():
     torch.manual_seed(0)
-    net = ShuffleMid().eval()
-    x = torch.randn(1, 3, 16, 16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        exact = octify.convert(net, example_inputs=x, octave=1, min_size=1)
-        converted = octify.convert(net, example_inputs=x, min_size=1)
-    with torch.no_grad():
-        assert rel_err(exact(x), net(x)) <= 1e-5
-        assert converted(x).shape == net(x).shape
+    converted = convert_both(ShuffleMid().eval(), torch.randn(1, 3, 16, 16), min_size=1)
     assert [m.target for m in octify.record_of(converted).merges if m.kind == "layout"] == [".view()"]
 
 
@@ -174,14 +179,7 @@ def test_a_window_over_the_whole_map_pools_each_branch_globally():
     torch.manual_seed(0)
     namespace: dict = {}
     exec(_SMALL_MAPS, namespace)
-    net = namespace["Net"]().eval()
-    x = torch.randn(2, 3, 16, 16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        exact = octify.convert(net, example_inputs=x, octave=1, min_size=1)
-        converted = octify.convert(net, example_inputs=x, min_size=1)
-    with torch.no_grad():
-        assert rel_err(exact(x), net(x)) <= 1e-5
+    converted = convert_both(namespace["Net"]().eval(), torch.randn(2, 3, 16, 16), min_size=1)
     rec = octify.record_of(converted)
     assert rec.threaded.get("torch.avg_pool2d") == 1  # the global one (the 3x3 one merged)
     assert [m.target for m in rec.merges if m.kind == "merge"] == ["torch.avg_pool2d"]
@@ -247,12 +245,7 @@ def test_the_timm_patterns_thread_pairs_without_a_merge_and_hold_the_oracle():
     with torch.no_grad():
         for p in (net.norm.weight, net.norm.bias, net.module_norm.weight, net.module_norm.bias):
             p.copy_(torch.randn_like(p))
-    x = torch.randn(2, 3, 16, 16)
-    exact = octify.convert(net, example_inputs=x, octave=1, min_size=1)
-    converted = octify.convert(net, example_inputs=x, min_size=1)
-    with torch.no_grad():
-        assert rel_err(exact(x), net(x)) <= 1e-5
-        assert converted(x).shape == net(x).shape
+    converted = convert_both(net, torch.randn(2, 3, 16, 16), min_size=1)
     rec = octify.record_of(converted)
     assert [m for m in rec.merges if m.kind in ("merge", "align")] == []
     assert rec.threaded.get(".expand_as()") == 1 and rec.threaded.get("F.group_norm") == 1 and rec.threaded.get("GroupNorm") == 1
@@ -323,13 +316,7 @@ class PositionAttention(nn.Module):
 ])
 def test_a_region_with_no_per_branch_form_stays_plain_whole_instead_of_merging_in_it(model, plain, reason):
     torch.manual_seed(0)
-    net = model().eval()
-    x = torch.randn(1, 3, 16, 16)
-    exact = octify.convert(net, example_inputs=x, octave=1, min_size=1)
-    converted = octify.convert(net, example_inputs=x, min_size=1)
-    with torch.no_grad():
-        assert rel_err(exact(x), net(x)) <= 1e-5
-    rec = octify.record_of(converted)
+    rec = octify.record_of(convert_both(model().eval(), torch.randn(1, 3, 16, 16), min_size=1))
     assert rec.count("merge") == 0, rec.merges
     outs = {c.name: c for c in rec.convs}
     assert {n for n, c in outs.items() if c.alpha_out == 0.0 and c.plain_reason and c.plain_reason.startswith(reason)} == plain, rec.convs
