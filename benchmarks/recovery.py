@@ -6,10 +6,11 @@ deviation 1.5 (the stripes' amplitude is 0.4 to 1). The original (``TextureNet``
 residual CNN) is trained to convergence here; then, at alpha 0.5, octave 2:
 
   (a) the default conversion (the last channels of each conv low);
-  (b) with calibration on 512 training images (measured low channels, batch-norm drift corrected);
+  (b) with calibration on 512 training images (the best on them of the measured split and the
+      default one with batch-norm drift corrected, and no calibration);
   (c) (a) and (b) distilled with ``octify.finetune`` (its defaults: SGD, lr 0.01, 5% warm-up +
-      cosine, KL at T=4 plus 0.5 cross-entropy on the labels) for 5% and 10% of the original's
-      training steps;
+      cosine, KL at T=4 to the original, 10% of the data held out and the best weights kept) for
+      5% and 10% of the original's training steps;
   (d) the same octave network trained from scratch (random weights, the original's own recipe)
       for that 10% budget.
 
