@@ -177,7 +177,8 @@ def _build(
     recorder.unconverted_convs(model, gm, lambda m, name: is_user_leaf(m, name, opts.leaf_types, opts.leaf_globs))
     _warn_if_nothing_converted(record)
 
-    out = fx.GraphModule(root, graph, class_name=f"Oct{type(model).__name__}")
+    record.class_name = f"Oct{type(model).__name__}"
+    out = fx.GraphModule(root, graph, class_name=record.class_name)
     builder.restore_training_flags(out)
     out.training = model.training
     inplace_adds(out)  # 5

@@ -18,7 +18,7 @@ import copy
 import importlib
 import warnings
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Sequence, Tuple, Union
 
@@ -49,12 +49,15 @@ class ExportResult:
     max_abs_diff: float  # the largest |exported - model| over every output element
     rel_diff: float  # that, over the largest |model output|
     frozen: bool
+    input_names: List[str] = field(default_factory=list)  # ONNX: what to feed the file's inputs by
+    output_names: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "path": str(self.path), "format": self.format, "runtime": self.runtime,
             "input_shapes": [list(s) for s in self.input_shapes], "max_abs_diff": self.max_abs_diff,
-            "rel_diff": self.rel_diff, "frozen": self.frozen,
+            "rel_diff": self.rel_diff, "frozen": self.frozen, "input_names": list(self.input_names),
+            "output_names": list(self.output_names),
         }
 
 
@@ -87,20 +90,31 @@ def _leaves(value: Any) -> List[Tensor]:
     return [t for t in pytree.tree_leaves(value) if isinstance(t, Tensor)]
 
 
-def _write_onnx(model: nn.Module, inputs: Tuple[Tensor, ...], path: Path, exporter: str) -> Callable[..., List[Tensor]]:
+def _names(given: Sequence[str], prefix: str, n: int, what: str) -> List[str]:
+    """``given`` names, or ``prefix_0 ...``; a count that does not fit is refused."""
+    if not given:
+        return [f"{prefix}_{i}" for i in range(n)]
+    if len(given) != n or len(set(given)) != n:
+        raise ValueError(f"octify.export: expected {n} distinct {what} names (the model has {n} {what}{'s' * (n != 1)}), found {list(given)}")
+    return list(given)
+
+
+def _write_onnx(
+    model: nn.Module, inputs: Tuple[Tensor, ...], path: Path, exporter: str, input_names: Sequence[str], output_names: Sequence[str],
+) -> Tuple[Callable[..., List[Tensor]], List[str], List[str]]:
     import onnxruntime as ort
 
-    names = [f"input_{i}" for i in range(len(inputs))]
+    names = _names(input_names, "input", len(inputs), "input")
+    with torch.no_grad():
+        outputs = _names(output_names, "output", len(_leaves(model(*inputs))), "output")
     if exporter == "dynamo":
         batch = torch.export.Dim("batch", min=1, max=4096)
         program = torch.onnx.export(
-            model, inputs, dynamo=True, input_names=names, dynamic_shapes=[{0: batch} for _ in inputs], verbose=False
+            model, inputs, dynamo=True, input_names=names, output_names=outputs, dynamic_shapes=[{0: batch} for _ in inputs],
+            verbose=False,
         )
         program.save(str(path))
     else:
-        with torch.no_grad():
-            n_out = len(_leaves(model(*inputs)))
-        outputs = [f"output_{i}" for i in range(n_out)]
         # Output names are required here: without them the legacy exporter takes a GraphModule's
         # torch.fx graph for a TorchScript one and fails on it.
         torch.onnx.export(
@@ -113,7 +127,7 @@ def _write_onnx(model: nn.Module, inputs: Tuple[Tensor, ...], path: Path, export
     def run(*xs: Tensor) -> List[Tensor]:
         return [torch.from_numpy(a) for a in session.run(None, {n: x.numpy() for n, x in zip(feed, xs)})]
 
-    return run
+    return run, feed, [o.name for o in session.get_outputs()]
 
 
 def _write_torchscript(model: nn.Module, inputs: Tuple[Tensor, ...], path: Path) -> Callable[..., List[Tensor]]:
@@ -140,6 +154,8 @@ def export(
     example_inputs: Any = None,
     freeze: bool = True,
     onnx_exporter: str = "dynamo",
+    input_names: Sequence[str] = (),
+    output_names: Sequence[str] = (),
 ) -> ExportResult:
     """Write ``model`` to ``path`` in ``format``, load the file back, run it on ``example_inputs``
     and return how far its outputs are from the model's (see the module docstring).
@@ -147,7 +163,9 @@ def export(
     ``example_inputs``: a Tensor or a tuple of Tensors, each with a (dynamic) batch dimension; by
     default random inputs of the shapes the model was converted on. With ``freeze=True`` the
     model is exported as ``octify.freeze`` makes it, and the difference includes the folding's
-    rounding. ``model`` itself is not changed.
+    rounding. ``model`` itself is not changed. ONNX files name their inputs ``input_0, ...`` and
+    outputs ``output_0, ...`` unless ``input_names`` / ``output_names`` say otherwise; the result
+    has the names the file has.
 
     >>> import torch, torchvision, octify, tempfile, os
     >>> net = octify.convert(torchvision.models.resnet18(), example_inputs=torch.randn(1, 3, 64, 64))
@@ -175,15 +193,21 @@ def export(
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=r".*is deprecated.*", category=FutureWarning)
         warnings.filterwarnings("ignore", message=r"No complete tensor found.*")
-        return _export_checked(target, path, format, inputs, want, onnx_exporter, freeze)
+        return _export_checked(target, path, format, inputs, want, onnx_exporter, freeze, input_names, output_names)
 
 
 def _export_checked(
-    target: nn.Module, path: Path, format: str, inputs: Tuple[Tensor, ...], want: List[Tensor], onnx_exporter: str, freeze: bool
+    target: nn.Module, path: Path, format: str, inputs: Tuple[Tensor, ...], want: List[Tensor], onnx_exporter: str, freeze: bool,
+    input_names: Sequence[str], output_names: Sequence[str],
 ) -> ExportResult:
+    in_names: List[str] = []
+    out_names: List[str] = []
+    if format == "onnx":  # checked before the long steps: a wrong count is the caller's mistake
+        _names(input_names, "input", len(inputs), "input")
+        _names(output_names, "output", len(want), "output")
     try:
         if format == "onnx":
-            run = _write_onnx(target, _batched(inputs), path, onnx_exporter)
+            run, in_names, out_names = _write_onnx(target, _batched(inputs), path, onnx_exporter, input_names, output_names)
             runtime = "onnxruntime " + importlib.import_module("onnxruntime").__version__
         elif format == "torchscript":
             run = _write_torchscript(target, inputs, path)
@@ -211,5 +235,6 @@ def _export_checked(
     scale = max((float(w.double().abs().max()) for w in want if w.numel()), default=0.0)
     return ExportResult(
         path=path, format=format, runtime=runtime, input_shapes=[tuple(t.shape) for t in inputs],
-        max_abs_diff=diff, rel_diff=diff / scale if scale > 0 else diff, frozen=freeze,
+        max_abs_diff=diff, rel_diff=diff / scale if scale > 0 else diff, frozen=freeze, input_names=in_names,
+        output_names=out_names,
     )

@@ -58,12 +58,15 @@ def _install_legacy_aliases() -> None:
 _install_legacy_aliases()
 
 
-def _rebuild_graph_module(reduce_fn: Any, reduce_args: tuple, meta: dict) -> nn.Module:
-    """Unpickling hook: torch.fx's own reconstruction, then the GraphModule's ``meta`` put back
-    (torch.fx drops it, and the conversion record lives there)."""
+def _rebuild_graph_module(reduce_fn: Any, reduce_args: tuple, meta: dict, class_name: Optional[str] = None) -> nn.Module:
+    """Unpickling hook: torch.fx's own reconstruction, then what it drops put back: the
+    GraphModule's ``meta`` (the conversion record lives there) and its class name (``OctResNet``,
+    which messages and reports call the model by). Files saved without a class name load as before."""
     gm = reduce_fn(*reduce_args)
     if isinstance(getattr(gm, "meta", None), dict):
         gm.meta.update(meta)
+    if class_name and type(gm) is not torch.fx.GraphModule:  # each GraphModule has a class of its own
+        type(gm).__name__ = class_name
     return gm
 
 
@@ -83,7 +86,7 @@ class _Pickler(pickle.Pickler):
             reduced = obj.__reduce__()
             if isinstance(reduced, tuple) and len(reduced) == 2:
                 meta = {k: v for k, v in obj.meta.items() if _picklable(v)}
-                return _rebuild_graph_module, (reduced[0], reduced[1], meta)
+                return _rebuild_graph_module, (reduced[0], reduced[1], meta, type(obj).__name__)
         return NotImplemented
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["ConvRecord", "MergeRecord", "Specialization", "ConversionRecord", "record_of", "recorded_inputs", "attach_record"]
+__all__ = ["ConvRecord", "MergeRecord", "Specialization", "ConversionRecord", "record_of", "recorded_inputs", "attach_record", "model_name"]
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,13 @@ class ConversionRecord:
     calibration: dict = field(default_factory=dict)
     # After octify.finetune: every held-out measurement and the step whose weights were kept.
     finetune: dict = field(default_factory=dict)
+    # The converted model's class name (``OctResNet``): a copy of a GraphModule is called
+    # "GraphModule" again, so reports and messages take the name from here (``model_name``).
+    class_name: str = ""
 
     def __setstate__(self, state: dict) -> None:
         # Records pickled by 0.1.0 have no ``specialized``, ``input_shapes``, ``calibration`` or ``finetune``.
-        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, **state})
+        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, "class_name": "", **state})
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -96,6 +99,7 @@ class ConversionRecord:
             "input_shapes": [list(s) for s in self.input_shapes],
             "calibration": dict(self.calibration),
             "finetune": dict(self.finetune),
+            "class_name": self.class_name,
         }
 
 
@@ -108,6 +112,22 @@ def attach_record(model: torch.nn.Module, record: ConversionRecord) -> None:
     model.meta["octify"] = record
     model._octify_record = record
     model.meta.setdefault("_user_preserved_attributes", {})["_octify_record"] = record
+
+
+def model_name(model: torch.nn.Module) -> str:
+    """What to call ``model``: a converted model's class name as convert gave it (``OctResNet``),
+    which copies and reloads keep; else its type's name.
+
+    >>> import torch, copy, octify
+    >>> conv = lambda c_in: torch.nn.Conv2d(c_in, 8, 3, padding=1)
+    >>> net = octify.convert(torch.nn.Sequential(conv(3), conv(8), conv(8)), example_inputs=torch.randn(1, 3, 16, 16))
+    >>> type(net).__name__, type(copy.deepcopy(net)).__name__, model_name(copy.deepcopy(net))
+    ('OctSequential', 'GraphModule', 'OctSequential')
+    """
+    try:
+        return record_of(model).class_name or type(model).__name__
+    except ValueError:
+        return type(model).__name__
 
 
 def record_of(model: torch.nn.Module) -> ConversionRecord:

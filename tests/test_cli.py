@@ -422,7 +422,7 @@ def test_state_dict_given_as_model(tmp_path):
 
 def test_weights_that_do_not_fit(tmp_path):
     torch.save({"model": {"stem.0.weight": torch.zeros(1), "extra.bias": torch.zeros(1)}}, tmp_path / "w.pth")
-    assert_error(run("report", CUSTOM, "--weights", tmp_path / "w.pth"), 1, "do not fit the model", "missing keys", "1 unexpected key (extra.bias)")
+    assert_error(run("report", CUSTOM, "--weights", tmp_path / "w.pth"), 2, "do not fit the model", "missing keys", "1 unexpected key (extra.bias)")
     torch.save({"epoch": 1, "optimizer": {}}, tmp_path / "o.pth")
     assert_error(run("report", CUSTOM, "--weights", tmp_path / "o.pth"), 1, "expected a state_dict")
     assert_error(run("report", CUSTOM, "--weights", tmp_path / "none.pth"), 2, "no such checkpoint file")

@@ -24,14 +24,20 @@ import textures  # noqa: E402
 @pytest.fixture(scope="module")
 def converted_file(tmp_path_factory):
     d = tmp_path_factory.mktemp("finetune")
-    result = run("convert", TEXTURES, "-i", "1,3,32,32", "-o", d / "tex_oct.pt", "-q")
+    torch.manual_seed(0)  # the weights the CLI would draw with --seed 0, saved as a user's checkpoint
+    torch.save(textures.build_model().state_dict(), d / "tex.pth")
+    result = run("convert", TEXTURES, "--weights", d / "tex.pth", "-i", "1,3,32,32", "-o", d / "tex_oct.pt", "-q")
     assert result.exit_code == 0, result.stderr
     return d / "tex_oct.pt"
 
 
+def weights(converted_file: Path) -> list:
+    return ["--weights", converted_file.parent / "tex.pth"]
+
+
 def test_finetune_cli_tunes_saves_and_reports_before_and_after(converted_file, tmp_path):
     out, report = tmp_path / "tuned.pt", tmp_path / "r.json"
-    result = run("finetune", TEXTURES, converted_file, "--data", f"{TEXTURES}:make_dataset", "--steps", "6",
+    result = run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "--steps", "6",
                  "--batch-size", "32", "--holdout", "0.05", "-o", out, "--json", report)
     assert result.exit_code == 0, result.stderr
     data = json.loads(report.read_text())
@@ -55,20 +61,23 @@ def test_finetune_cli_tunes_saves_and_reports_before_and_after(converted_file, t
 
 
 def test_finetune_cli_says_what_it_expected(converted_file, tmp_path):
-    assert_error(run("finetune", TEXTURES, converted_file, "--data", tmp_path / "nowhere", "-o", tmp_path / "t.pt"), 2,
-                 "--data", "expected a directory of class folders (ImageFolder) or file.py:FACTORY, found nothing there")
-    assert_error(run("finetune", TEXTURES, converted_file, "--data", f"{TEXTURES}:make_dataset", "--holdout", "1.5"), 2,
+    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", tmp_path / "nowhere", "-o", tmp_path / "t.pt"), 2,
+                 "--data", "expected a directory of images (one folder per class for labels) or file.py:FACTORY, found nothing there")
+    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "--holdout", "1.5"), 2,
                  "holdout must be a fraction in (0, 1), found 1.5")
-    assert_error(run("finetune", TEXTURES, converted_file, "--data", f"{TEXTURES}:nothing_here", "-o", tmp_path / "t.pt"), 2,
-                 "has no function nothing_here(): expected --data file.py:FACTORY, a function returning a torch Dataset")
+    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:nothing_here", "-o", tmp_path / "t.pt"), 2,
+                 "--data", "has no function nothing_here(): expected file.py:FACTORY, a function returning a torch Dataset")
     plain = tmp_path / "plain.pt"
     torch.save(torch.nn.Conv2d(3, 3, 1), plain)
-    assert_error(run("finetune", TEXTURES, plain, "--data", f"{TEXTURES}:make_dataset", "-o", tmp_path / "t.pt"), 2,
+    assert_error(run("finetune", TEXTURES, plain, *weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "-o", tmp_path / "t.pt"), 2,
                  "plain.pt: expected a model returned by octify.convert")
     empty = tmp_path / "images"
     empty.mkdir()
-    assert_error(run("finetune", TEXTURES, converted_file, "--data", empty, "-o", tmp_path / "t.pt"), 2,
-                 "expected one folder per class holding images (torchvision ImageFolder)")
+    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", empty, "-o", tmp_path / "t.pt"), 2,
+                 "--data", "expected a directory of images (.jpg, .jpeg, .png", "found none in it or below it")
+    # The teacher is the original: one with its constructor's random weights teaches nothing.
+    assert_error(run("finetune", TEXTURES, converted_file, "--data", f"{TEXTURES}:make_dataset", "-o", tmp_path / "t.pt"), 2,
+                 "MODEL has the random weights its constructor drew (no --weights given)", "--allow-random-teacher")
 
 
 def _difference(a: dict, b: dict) -> float:
@@ -105,7 +114,7 @@ def test_two_gloo_processes_through_torchrun_match_one_and_each_other(tmp_path):
 
 @pytest.mark.slow
 def test_finetune_cli_nproc_launches_processes_that_agree_with_one(converted_file, tmp_path):
-    common = [str(TEXTURES), str(converted_file), "--data", f"{TEXTURES}:make_dataset", "--steps", "4", "--batch-size", "32", "-q"]
+    common = [str(TEXTURES), str(converted_file), *map(str, weights(converted_file)), "--data", f"{TEXTURES}:make_dataset", "--steps", "4", "--batch-size", "32", "-q"]
     reports = []
     for k in (1, 2):
         report = tmp_path / f"r{k}.json"
@@ -136,8 +145,8 @@ def test_convert_cli_calibrates_and_measures_fidelity_on_data(tmp_path):
     # The model has random weights (the CLI builds it): which conversion wins varies; what is
     # printed and recorded is always the best of the three on the calibration samples.
     assert set(cal["rel_error"]) == {"measured", "default", "uncalibrated"} and cal["rel_error"][cal["chosen"]] == min(cal["rel_error"].values())
-    assert cal["batch_norms_corrected"] == (0 if cal["chosen"] == "uncalibrated" else 19)
+    assert cal["batch_norms_corrected"] == (0 if cal["chosen"] == "uncalibrated" else 10)  # the original's 10 batch norms
     assert calibration_text(cal, 100) in " ".join(result.stdout.split())
     assert "Fidelity to the original on 100 samples: rel. error" in result.stdout
     assert_error(run("convert", TEXTURES, "-i", "1,3,32,32", "-o", tmp_path / "d.pt", "--fidelity", tmp_path / "none"), 2,
-                 "expected a directory of class folders (ImageFolder) or file.py:FACTORY")
+                 "expected a directory of images (one folder per class for labels) or file.py:FACTORY")

@@ -1038,8 +1038,11 @@ def test_verify_compares_output_structure():
     )
     broken = copy.deepcopy(model)
     broken.conv2 = nn.Conv2d(4, 8, 3, padding=1)
-    with pytest.raises(octify.ConversionError, match=r"(?s)^the converted model fails on example_inputs: RuntimeError: .*Hint: pass verify=False"):
+    with pytest.raises(octify.ConversionError, match=r"^the converted model fails on example_inputs: RuntimeError: [^\n]*Hint: keep the part "
+                       r"that fails plain with exclude=\[...\] or leaf_modules=\[...\], or pass verify=False") as e:
         verify(gm, trace(broken, (), ()), fm, fake_inputs)
+    # The command line says it with its flags, and --no-verify writes only a model that runs.
+    assert e.value.cli_hint.startswith("keep the part that fails plain with --exclude GLOB or --leaf GLOB, or pass --no-verify")
 
 
 # =============================================================================================

@@ -59,6 +59,8 @@ _CONVERT_EPILOG = """[b]Examples[/b]
 
   octify convert net.py --weights ckpt.pth --json - > comparison.json
 
+  octify convert net.py --weights ckpt.pth -i 1,3,64,64 --calibration photos/ --fidelity held_out/   # folders of images
+
 Load the result with octify.load(PATH), or torch.load(PATH, weights_only=False) with octify installed.
 """
 
@@ -82,13 +84,31 @@ _EXPORT_EPILOG = """[b]Examples[/b]
 
   octify export resnet50_oct.pt -f onnx --onnx-exporter legacy -i 8,3,224,224 --json -
 
-The input shape defaults to the one the model was converted on. ONNX needs pip install 'octify[export]'.
+The input shape defaults to the one the model was converted on. The ONNX file's input and output names are printed (input_0, ...; --input-name, --output-name choose them). ONNX needs pip install 'octify\\[export]'.
 """
 
 _SHAPE_HELP = (
     "Shape of the random example input: N,C,H,W for images, N,C,L for audio (Conv1d), N,C,T,H,W for video (Conv3d). "
     "\\[default: 1,C,224,224 (1,C,16000; 1,C,16,112,112), C from the first conv]"
 )
+
+
+def _types_only_where_a_value_is_taken() -> None:
+    """typer's help prints a type column: ``<bool>`` beside every flag and ``<str>`` beside every
+    argument, which tells the reader nothing and narrows the descriptions. Keep the column for
+    options that take a value (it shows their metavar: ``N``, ``PATH``). This process is octify's
+    command line, so typer's classes are adjusted here, once, at import."""
+    from typer.core import TyperArgument, TyperOption
+
+    if getattr(TyperOption, "_octify_types", False):
+        return
+    takes_value = TyperOption.display_type_rich
+    TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else takes_value(self, ctx)  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+    TyperOption._octify_types = True  # type: ignore[attr-defined]
+
+
+_types_only_where_a_value_is_taken()
 
 
 class _OneLineErrors(TyperGroup):
@@ -163,6 +183,15 @@ _Html = Annotated[Optional[str], typer.Option("--html", metavar="PATH", help="Al
 _Runs = Annotated[int, typer.Option(metavar="N", parser=opt.integer("runs", 1, "a number of timed runs >= 1, e.g. 20"), help="--latency: timed runs per model (after 3 warm-up runs).")]
 _Threads = Annotated[Optional[int], typer.Option(metavar="N", parser=opt.integer("threads", 1, "a number of threads >= 1, e.g. 4"), help="--latency: CPU threads while timing. \\[default: torch's current setting]", show_default=False)]
 _Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+_Resize = Annotated[Optional[int], typer.Option(
+    metavar="PX", parser=opt.integer("resize", 1, "a number of pixels >= 1, e.g. 256"),
+    help="Image files: resize the shorter side to PX before the centre crop to the input size. \\[default: the input's shorter side]", show_default=False,
+)]
+_Normalize = Annotated[Optional[opt.Normalize], typer.Option(
+    metavar="NORM", parser=opt.normalize,
+    help="Image files: normalise as torchvision's ImageNet models ('imagenet', the default), not at all ('none', pixels in [0, 1]), or by MEAN/STD (e.g. 0.5/0.5, or 0.49,0.48,0.45/0.25,0.24,0.26).",
+    show_default=False,
+)]
 _ModelArgs = Annotated[Optional[List[opt.ModelArg]], typer.Option(
     "--model-arg", metavar="KEY=VALUE", parser=opt.model_arg,
     help="A constructor argument of MODEL (repeatable): the class or factory of file.py, the torchvision builder, timm.create_model. VALUE is a Python literal (10, 0.5, True, [2, 2]), else text.",
@@ -191,9 +220,11 @@ def convert(
     layers: _Layers = False,
     html: _Html = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the converted model, and that the saved file reloads with identical outputs.")] = True,
-    calibration: Annotated[Optional[str], typer.Option(metavar="DIR|file.py:FACTORY", help="Calibrate on these images: measured low channels, batch-norm drift corrected.")] = None,
-    fidelity_data: Annotated[Optional[str], typer.Option("--fidelity", metavar="DIR|file.py:FACTORY", help="Measure fidelity to the original (agreement, rel. error, accuracy) on these images.")] = None,
+    calibration: Annotated[Optional[str], typer.Option(metavar="DATA", help="Calibrate on these images (a folder, no labels needed; or file.py:FACTORY returning a Dataset): measured low channels, batch-norm drift corrected.")] = None,
+    fidelity_data: Annotated[Optional[str], typer.Option("--fidelity", metavar="DATA", help="Measure fidelity to the original (agreement, rel. error; accuracy when class folders give labels) on these images (a folder, or file.py:FACTORY).")] = None,
     data_samples: Annotated[int, typer.Option(metavar="N", parser=opt.integer("data_samples", 1, "a number of samples >= 1, e.g. 512"), help="Samples taken from --calibration and --fidelity data.")] = 512,
+    resize: _Resize = None,
+    normalize: _Normalize = None,
     quiet: _Quiet = False,
     debug: _Debug = False,
 ) -> None:
@@ -207,7 +238,7 @@ def convert(
             min_size=min_size, policy=policy, exclude=tuple(exclude or ()),
             alpha_for={g.glob: g.alpha for g in alpha_for} if alpha_for else None, leaf=list(leaf or ()),
             model_args=opt.model_kwargs(model_arg), weights=weights, output=output, json_out=json_out, latency=latency, verify=verify,
-            calibration=calibration, fidelity_data=fidelity_data, data_samples=data_samples,
+            calibration=calibration, fidelity_data=fidelity_data, data_samples=data_samples, resize=resize, normalize=normalize,
             runs=runs, threads=threads, layers=layers, html=html,
         )
 
@@ -241,13 +272,15 @@ def report(
 
 @app.command(epilog=_EXPORT_EPILOG)
 def export(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="A converted model saved by `octify convert` (file.pt), or any MODEL form above.", show_default=False)],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A converted model saved by `octify convert` (file.pt), or " + _MODEL_HELP, show_default=False)],
     format: Annotated[str, typer.Option("--format", "-f", metavar="onnx|torchscript|exported-program", parser=opt.choice("format", EXPORT_FORMATS), help="The file format: ONNX (rerun in onnxruntime), TorchScript (torch.jit.trace), or a torch.export ExportedProgram (.pt2).")] = "onnx",
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write it. \\[default: <model name>.onnx | .torchscript.pt | .pt2]", show_default=False)] = None,
     model_arg: _ModelArgs = None,
     input_shape: _Shape = None,
     freeze: Annotated[bool, typer.Option("--freeze/--no-freeze", help="Export the frozen form (octify.freeze: batch norms folded, weights laid out once), the one to deploy.")] = True,
     onnx_exporter: Annotated[str, typer.Option(metavar="dynamo|legacy", parser=opt.choice("onnx_exporter", ONNX_EXPORTERS), help="ONNX only: torch.onnx's dynamo exporter, or the TorchScript-based one.")] = "dynamo",
+    input_name: Annotated[Optional[List[str]], typer.Option(metavar="NAME", help="ONNX only: the name of an input, in order (repeatable). \\[default: input_0, input_1, ...]", show_default=False)] = None,
+    output_name: Annotated[Optional[List[str]], typer.Option(metavar="NAME", help="ONNX only: the name of an output, in order (repeatable). \\[default: output_0, ...]", show_default=False)] = None,
     json_out: _Json = None,
     quiet: _Quiet = False,
     debug: _Debug = False,
@@ -255,23 +288,21 @@ def export(
     """Export MODEL for deployment, load the file back, run it and print how far it is from MODEL."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
     with ui.boundary():
-        from .commands import run_export  # here, not at the top: torch loads only when a command runs
+        from .exporting import run_export  # here, not at the top: torch loads only when a command runs
 
         run_export(
             ui, spec=model, model_args=opt.model_kwargs(model_arg), format=format, output=output, input_shape=input_shape, freeze=freeze,
-            onnx_exporter=onnx_exporter, json_out=json_out,
+            onnx_exporter=onnx_exporter, json_out=json_out, input_names=tuple(input_name or ()), output_names=tuple(output_name or ()),
         )
 
 
 _FINETUNE_EPILOG = """[b]Examples[/b]
 
-  octify finetune torchvision:resnet50 resnet50_oct.pt --data ~/imagenet-subset --steps 2000 -o resnet50_tuned.pt
+  octify finetune torchvision:resnet50 resnet50_oct.pt --weights resnet50.pth --data ~/photos --steps 2000 -o resnet50_tuned.pt
 
   octify finetune examples/textures.py textures_oct.pt --weights textures.pth --data examples/textures.py:make_dataset --steps 200 --nproc 2
 
-MODEL and --weights give the original as for convert; --data is a directory of class folders (ImageFolder, resized to
-the shape the model was converted on, ImageNet-normalised) or file.py:FACTORY returning a Dataset. A --holdout share is
-kept out of training and measured before and after. Under torchrun, or with --nproc K, it runs in DistributedDataParallel.
+MODEL and --weights give the trained original as for convert (without --weights, a MODEL that draws random weights is refused: it would teach nothing). --data is a folder of images -- no labels needed; class folders add accuracy -- prepared as for convert (resized and centre-cropped to the shape the model was converted on, ImageNet-normalised; --resize, --normalize), or file.py:FACTORY returning a Dataset. A --holdout share is kept out of training and measured before, during and after; the best weights measured there are kept. Under torchrun, or with --nproc K, it runs in DistributedDataParallel.
 """
 
 
@@ -279,15 +310,18 @@ kept out of training and measured before and after. Under torchrun, or with --np
 def finetune(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="The original model: " + _MODEL_HELP, show_default=False)],
     converted: Annotated[str, typer.Argument(metavar="CONVERTED.pt", help="Its converted model, saved by octify convert.", show_default=False)],
-    data: Annotated[str, typer.Option("--data", "-d", metavar="DIR|file.py:FACTORY", help="The training data: an ImageFolder directory or a Dataset factory.", show_default=False)],
+    data: Annotated[str, typer.Option("--data", "-d", metavar="DATA", help="The training data: a folder of images (no labels needed), or file.py:FACTORY returning a Dataset.", show_default=False)],
     steps: Annotated[int, typer.Option(metavar="N", parser=opt.integer("steps", 1, "a number of optimizer steps >= 1, e.g. 1000"), help="Optimizer steps.")] = 1000,
     batch_size: Annotated[int, typer.Option(metavar="B", parser=opt.integer("batch_size", 1, "an integer >= 1, e.g. 64"), help="The global batch (split among processes).")] = 64,
     lr: Annotated[float, typer.Option(metavar="LR", parser=opt.number("lr", 0.0, above=True, example="e.g. 0.01"), help="Peak learning rate (SGD, Nesterov momentum 0.9; 5% warm-up, then cosine).")] = 0.01,
     model_arg: _ModelArgs = None,
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) into MODEL first.")] = None,
     holdout: Annotated[float, typer.Option(metavar="F", parser=opt.fraction("holdout"), help="Share of the data held out to measure fidelity on.")] = 0.1,
+    resize: _Resize = None,
+    normalize: _Normalize = None,
     seed: Annotated[int, typer.Option(metavar="S", parser=opt.integer("seed", 0, "an integer >= 0"), help="Seed of the split, the data order and the run.")] = 0,
     nproc: Annotated[int, typer.Option(metavar="K", parser=opt.integer("nproc", 1, "a number of processes >= 1, e.g. 2"), help="Run K local processes (DistributedDataParallel) through torch.distributed.run.")] = 1,
+    allow_random_teacher: Annotated[bool, typer.Option("--allow-random-teacher", help="Distil from MODEL even when it has its constructor's random weights (no --weights): a dry run of the pipeline, nothing learned.")] = False,
     checkpoint: Annotated[Optional[str], typer.Option(metavar="PATH", help="Save the run's state here (and resume from it when it exists).")] = None,
     checkpoint_every: Annotated[int, typer.Option(metavar="N", parser=opt.integer("checkpoint_every", 0, "an integer >= 0 (0: at the end only)"), help="Save a checkpoint every N steps.")] = 0,
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the tuned model. \\[default: CONVERTED_tuned.pt]", show_default=False)] = None,
@@ -304,15 +338,19 @@ def finetune(
             relaunch += [flag, value]
     for a in model_arg or ():
         relaunch += ["--model-arg", f"{a.key}={a.value!r}"]
-    relaunch += ["--quiet"] * quiet + ["--debug"] * debug
+    if resize is not None:
+        relaunch += ["--resize", str(resize)]
+    if normalize is not None:
+        relaunch += ["--normalize", "none" if normalize.mean is None else f"{','.join(map(repr, normalize.mean))}/{','.join(map(repr, normalize.std))}"]
+    relaunch += ["--quiet"] * quiet + ["--debug"] * debug + ["--allow-random-teacher"] * allow_random_teacher
     with ui.boundary():
         from .finetune import run_finetune
 
         run_finetune(
             ui, spec=model, model_args=opt.model_kwargs(model_arg), converted_path=converted, data=data, weights=weights,
-            steps=steps, batch_size=batch_size, lr=lr,
+            steps=steps, batch_size=batch_size, lr=lr, resize=resize, normalize=normalize,
             holdout=holdout, seed=seed, nproc=nproc, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-            output=output, json_out=json_out, relaunch_args=relaunch,
+            output=output, json_out=json_out, relaunch_args=relaunch, allow_random_teacher=allow_random_teacher,
         )
 
 

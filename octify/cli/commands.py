@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, List, Optional
+from dataclasses import replace
+from typing import Any, List, Optional, Tuple
 
 import torch
 from rich.markup import escape
 
 from ..convert import convert as convert_model
-from ..errors import ConversionError
-from ..export import export as export_model
+from ..errors import ConversionError, first_line
 from ..io import load, save
 from ..record import record_of, recorded_inputs
 from ..report import compare, profile
 from ..nn import OctConvTranspose2d
 from ..nn.octconv import OctConvNd
+from ..report._format import calibration_text, fidelity_text
 from ..report._tables import record_summary
 from ..tune.fidelity import fidelity
 from ..utils.formatting import nbytes, si
@@ -27,15 +28,11 @@ from ..utils.formatting import shape as shape_text
 from ..utils.inputs import default_shape
 from . import loading
 from .console import UI, CLIError, one_line, usage, write_json
-from .data import load_dataset
+from .data import ImagePrep, load_dataset
 from .options import Shape, check_writable
 from .weights import load_weights
 
-__all__ = ["run_convert", "run_report", "run_export", "load_user_model", "headline", "EXPORT_SUFFIXES"]
-
-# The default output file of ``octify export`` per format.
-EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported-program": ".pt2"}
-
+__all__ = ["run_convert", "run_report", "load_user_model", "headline", "image_prep", "example_input", "RANDOM_WEIGHTS"]
 
 def _random_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
@@ -50,6 +47,14 @@ def _check_takes(model: torch.nn.Module, x: torch.Tensor, given: bool) -> None:
         convs = [m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
         expects = f" (its first {type(convs[0]).__name__} takes {convs[0].in_channels} channels)" if convs else ""
         how = "" if given else " (the default)"
+        if convs and x.dim() != len(convs[0].kernel_size) + 2:
+            dims = len(convs[0].kernel_size)
+            layout = "N,C," + {1: "L", 2: "H,W", 3: "D,H,W"}.get(dims, ",".join("S" * dims))
+            raise usage(
+                f"--input-shape {','.join(map(str, x.shape))}{how} has {x.dim()} dimensions: the model's first "
+                f"{type(convs[0]).__name__} takes {dims + 2} ({layout}). Hint: pass --input-shape {layout}, e.g. "
+                f"{','.join(['1', str(convs[0].in_channels)] + ['224' if dims == 2 else '32'] * dims)}."
+            ) from e
         raise usage(
             f"the model cannot take an input of shape {shape_text(tuple(x.shape))}{how}: "
             f"{loading.describe_exception(e)}. Hint: pass --input-shape N,C,H,W that the model accepts{expects}."
@@ -76,10 +81,15 @@ def load_user_model(ui: UI, spec: str, weights: Optional[str], model_args: Optio
         if weights is not None:
             with ui.step(f"Loading weights {weights}"):
                 loaded.source += f", weights from {load_weights(loaded.model, weights)}"
+            loaded.random_weights = False
         loaded.model.eval()
     params = sum(p.numel() for p in loaded.model.parameters())
-    ui.say(f"Loaded [bold]{escape(loaded.source)}[/]: {si(params)} parameters, {_conv_counts(loaded.model)}")
+    random = " [yellow](its constructor's random weights)[/]" if loaded.random_weights else ""
+    ui.say(f"Loaded [bold]{escape(loaded.source)}[/]{random}: {si(params)} parameters, {_conv_counts(loaded.model)}")
     return loaded
+
+
+RANDOM_WEIGHTS = "MODEL has the random weights its constructor drew (no --weights given)"
 
 
 def _conv_counts(model: torch.nn.Module) -> str:
@@ -101,7 +111,7 @@ def _conv_counts(model: torch.nn.Module) -> str:
     return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts) + f" layer{'s' * (sum(counts.values()) != 1)}"
 
 
-def _example(ui: UI, model: torch.nn.Module, input_shape: Optional[Shape]) -> torch.Tensor:
+def example_input(ui: UI, model: torch.nn.Module, input_shape: Optional[Shape]) -> torch.Tensor:
     recorded = recorded_inputs(model) if input_shape is None else None
     if recorded is not None and len(recorded) == 1:  # a converted model: the shape it was converted on
         shape = tuple(recorded[0].shape)
@@ -140,6 +150,8 @@ def run_convert(
     threads: Optional[int] = None,
     layers: bool = False,
     html: Optional[str] = None,
+    resize: Optional[int] = None,
+    normalize: Any = None,
 ) -> None:
     if output is not None:
         check_writable(Path(output), "the converted model")
@@ -147,10 +159,18 @@ def run_convert(
 
     loaded = load_user_model(ui, spec, weights, model_args)
     original = loaded.model
+    if loaded.random_weights:
+        ui.note(f"{RANDOM_WEIGHTS}: the conversion and its report are right, but neither model has learned anything. "
+                "Hint: --weights CKPT converts your trained weights.")
     out_path = Path(output) if output is not None else Path.cwd() / f"{loaded.name}_oct.pt"
     if output is None:
         check_writable(out_path, "the converted model")
-    x = _example(ui, original, input_shape)
+    x = example_input(ui, original, input_shape)
+    fidelity_batches = None
+    if fidelity_data is not None:  # read before converting: a mistake there is told before any work
+        with ui.step(f"Loading the fidelity data {fidelity_data}"):
+            fidelity_batches, described = _samples(fidelity_data, image_prep(x, resize, normalize), data_samples, "--fidelity")
+        ui.say(f"Fidelity data: {escape(described)}")
 
     record = None
     n_convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in original.modules())
@@ -169,9 +189,12 @@ def run_convert(
             leaf_modules=_leaf_specs(original, leaf),
             verify=verify,
         )
+        prep = image_prep(x, resize, normalize)
         if calibration is not None:
             with ui.step(f"Loading the calibration data {calibration}"):
-                kwargs["calibration"] = [inputs for inputs, _ in _samples(calibration, x, data_samples)]
+                batches, described = _samples(calibration, prep, data_samples, "--calibration")
+                kwargs["calibration"] = [inputs for inputs, _ in batches]
+            ui.say(f"Calibration data: {escape(described)}")
         with ui.step(f"Converting at alpha={alpha:g}: tracing, rewriting, transferring weights" + (", verifying" if verify else "")):
             warnings.filterwarnings("ignore", message="octify: none of the")  # the headline says it
             try:
@@ -181,6 +204,16 @@ def run_convert(
             except (ValueError, TypeError) as e:  # convert's argument checks
                 raise usage(one_line(str(e))) from e
         converted.eval()
+        if not verify:  # unverified: written only if it runs on the example input for real
+            with ui.step("Running the converted model on the example input"):
+                try:
+                    with torch.no_grad():
+                        converted(x)
+                except Exception as e:
+                    raise CLIError(
+                        f"the converted model does not run on the example input {'x'.join(map(str, x.shape))}: {first_line(e)}; "
+                        "nothing was written. Hint: keep the part that fails plain with --exclude GLOB or --leaf GLOB."
+                    ) from e
         try:
             record = record_of(converted)
         except ValueError:
@@ -200,9 +233,9 @@ def run_convert(
     with ui.step("Profiling the original and the converted model" + (", timing both" if latency else "")):
         comparison = compare(original, converted, x, latency=latency, runs=runs, threads=threads)
     measured = None
-    if fidelity_data is not None:
+    if fidelity_batches is not None:
         with ui.step(f"Measuring fidelity to the original on {fidelity_data}"):
-            measured = fidelity(original, converted, _samples(fidelity_data, x, data_samples))
+            measured = fidelity(original, converted, fidelity_batches)
 
     if json_out != "-":  # with JSON on stdout, the JSON is the report
         ui.out.print(comparison)
@@ -211,13 +244,13 @@ def run_convert(
         if record is not None:
             ui.out.print(record_summary(record, full=layers))
         if record is not None and record.calibration:
-            ui.say(calibration_text(record.calibration, sum(len(b) for b in kwargs["calibration"])))
+            ui.say(escape(calibration_text(record.calibration, sum(len(b) for b in kwargs["calibration"]))))
         if measured is not None:
-            ui.say(fidelity_text(measured))
+            ui.say(escape(fidelity_text(measured)))
     _warn_if_busy(ui, comparison.before.latency, comparison.after.latency)
     _note_user_classes(ui, converted, loaded)
     if html is not None:
-        _write_html(ui, comparison.to_html(record), html)
+        _write_html(ui, comparison.to_html(record, fidelity=measured), html)
     ui.say(
         f"Saved [cyan]{escape(str(out_path))}[/] ({nbytes(out_path.stat().st_size)})"
         + ("; reloading it gives the converted model's outputs bit for bit" if verify else "")
@@ -235,8 +268,9 @@ def run_convert(
                 data["fidelity"] = measured
         write_json(ui, data, json_out)
     if record is not None and record.converted and json_out != "-":
+        measure = "" if measured is not None else "measure how close it is (--fidelity DATA), "
         ui.say(
-            "[dim]Next: the converted model is not the original; measure how close it is (--fidelity DATA), "
+            f"[dim]Next: the converted model is not the original; {measure}"
             "win accuracy back (octify finetune), deploy it (octify export). README: What next.[/]"
         )
 
@@ -291,37 +325,20 @@ def _warn_if_busy(ui: UI, *latencies: Any) -> None:
             return
 
 
-def _samples(spec: str, x: torch.Tensor, n: int) -> List[Any]:
+def image_prep(x: torch.Tensor, resize: Optional[int], normalize: Any) -> ImagePrep:
+    """How image files become inputs of the example's size (``--resize``, ``--normalize``)."""
+    prep = ImagePrep(size=tuple(x.shape[-2:]), resize=resize)
+    return prep if normalize is None else replace(prep, mean=normalize.mean, std=normalize.std)
+
+
+def _samples(spec: str, prep: ImagePrep, n: int, option: str) -> Tuple[List[Any], str]:
     """Up to ``n`` samples of the dataset ``spec`` (a seeded random choice), as a list of
-    (inputs, labels) batches of 64 sized like the example input."""
-    dataset, _ = load_dataset(spec, tuple(x.shape[-2:]))
+    (inputs, labels or None) batches of 64, and the data described."""
+    dataset, described = load_dataset(spec, prep, option)
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, pick), batch_size=64)
-    return [tuple(b) if isinstance(b, (list, tuple)) else (b, None) for b in loader]
-
-
-_CANDIDATES = {"measured": "measured split", "default": "default split", "uncalibrated": "uncalibrated"}
-
-
-def calibration_text(cal: dict, samples: int) -> str:
-    """What calibration returned, and what it was compared with, in one line."""
-    errors = cal["rel_error"]
-    against = " and ".join(f"{e:.4f} ({_CANDIDATES[k]})" for k, e in errors.items() if k != cal["chosen"])
-    measured = f"rel. error {errors[cal['chosen']]:.4f} there, against {against}" if against else ""
-    if cal["chosen"] == "uncalibrated":
-        return f"Calibration did not help on its {samples} samples, so the conversion is left uncalibrated: {measured}"
-    split = f"measured low channels for {len(cal['assigned'])} convs" if cal["chosen"] == "measured" else "the default split"
-    return f"Calibrated on {samples} samples: {split}, {cal['batch_norms_corrected']} batch norms corrected" + (f"; {measured}" if measured else "")
-
-
-def fidelity_text(r: dict) -> str:
-    """One line of ``octify.fidelity``'s result, as the CLI prints it."""
-    text = f"Fidelity to the original on {r['samples']} samples: rel. error [bold]{r['rel_error']:.4f}[/]"
-    if r.get("agreement") is not None:
-        text += f", top-1 agreement [bold]{r['agreement']:.2%}[/]"
-    if "accuracy" in r:
-        text += f", accuracy {r['accuracy']:.2%} (original {r['original_accuracy']:.2%})"
-    return text
+    batches = [tuple(b) if isinstance(b, (list, tuple)) else (b, None) for b in loader]
+    return batches, f"{described}; {len(pick)} of them used (--data-samples)" if len(pick) < len(dataset) else described
 
 
 def _check_reload(model: torch.nn.Module, path: Path, shape: tuple) -> None:
@@ -362,7 +379,7 @@ def run_report(
 ) -> None:
     _check_report_paths(json_out, html)
     loaded = load_user_model(ui, spec, weights, model_args)
-    x = _example(ui, loaded.model, input_shape)
+    x = example_input(ui, loaded.model, input_shape)
     with ui.step("Profiling" + (" and timing" if latency else "")):
         prof = profile(loaded.model, x, latency=latency, runs=runs, threads=threads)
     if json_out != "-":
@@ -376,43 +393,4 @@ def run_report(
         data = prof.to_dict()
         data.setdefault("source", loaded.source)
         data.setdefault("input_shape", list(x.shape))
-        write_json(ui, data, json_out)
-
-
-def run_export(
-    ui: UI, *, spec: str, format: str, output: Optional[str], input_shape: Optional[Shape], freeze: bool,
-    onnx_exporter: str, json_out: Optional[str], model_args: Optional[dict] = None,
-) -> None:
-    if output is not None:
-        check_writable(Path(output), "the exported model")
-    if json_out not in (None, "-"):
-        check_writable(Path(json_out), "the JSON report")
-    loaded = load_user_model(ui, spec, None, model_args)
-    stem = Path(spec).stem if Path(spec).suffix in (".pt", ".pth") else loaded.name  # resnet50_oct.pt -> resnet50_oct.onnx
-    out_path = Path(output) if output is not None else Path.cwd() / f"{stem}{EXPORT_SUFFIXES[format]}"
-    if output is None:
-        check_writable(out_path, "the exported model")
-    recorded = recorded_inputs(loaded.model) if input_shape is None else None
-    x: Any = recorded if recorded is not None else _example(ui, loaded.model, input_shape)
-    how = f"the {onnx_exporter} exporter" if format == "onnx" else {"torchscript": "torch.jit.trace", "exported-program": "torch.export"}[format]
-    what = "frozen " if freeze else ""
-    with ui.step(f"Exporting the {what}model to {format} with {how}, then running the file"):
-        try:
-            result = export_model(loaded.model, out_path, format=format, example_inputs=x, freeze=freeze, onnx_exporter=onnx_exporter)
-        except (ValueError, TypeError) as e:  # export's argument checks (failures inside are ExportError)
-            raise usage(one_line(str(e))) from e
-    shapes_text = ", ".join(shape_text(s) for s in result.input_shapes)
-    if json_out != "-":
-        ui.say(
-            f"Exported [cyan]{escape(str(out_path))}[/] ({nbytes(out_path.stat().st_size)}): {format} via {how}, "
-            + ("the frozen model (batch norms folded), " if freeze else "the model as saved (--no-freeze), ")
-            + "dynamic batch"
-        )
-        ui.say(
-            f"Reran it with {result.runtime} on a random {shapes_text} input: largest difference from the model "
-            f"[bold]{result.max_abs_diff:.2e}[/] (relative {result.rel_diff:.2e})"
-        )
-    if json_out is not None:
-        data = result.to_dict()
-        data["source"] = loaded.source
         write_json(ui, data, json_out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -68,12 +69,23 @@ def print_error(message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]octify: error:[/] {escape(one_line(message))}")
 
 
+# The width rich lays out for when output goes to a pipe or file: wide enough never to wrap a message.
+PIPE_WIDTH = 4000
+
+
 class UI:
     """The two consoles (report: stdout, or stderr when JSON goes to stdout; errors: stderr),
     the transient progress display, and the error boundary."""
 
     def __init__(self, *, json_to_stdout: bool = False, quiet: bool = False, debug: bool = False) -> None:
         self.out = Console(stderr=json_to_stdout, quiet=quiet, highlight=False)
+        # Output is wrapped to a terminal's width, but not when it goes to a pipe or a file, where
+        # rich would assume 80 columns and break lines that grep and logs should see whole; there
+        # tables take their natural width, and prose runs on (soft wrap). COLUMNS set asks for
+        # that width anywhere.
+        self._soft = not self.out.is_terminal and not os.environ.get("COLUMNS")
+        if self._soft:
+            self.out.width = PIPE_WIDTH
         self.debug = debug
         self.progress = Progress(
             SpinnerColumn(),
@@ -102,13 +114,13 @@ class UI:
                 self.warn(text)
 
     def say(self, text: str) -> None:
-        self.out.print(text)
+        self.out.print(text, soft_wrap=self._soft)
 
     def warn(self, text: str) -> None:
-        self.out.print(f"[yellow]warning:[/] {escape(one_line(text))}")
+        self.out.print(f"[yellow]warning:[/] {escape(one_line(text))}", soft_wrap=self._soft)
 
     def note(self, text: str) -> None:
-        self.out.print(f"[yellow]note:[/] {escape(text)}")
+        self.out.print(f"[yellow]note:[/] {escape(text)}", soft_wrap=self._soft)
 
     @contextlib.contextmanager
     def boundary(self) -> Iterator[None]:
@@ -116,7 +128,7 @@ class UI:
         import typer
 
         try:
-            with self.progress:
+            with self.progress, _without_fx_call_dumps(enabled=not self.debug):
                 yield
         except (typer.Exit, typer.Abort):
             raise
@@ -131,13 +143,48 @@ class UI:
             raise typer.Exit(code) from None
 
 
+class _FxDumpFilter:
+    """sys.stderr without the traceback torch.fx prints by itself when a GraphModule's generated
+    forward raises ("Call using an FX-traced Module ..."): the error reaches the boundary anyway
+    and is printed there in one line (--debug keeps the dump)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.dropped = stream, False
+
+    def write(self, text: str) -> int:
+        if "Call using an FX-traced Module" in text:
+            self.dropped = True  # print() writes the newline next
+            return len(text)
+        if self.dropped and text == "\n":
+            self.dropped = False
+            return len(text)
+        self.dropped = False
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _without_fx_call_dumps(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    real = sys.stderr
+    sys.stderr = _FxDumpFilter(real)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stderr = real
+
+
 def _describe(e: BaseException) -> tuple[int, str]:
     if isinstance(e, (CLIError, LoadError)):
         return e.exit_code, one_line(str(e))
     if isinstance(e, ConversionError):
         msg = one_line(str(e))
-        if "leaf_modules" in msg:
-            msg += " On the command line: --leaf GLOB (a qualified module name glob, or a class name)."
+        if e.cli_hint:  # the library's hint names its arguments; the command line's, its flags
+            msg = msg.split(" Hint: ")[0] + " Hint: " + e.cli_hint
         elif "Hint" not in msg:
             msg += " Hint: keep the part torch.fx cannot trace whole with --leaf GLOB; its convs then stay plain."
         return 1, msg

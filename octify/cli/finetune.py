@@ -16,15 +16,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..io import load, save
+from ..io import save
 from ..record import record_of
 from ..tune.best import split_validation
 from ..tune.distill import StepInfo, finetune
 from ..tune.distributed import init_from_env, rank_and_world
-from .commands import load_user_model
+from .commands import RANDOM_WEIGHTS, image_prep, load_user_model
 from .console import UI, CLIError, one_line, usage, write_json
 from .data import load_dataset
 from .options import check_writable
+from .saved import check_made_from, check_swapped, load_converted
 
 __all__ = ["run_finetune", "launch_argv"]
 
@@ -51,7 +52,8 @@ def _row(r: Dict[str, Any]) -> List[str]:
 def run_finetune(
     ui: UI, *, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int,
     lr: float, holdout: float, seed: int, nproc: int, checkpoint: Optional[str], checkpoint_every: int,
-    output: Optional[str], json_out: Optional[str], relaunch_args: List[str],
+    output: Optional[str], json_out: Optional[str], relaunch_args: List[str], resize: Optional[int] = None, normalize: Any = None,
+    allow_random_teacher: bool = False,
 ) -> None:
     out_path = Path(output) if output is not None else Path(converted_path).with_name(Path(converted_path).stem + "_tuned.pt")
     if int(os.environ.get("RANK", "0")) == 0:
@@ -67,7 +69,7 @@ def run_finetune(
     distributed = init_from_env()
     try:
         _finetune(ui, spec, model_args, converted_path, data, weights, steps, batch_size, lr, holdout, seed, checkpoint, checkpoint_every,
-                  out_path, json_out)
+                  out_path, json_out, resize, normalize, allow_random_teacher)
     finally:
         if distributed:
             torch.distributed.destroy_process_group()
@@ -76,30 +78,38 @@ def run_finetune(
 def _finetune(
     ui: UI, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int, lr: float,
     holdout: float, seed: int, checkpoint: Optional[str], checkpoint_every: int, out_path: Path, json_out: Optional[str],
+    resize: Optional[int], normalize: Any, allow_random_teacher: bool,
 ) -> None:
     rank, world = rank_and_world()
     quiet_rank = rank != 0
     if quiet_rank:
         ui.out.quiet = True
+    with ui.step(f"Loading the converted model {converted_path}"):
+        check_swapped(spec, converted_path)
+        converted, record = load_converted(converted_path, spec)
     torch.manual_seed(seed)  # a model built with random weights is then the same in every run and process
-    original = load_user_model(ui, spec, weights, model_args).model
+    loaded = load_user_model(ui, spec, weights, model_args)
+    if loaded.random_weights:
+        if not allow_random_teacher:
+            raise usage(f"{RANDOM_WEIGHTS}: fine-tuning would teach the converted model to imitate an untrained network. "
+                        "Hint: pass --weights CKPT (the trained original's state_dict), or --allow-random-teacher for a dry run.")
+        ui.note(f"{RANDOM_WEIGHTS}, and --allow-random-teacher: the converted model learns to imitate an untrained network.")
+    original = loaded.model
+    check_made_from(original, converted, spec, converted_path)
     if world > 1:  # and every process distils from rank 0's original, whatever its constructor draws
         for t in list(original.parameters()) + list(original.buffers()):
             torch.distributed.broadcast(t.data, src=0)
-    with ui.step(f"Loading the converted model {converted_path}"):
-        if not Path(converted_path).is_file():
-            raise usage(f"no such file: {converted_path} (expected a converted model saved by octify convert).")
-        converted = load(converted_path, map_location="cpu")
-        try:
-            record = record_of(converted)
-        except ValueError as e:
-            raise usage(f"{converted_path}: {one_line(str(e))}") from None
-    size = tuple(record.input_shapes[0][-2:]) if record.input_shapes else None
+    example = torch.empty(record.input_shapes[0] if record.input_shapes else (1, 3, 224, 224), device="meta")
     with ui.step(f"Loading the data {data}"):
-        dataset, described = load_dataset(data, size)
+        dataset, described = load_dataset(data, image_prep(example, resize, normalize))
     train, held, why = split_validation(dataset, holdout, seed)
     if held is None:
         raise usage(f"--{why.removeprefix('none (').rstrip(')')}: expected a fraction giving each side a sample.")
+    if batch_size % world:
+        raise usage(f"--batch-size {batch_size} is the global batch: expected a multiple of the {world} processes.")
+    if batch_size > len(train):
+        raise usage(f"--batch-size {batch_size} is larger than the {len(train)} training samples of {data}: expected at most "
+                    f"{len(train)}. Hint: --batch-size {_fitting_batch(len(train), world)}, or more data.")
     ui.say(f"Data: {escape(described)}: {len(train)} samples to train on, {len(held)} held out (--holdout {holdout:g})")
     if len(held) < FEW_HELD_OUT:
         ui.warn(
@@ -134,6 +144,8 @@ def _finetune(
     table = Table(title=f"Fidelity to the original on {len(held)} held-out samples", title_justify="left")
     for col in ("", "top-1 agreement", "rel. error", "accuracy"):
         table.add_column(col, justify="right" if col else "left")
+    if before.get("original_accuracy") is not None:
+        table.add_row("original", "", "", f"{before['original_accuracy']:.2%}")
     table.add_row("before", *_row(before))
     table.add_row(f"after {steps} steps", *_row(last))
     if ft["kept"] == "best":
@@ -150,6 +162,12 @@ def _finetune(
             "processes": world, "seconds": seconds, "train_samples": len(train), "held_out_samples": len(held),
             "output": str(out_path), "data": described,
         }, json_out)
+
+
+def _fitting_batch(samples: int, world: int) -> int:
+    """A batch the data holds, divisible among the processes: the largest power of two."""
+    b = 1 << (samples.bit_length() - 1)
+    return max(world, b - b % world)
 
 
 # Below this many held-out samples, one sample moves the agreement by more than a percent.

@@ -35,7 +35,9 @@ from typing import Any, Callable, Iterator, Optional
 
 from torch import nn
 
+from ..record import model_name
 from .console import LoadError, SpecError, describe_exception
+from .initial_weights import draws_its_weights
 from .libraries import from_timm, from_torchvision
 
 __all__ = ["LoadError", "SpecError", "LoadedModel", "load_model", "split_spec", "describe_exception", "FACTORY_NAMES"]
@@ -54,6 +56,7 @@ class LoadedModel:
     name: str  # short name, used for the default output file: resnet18, custom_cnn, ...
     source: str  # what was loaded, in words: "class CustomCNN() of examples/custom_cnn.py"
     module_name: Optional[str] = None  # sys.modules name the model file was imported under
+    random_weights: bool = False  # built with the random weights its constructor drew (cli/initial_weights.py)
 
 
 # --------------------------------------------------------------------------- parsing MODEL
@@ -85,7 +88,8 @@ def load_model(spec: str, kwargs: Optional[dict] = None) -> LoadedModel:
     kind, where, name = split_spec(spec)
     if kind == "zoo":
         model, canonical, source = (from_torchvision if where == "torchvision" else from_timm)(name, kwargs)
-        return LoadedModel(model, canonical, source)
+        trained = bool(kwargs.get("weights") or kwargs.get("pretrained"))  # --model-arg weights=... / pretrained=True
+        return LoadedModel(model, canonical, source, random_weights=not trained)
     if kind == "saved":
         if kwargs:
             raise SpecError(
@@ -118,7 +122,7 @@ def _from_saved(path: str) -> LoadedModel:
     except Exception as e:
         raise LoadError(f"loading {path} failed: {describe_exception(e)}") from e
     stem = p.stem[:-4] if p.stem.endswith("_oct") else p.stem
-    return LoadedModel(model, stem, f"{type(model).__name__} saved in {path}")
+    return LoadedModel(model, stem, f"{model_name(model)} saved in {path}")
 
 
 # --------------------------------------------------------------------------- python files
@@ -213,13 +217,13 @@ def _from_file(path: str, name: Optional[str], kwargs: dict) -> LoadedModel:
         obj = _getattr_dotted(module, name, path)
         model, how = _build(obj, name, path, kwargs)
         short = stem if name in FACTORY_NAMES + (INSTANCE_NAME,) else name.rsplit(".", 1)[-1]
-        return LoadedModel(model, short, f"{how} of {path}", module.__name__)
+        return LoadedModel(model, short, f"{how} of {path}", module.__name__, _random(obj, kwargs, model))
 
     for fname in FACTORY_NAMES:
         fn = module.__dict__.get(fname)
         if callable(fn):
             model, how = _build(fn, fname, path, kwargs)
-            return LoadedModel(model, stem, f"{how} of {path}", module.__name__)
+            return LoadedModel(model, stem, f"{how} of {path}", module.__name__, _random(fn, kwargs, model))
     inst = module.__dict__.get(INSTANCE_NAME)
     if isinstance(inst, nn.Module) and not kwargs:
         return LoadedModel(inst, stem, f"module-level `{INSTANCE_NAME}` ({type(inst).__name__}) of {path}", module.__name__)
@@ -251,7 +255,11 @@ def _from_file(path: str, name: Optional[str], kwargs: dict) -> LoadedModel:
         )
     cls = buildable[0]
     model, how = _build(cls, cls.__name__, path, kwargs)
-    return LoadedModel(model, stem, f"{how} of {path}", module.__name__)
+    return LoadedModel(model, stem, f"{how} of {path}", module.__name__, _random(cls, kwargs, model))
+
+
+def _random(build: Any, kwargs: dict, model: nn.Module) -> bool:
+    return not isinstance(build, nn.Module) and draws_its_weights(build, kwargs, model)
 
 
 def _needs_arguments_text(module: ModuleType, classes: list, path: str, kwargs: dict) -> str:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import typer
 
+from ..utils.choices import IMAGENET_MEAN, IMAGENET_STD, NORMALIZE_HELP
 from ..utils.validate import check_alpha, check_choice, check_int, check_number
 
-__all__ = ["Shape", "GlobAlpha", "ModelArg", "model_arg", "model_kwargs", "alpha", "number", "fraction", "integer", "shape", "glob_alpha", "choice", "check_writable"]
+__all__ = ["Shape", "GlobAlpha", "ModelArg", "Normalize", "model_arg", "model_kwargs", "normalize", "alpha", "number", "fraction", "integer", "shape", "glob_alpha", "choice", "check_writable"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,14 @@ class ModelArg:
 
     key: str
     value: Any
+
+
+@dataclass(frozen=True)
+class Normalize:
+    """``--normalize``: the mean and std images are normalised by (None: not normalised)."""
+
+    mean: Optional[Tuple[float, ...]]
+    std: Optional[Tuple[float, ...]]
 
 
 def _checked(fn: Callable[[Any], Any], value: Any) -> Any:
@@ -149,6 +158,26 @@ def model_kwargs(args: Sequence[ModelArg] | None) -> dict:
             raise usage(f"--model-arg {a.key} is given twice ({out[a.key]!r} and {a.value!r}): expected each argument once")
         out[a.key] = a.value
     return out
+
+
+def normalize(text: Any) -> Normalize:
+    """``imagenet``, ``none`` or ``MEAN/STD`` (one value or three each)."""
+    if isinstance(text, Normalize):
+        return text
+    t = str(text).strip().lower()
+    if t == "imagenet":
+        return Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    if t == "none":
+        return Normalize(None, None)
+    mean, sep, std = t.partition("/")
+    try:
+        m = tuple(float(v) for v in mean.split(",") if v.strip())
+        s = tuple(float(v) for v in std.split(",") if v.strip())
+    except ValueError:
+        m = s = ()
+    if not sep or len(m) not in (1, 3) or len(s) not in (1, 3) or any(v <= 0 for v in s):
+        raise typer.BadParameter(f"malformed --normalize '{text}': expected {NORMALIZE_HELP}")
+    return Normalize(m * 3 if len(m) == 1 else m, s * 3 if len(s) == 1 else s)
 
 
 def check_writable(path: Path, what: str) -> None:

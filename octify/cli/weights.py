@@ -22,6 +22,12 @@ def load_weights(model: nn.Module, ckpt: str) -> str:
         raise SpecError(f"no such checkpoint file: {ckpt} (expected a state_dict saved with torch.save(model.state_dict(), path)).")
     if p.is_dir():
         raise SpecError(f"--weights {ckpt} is a directory: expected a checkpoint file.")
+    kind = _not_a_checkpoint(p)
+    if kind is not None:
+        raise SpecError(
+            f"--weights {ckpt} is {kind}: expected a checkpoint written by torch.save (a state_dict, or a dict holding one). "
+            "Hint: --weights takes the trained model's weights, e.g. torch.save(model.state_dict(), 'model.pth')."
+        )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -62,14 +68,14 @@ def load_weights(model: nn.Module, ckpt: str) -> str:
             parts.append(f"{len(missing)} missing key{'s' * (len(missing) != 1)} ({_few(missing)})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) != 1)} ({_few(unexpected)})")
-        raise LoadError(
+        raise SpecError(
             f"the weights in {ckpt}{where} do not fit the model: {' and '.join(parts)}. "
             f"Hint: check that MODEL builds the same architecture the checkpoint was trained with."
         )
     for k, v in state.items():
         want = expected[k]
         if isinstance(v, torch.Tensor) and v.shape != want.shape:
-            raise LoadError(
+            raise SpecError(
                 f"the weights in {ckpt}{where} do not fit the model: {k} has shape {tuple(v.shape)} in the "
                 f"checkpoint, {tuple(want.shape)} in the model."
             )
@@ -78,6 +84,30 @@ def load_weights(model: nn.Module, ckpt: str) -> str:
     except Exception as e:
         raise LoadError(f"loading {ckpt} into the model failed: {describe_exception(e)}") from e
     return f"{ckpt}{where} ({len(state)} tensors)"
+
+
+# What people pass as --weights by mistake, known by the file's first bytes.
+_SIGNATURES = (
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"BM", "a BMP image"),
+    (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (b"\x93NUMPY", "a NumPy array file"),
+)
+
+
+def _not_a_checkpoint(p: Path) -> str | None:
+    """What ``p`` is, in words, when it cannot be a file torch.save wrote (a zip archive, or a
+    pickle for the legacy format); None when it may be one."""
+    with open(p, "rb") as f:
+        head = f.read(9)
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        return None
+    for magic, what in _SIGNATURES:
+        if head.startswith(magic):
+            return what
+    if not head:
+        return "empty"
+    if head[8:9] == b"{":  # safetensors: the JSON header's length, then the header
+        return "a safetensors file (not read by --weights; load it with safetensors.torch.load_file and torch.save the dict)"
+    return "not a file torch.save wrote (it starts with " + repr(head[:4])[1:] + ")"
 
 
 def _is_state_dict(obj: Mapping) -> bool:

@@ -35,7 +35,7 @@ from ..utils.inputs import default_inputs, normalize_inputs
 from ..utils.validate import check_choice, check_module
 from .fold import as_graph_module, fold_graph
 from .kernel_choice import choose_matmul
-from .layout import to_channels_last
+from .layout import contiguous_before_layout_reads, to_channels_last
 from .narrow import narrow_outputs
 
 __all__ = ["freeze", "FREEZE_MEMORY_FORMATS"]
@@ -92,6 +92,7 @@ def freeze(
         inputs = normalize_inputs(example_inputs, "octify.freeze")
     else:
         inputs = recorded_inputs(model) or default_inputs(model)
+    traced_here = not isinstance(model, fx.GraphModule)
     gm = as_graph_module(model, inplace)
     folded = fold_graph(gm) if fold_bn else []
     channels_last = memory_format == "channels_last"
@@ -102,6 +103,8 @@ def freeze(
                 m.use_matmul()
     if channels_last:
         to_channels_last(gm)
+        if traced_here:  # a plain model's own ``x.view(N, -1)`` must see the layout it was written for
+            contiguous_before_layout_reads(gm)
     if matmul_1x1 == "auto" and channels_last and any(isinstance(m, OctConv2d) and m.pointwise for m in gm.modules()):
         choose_matmul(gm, inputs)
     narrow_outputs(gm)

@@ -50,7 +50,10 @@ class GraphBuilder:
         try:
             new = self.emit(node.op, node.target, args, kwargs)
         except EmitError as e:
-            raise ConversionError(f"re-emitting `{node.format_node()}` failed: {e}. Hint: report this model to octify.") from e
+            raise ConversionError(
+                f"re-emitting `{node.format_node()}` failed: {e}. Hint: keep that part plain with exclude=[...] or leaf_modules=[...].",
+                cli_hint="keep that part plain with --exclude GLOB or --leaf GLOB.",
+            ) from e
         if node.meta.get("is_wrapped") and getattr(node.target, "__module__", "").startswith("octify."):
             # octify's wrapped functions (shape guards) stay one call when the generated code is
             # traced again (loading a saved model); torch.fx's own (``_assert_is_none``) take

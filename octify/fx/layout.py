@@ -15,6 +15,8 @@ else a copy of the one map it reads -- at a classifier's head, a few KiB) and th
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.fx as fx
 from torch import nn
@@ -39,9 +41,11 @@ def _reads_layout(node: fx.Node) -> bool:
     return False
 
 
-def contiguous_before_layout_reads(gm: fx.GraphModule, record: ConversionRecord) -> int:
+def contiguous_before_layout_reads(gm: fx.GraphModule, record: Optional[ConversionRecord] = None) -> int:
     """Make the 4-D tensor inputs of every layout-reading op contiguous (the tensor a method reads;
-    every tensor a custom op takes); returns how many."""
+    every tensor a custom op takes); returns how many. A node whose value is unknown (a graph
+    traced without example inputs: ``freeze`` of a plain model) is treated as 4-D where it is the
+    tensor a method reads -- ``.contiguous()`` of a contiguous tensor costs nothing."""
     done = 0
     for node in list(gm.graph.nodes):
         if not _reads_layout(node):
@@ -49,18 +53,21 @@ def contiguous_before_layout_reads(gm: fx.GraphModule, record: ConversionRecord)
         read = node.all_input_nodes if node.op == "call_function" else node.all_input_nodes[:1]
         for x in read:
             val = x.meta.get("val")
-            if not (isinstance(val, torch.Tensor) and val.dim() == 4) or (x.op == "call_method" and x.target == "contiguous"):
+            unknown = val is None and node.op == "call_method"
+            if not (unknown or (isinstance(val, torch.Tensor) and val.dim() == 4)) or (x.op == "call_method" and x.target == "contiguous"):
                 continue
             with gm.graph.inserting_before(node):
                 c = gm.graph.call_method("contiguous", (x,))
-            c.meta["val"] = val
+            if val is not None:
+                c.meta["val"] = val
             node.replace_input_with(x, c)
             what = f".{node.target}()" if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
-            record.merges.append(MergeRecord(
-                "layout", node.name, what,
-                f"{what} reads the memory layout: its input is made contiguous first, as the original had it "
-                "(a no-op when it already is)",
-            ))
+            if record is not None:
+                record.merges.append(MergeRecord(
+                    "layout", node.name, what,
+                    f"{what} reads the memory layout: its input is made contiguous first, as the original had it "
+                    "(a no-op when it already is)",
+                ))
             done += 1
     if done:
         gm.recompile()

@@ -153,6 +153,17 @@ def equal_channel_parts(node: fx.Node) -> int:
     return len(sizes) if sizes and len(set(sizes)) == 1 else 1
 
 
+# Ops that turn a map into a vector per sample: a classifier's head (``pool -> flatten -> linear``).
+FLATTENS = (torch.flatten, torch.reshape, torch.squeeze, "flatten", "view", "reshape", "squeeze")
+
+
+def flattens_to_vectors(node: fx.Node) -> bool:
+    """Whether ``node`` flattens a map to (N, features): the merge in front of it is expected (a
+    classifier's head) and costs the copy of a small map, so the pass records it without a warning."""
+    val = node.meta.get("val")
+    return node.op in ("call_function", "call_method") and node.target in FLATTENS and isinstance(val, torch.Tensor) and val.dim() <= 2
+
+
 def channel_cuts(node: fx.Node) -> list[int]:
     """Where ``node`` cuts the channels of its first input into ranges: the inner boundaries of a
     chunk/split over dim 1 or of a channel slice ``x[:, a:b]``; [] for anything else."""

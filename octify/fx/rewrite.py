@@ -18,7 +18,7 @@ import torch.fx as fx
 from ..errors import ConversionError
 from ..rules import Decline, EmitError, Octave, RuleEntry, RuleKey, class_name
 from .context import ConversionContext, map_values, octaves_in
-from .ops import torch_base
+from .ops import flattens_to_vectors, torch_base
 
 __all__ = ["rewrite"]
 
@@ -86,11 +86,13 @@ class _Walk:
                     "Hint: the rule should raise octify.rules.Decline for inputs it cannot handle; "
                     "override it with rules={...: None} to merge there instead."
                 ) from e
+        elif flattens_to_vectors(node):
+            reason = f"{kind} flattens each sample to a vector (a classifier's head): merged, as expected"
         else:
             reason = f"no octave rule for {kind}"
         if not has_pair:
             return ctx.copy(node, args, kwargs)
-        if entry is None and kind not in self.warned:
+        if entry is None and kind not in self.warned and not flattens_to_vectors(node):
             self.warned.add(kind)
             warnings.warn(f"octify: {kind} has no octave rule; the pair is merged back to a plain tensor before it", stacklevel=5)
         args, kwargs = map_values((args, kwargs), lambda v: ctx.merge(v, reason) if isinstance(v, Octave) else v)

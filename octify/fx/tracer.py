@@ -365,9 +365,14 @@ def _trace_error(model: nn.Module, tracer: Tracer, e: BaseException) -> Conversi
             f"Hint: pass leaf_modules=[{type_name}] (its type; or the glob '{path}') to keep it whole; "
             "its convs then stay plain."
         )
+        cli_hint = f"pass --leaf {type_name} (its type; or --leaf '{path}') to keep it whole; its convs then stay plain."
     else:
         hint = (
             f"Hint: this is {type(model).__name__}'s own forward, which leaf_modules cannot keep whole: "
             "make that line depend on shapes only, or convert the submodules that hold the convs."
         )
-    return ConversionError(f"torch.fx cannot trace {type(model).__name__}{where_module}{at}: {type(e).__name__}: {e}. {hint}")
+        cli_hint = (
+            f"this is {type(model).__name__}'s own forward, which --leaf cannot keep whole: "
+            "make that line depend on shapes only, or convert the submodules that hold the convs."
+        )
+    return ConversionError(f"torch.fx cannot trace {type(model).__name__}{where_module}{at}: {type(e).__name__}: {e}. {hint}", cli_hint)

@@ -8,7 +8,7 @@ import torch
 import torch.fx as fx
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from ..errors import ConversionError
+from ..errors import ConversionError, first_line
 from .shape_prop import call_module, eval_mode
 
 
@@ -48,11 +48,15 @@ def verify(original: fx.GraphModule, converted: fx.GraphModule, fm: FakeTensorMo
             got = _FakeRun(converted, fm).run(*fake_inputs)
     except Exception as e:
         raise ConversionError(
-            f"the converted model fails on example_inputs: {type(e).__name__}: {e}. "
-            "Hint: pass verify=False to inspect it, and report the model to octify."
+            f"the converted model fails on example_inputs: {first_line(e)}. "
+            "Hint: keep the part that fails plain with exclude=[...] or leaf_modules=[...], or pass verify=False "
+            "to get the model anyway and inspect it.",
+            cli_hint="keep the part that fails plain with --exclude GLOB or --leaf GLOB, or pass --no-verify, which "
+            "writes the model only if it runs on the example input.",
         ) from e
     if _structure(got) != _structure(expected):
         raise ConversionError(
             f"the converted model's outputs {_structure(got)} differ from the original's {_structure(expected)}. "
-            "Hint: exclude the convs around the mismatch with exclude=[...] and report the model to octify."
+            "Hint: keep the convs around the mismatch plain with exclude=[...].",
+            cli_hint="keep the convs around the mismatch plain with --exclude GLOB.",
         )

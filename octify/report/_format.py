@@ -9,10 +9,36 @@ from ..utils.formatting import div, nbytes, ratio, shape, shapes, si, to_text
 
 __all__ = [
     "SCHEMA_VERSION", "CONVENTIONS", "POINTER", "header_text", "inputs_text", "envelope", "Renderable",
-    "si", "nbytes", "ratio", "div", "shape", "shapes", "to_text",
+    "si", "nbytes", "ratio", "div", "shape", "shapes", "to_text", "calibration_text", "fidelity_text", "CALIBRATION_CANDIDATES",
 ]
 
 SCHEMA_VERSION = 1
+
+# The three conversions calibration compares (octify/tune/calibrate.py), in words.
+CALIBRATION_CANDIDATES = {"measured": "measured split", "default": "default split", "uncalibrated": "uncalibrated"}
+
+
+def calibration_text(cal: Dict[str, Any], samples: Optional[int]) -> str:
+    """What calibration returned (``record.calibration``), and what it was compared with, in one line."""
+    errors = cal["rel_error"]
+    on = f" on {samples} samples" if samples else ""
+    against = " and ".join(f"{e:.4f} ({CALIBRATION_CANDIDATES[k]})" for k, e in errors.items() if k != cal["chosen"])
+    measured = f"rel. error {errors[cal['chosen']]:.4f} there, against {against}" if against else ""
+    if cal["chosen"] == "uncalibrated":
+        return f"Calibration did not help{on}, so the conversion is left uncalibrated: {measured}"
+    split = f"measured low channels for {len(cal['assigned'])} convs" if cal["chosen"] == "measured" else "the default split"
+    return f"Calibrated{on}: {split}, {cal['batch_norms_corrected']} batch norms corrected" + (f"; {measured}" if measured else "")
+
+
+def fidelity_text(r: Dict[str, Any]) -> str:
+    """One line of ``octify.fidelity``'s result."""
+    text = f"Fidelity to the original on {r['samples']} samples: rel. error {r['rel_error']:.4f}"
+    if r.get("agreement") is not None:
+        text += f", top-1 agreement {r['agreement']:.2%}"
+    if "accuracy" in r:
+        text += f", accuracy {r['accuracy']:.2%} (original {r['original_accuracy']:.2%})"
+    return text
+
 
 def inputs_text(inputs: List[Dict[str, Any]], batch: Optional[int]) -> str:
     parts = ", ".join(f"{shape(d['shape'])} {d['dtype']}" for d in inputs)

@@ -141,12 +141,13 @@ class Comparison(fmt.Renderable):
 
         return comparison_layers(self)
 
-    def to_html(self, record: Any = None) -> str:
+    def to_html(self, record: Any = None, fidelity: Optional[Dict[str, Any]] = None) -> str:
         """One self-contained HTML page (charts by stage and per conv; no network needed to view it).
-        ``record``: ``octify.record_of(converted)``, to add what stayed plain and where the merges are."""
+        ``record``: ``octify.record_of(converted)``, to add what stayed plain, where the merges are
+        and what calibration chose; ``fidelity``: ``octify.fidelity(original, converted, data)``."""
         from .html_page import comparison_html
 
-        return comparison_html(self, record)
+        return comparison_html(self, record, fidelity)
 
     def __rich__(self) -> Any:
         return self.summary()

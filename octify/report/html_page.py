@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from html import escape
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _format as fmt
 from ._stages import stages
@@ -106,9 +106,28 @@ def _record_sections(record: Any) -> List[str]:
     return out
 
 
-def comparison_html(c: Any, record: Any = None) -> str:
+def _fidelity_section(r: Dict[str, Any]) -> List[str]:
+    rows = [("relative error of the outputs", f"{r['rel_error']:.4f}")]
+    if r.get("agreement") is not None:
+        rows.append(("top-1 agreement with the original", f"{r['agreement']:.2%}"))
+    if "accuracy" in r:
+        rows += [("accuracy", f"{r['accuracy']:.2%}"), ("accuracy of the original", f"{r['original_accuracy']:.2%}")]
+    return [f"<h2>Fidelity to the original on {r['samples']} samples</h2>", _table(["measure", "value"], rows)]
+
+
+def _calibration_section(cal: Dict[str, Any]) -> List[str]:
+    out = ["<h2>Calibration</h2>", f"<p>{escape(fmt.calibration_text(cal, cal.get('samples')))}.</p>"]
+    if cal["rel_error"]:
+        out.append(_table(["conversion", "rel. error on the calibration data", ""],
+                          [(fmt.CALIBRATION_CANDIDATES[k], f"{e:.4f}", "chosen" if k == cal["chosen"] else "")
+                           for k, e in cal["rel_error"].items()]))
+    return out
+
+
+def comparison_html(c: Any, record: Any = None, fidelity: Optional[Dict[str, Any]] = None) -> str:
     """The page of a comparison; with ``record`` (``octify.record_of(converted)``) also what stayed
-    plain and where the merges are."""
+    plain, where the merges are and what calibration chose; with ``fidelity`` (``octify.fidelity``'s
+    result) how close the converted model is to the original."""
     b, a = c.before, c.after
     body = [
         f"<h1>{escape(b.model)} &rarr; {escape(a.model)}</h1>",
@@ -121,7 +140,17 @@ def comparison_html(c: Any, record: Any = None) -> str:
     if b.latency is not None and a.latency is not None:
         body.append(f"<div class=\"card\">Latency (median)<div class=\"big\">{fmt.ratio(c.ratio('latency'))}&times;</div>"
                     f"<div class=\"sub\">{b.latency.median_ms:.2f} &rarr; {a.latency.median_ms:.2f} ms</div></div>")
+    if fidelity is not None and fidelity.get("agreement") is not None:
+        body.append(f"<div class=\"card\">Top-1 agreement<div class=\"big\">{fidelity['agreement']:.1%}</div>"
+                    f"<div class=\"sub\">rel. error {fidelity['rel_error']:.4f}</div></div>")
+    elif fidelity is not None:
+        body.append(f"<div class=\"card\">Rel. error<div class=\"big\">{fidelity['rel_error']:.4f}</div>"
+                    f"<div class=\"sub\">on {fidelity['samples']} samples</div></div>")
     body.append("</div>")
+    if fidelity is not None:
+        body += _fidelity_section(fidelity)
+    if record is not None and getattr(record, "calibration", None):
+        body += _calibration_section(record.calibration)
     legend = _legend([("before (original)", BEFORE), ("after (octave)", AFTER)])
     stage_rows = comparison_stage_rows(c)
     for title, before, after, show in (("MACs by stage", "macs_before", "macs_after", fmt.si),

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
+from ..record import model_name
 from ..utils.inputs import batch_of, describe, normalize_inputs, tensors_of
 from ..utils.validate import check_module
 from . import _format as fmt
@@ -111,7 +112,7 @@ def build_profile(model: nn.Module, inputs: Any, who: str) -> Profile:
         for r in raw.rows
     ]
     return Profile(
-        model=type(model).__name__,
+        model=model_name(model),
         inputs=describe(inputs),
         batch=batch_of(inputs),
         macs=sum(r.macs for r in rows),

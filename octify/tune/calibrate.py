@@ -136,7 +136,7 @@ def correct_bn(reference: nn.Module, converted: nn.Module, data: Iterable[Any], 
     changed, so with ``octave=1`` the statistics are the original's exactly. ``reference`` is a
     copy of the original taken before conversion (its statistics are re-estimated here, unless
     ``reestimate_reference=False`` says an earlier call on a conversion of the same plan did).
-    Returns how many batch norms were corrected."""
+    Returns how many of the original's batch norms were corrected."""
     ref = reference
     pairs = _counterparts(converted, ref)
     if not pairs:
@@ -152,7 +152,7 @@ def correct_bn(reference: nn.Module, converted: nn.Module, data: Iterable[Any], 
             m.running_mean.copy_(mean0 + m.running_mean - orig.running_mean[idx])
             m.running_var.copy_(var0 * ratio)
             m.num_batches_tracked.copy_(tracked)
-    return len({id(m) for m, _, _ in pairs})
+    return len({id(o) for _, o, _ in pairs})  # the original's batch norms (an octave one holds two)
 
 
 Build = Callable[[nn.Module, Mapping[fx.Node, ConvPlan]], fx.GraphModule]
@@ -194,9 +194,11 @@ def calibrate(
         if not correct and not any(corrected.values()):
             del built[name]  # no batch norm to correct: the same model as "default"
     errors: Dict[str, float] = {}
+    samples = None
     if len(built) > 1:
         results = fidelity_of_each(model, list(built.values()), data, WHO)
         errors = {name: r["rel_error"] for name, r in zip(built, results)}
+        samples = results[0]["samples"]
         chosen = min(reversed(list(built)), key=lambda k: errors[k])  # reversed: the simpler wins a tie
     else:
         (chosen,) = built
@@ -208,5 +210,6 @@ def calibrate(
         "kept_default": kept_default if chosen == "measured" else {},
         "rel_error": errors,
         "batch_norms_corrected": corrected[chosen],
+        "samples": samples,  # the errors were measured on this many (None: nothing was compared)
     }
     return out

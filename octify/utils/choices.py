@@ -4,7 +4,7 @@ Kept free of torch so that the command line can declare its options (and answer 
 before torch is imported.
 """
 
-__all__ = ["POLICIES", "STRIDE_MODES", "MEMORY_FORMATS", "CALIBRATION_SPLITS", "KEEP_BEST", "EXPORT_FORMATS", "ONNX_EXPORTERS"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZE_HELP", "POLICIES", "STRIDE_MODES", "MEMORY_FORMATS", "CALIBRATION_SPLITS", "KEEP_BEST", "EXPORT_FORMATS", "ONNX_EXPORTERS"]
 
 POLICIES = ("default", "latency")
 STRIDE_MODES = ("conv", "pool")
@@ -15,3 +15,7 @@ CALIBRATION_SPLITS = ("best", "measured", "default")
 KEEP_BEST = ("auto", "agreement", "rel_error", "accuracy", "last")
 EXPORT_FORMATS = ("onnx", "torchscript", "exported-program")
 ONNX_EXPORTERS = ("dynamo", "legacy")
+
+# Images given as files are normalised as torchvision's ImageNet classifiers were trained, unless told otherwise.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORMALIZE_HELP = "'imagenet' (torchvision's mean and std), 'none' (pixels in [0, 1]), or MEAN/STD, e.g. 0.5/0.5 or 0.49,0.48,0.45/0.25,0.24,0.26"
