@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["ConvRecord", "MergeRecord", "Specialization", "ConversionRecord", "record_of", "recorded_inputs", "attach_record", "model_name"]
+__all__ = ["ConvRecord", "MergeRecord", "Specialization", "ConversionRecord", "record_of", "recorded_inputs", "attach_record", "model_name", "find_record"]
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,13 @@ class ConversionRecord:
     # The converted model's class name (``OctResNet``): a copy of a GraphModule is called
     # "GraphModule" again, so reports and messages take the name from here (``model_name``).
     class_name: str = ""
+    # True when the original still had the random weights its constructor drew (octify's command
+    # line tells, for a model built from its code without --weights); False when trained or unknown.
+    random_weights: bool = False
 
     def __setstate__(self, state: dict) -> None:
         # Records pickled by 0.1.0 have no ``specialized``, ``input_shapes``, ``calibration`` or ``finetune``.
-        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, "class_name": "", **state})
+        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, "class_name": "", "random_weights": False, **state})
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -100,6 +103,7 @@ class ConversionRecord:
             "calibration": dict(self.calibration),
             "finetune": dict(self.finetune),
             "class_name": self.class_name,
+            "random_weights": self.random_weights,
         }
 
 
@@ -124,10 +128,16 @@ def model_name(model: torch.nn.Module) -> str:
     >>> type(net).__name__, type(copy.deepcopy(net)).__name__, model_name(copy.deepcopy(net))
     ('OctSequential', 'GraphModule', 'OctSequential')
     """
+    record = find_record(model)
+    return (record.class_name if record is not None else "") or type(model).__name__
+
+
+def find_record(model: torch.nn.Module) -> Optional[ConversionRecord]:
+    """The conversion record of ``model``, or None for a model octify did not convert."""
     try:
-        return record_of(model).class_name or type(model).__name__
+        return record_of(model)
     except ValueError:
-        return type(model).__name__
+        return None
 
 
 def record_of(model: torch.nn.Module) -> ConversionRecord:

@@ -301,3 +301,23 @@ def test_how_images_are_prepared_is_said_and_can_be_changed(project):
     torch.testing.assert_close(normalised, (raw - 0.5) / 0.25)
     assert_error(run("convert", project / "mynet.py:SmallNet", "-i", SHAPE, "--normalize", "0.5"), 2,
                  "malformed --normalize '0.5': expected")
+
+
+def test_a_file_converted_from_random_weights_says_so_downstream(project, tmp_path):
+    net, w = project / "mynet.py:SmallNet", project / "w.pth"
+    result = run("convert", net, "-i", SHAPE, "-o", tmp_path / "r.pt", "-q")
+    assert result.exit_code == 0 and octify.record_of(octify.load(tmp_path / "r.pt")).random_weights
+    assert not octify.record_of(octify.load(run_ok_convert(net, w, tmp_path / "t.pt"))).random_weights
+    exported = run("export", tmp_path / "r.pt", "-o", tmp_path / "r.onnx")
+    assert exported.exit_code == 0, exported.stderr
+    assert "(its constructor's random weights)" in exported.stdout and "the file computes nothing useful" in " ".join(exported.stdout.split())
+    tuned = run("finetune", net, tmp_path / "r.pt", "--weights", w, "--data", project / "imgs", "--steps", "1", "--batch-size", "8",
+                "-o", tmp_path / "rt.pt")
+    assert tuned.exit_code == 0, tuned.stderr
+    assert f"{tmp_path / 'r.pt'} was converted from MODEL's random initial weights" in " ".join(tuned.stdout.split())
+
+
+def run_ok_convert(net: Path, weights: Path, out: Path) -> Path:
+    result = run("convert", net, "--weights", weights, "-i", SHAPE, "-o", out, "-q")
+    assert result.exit_code == 0, result.stderr
+    return out

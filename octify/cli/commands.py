@@ -219,6 +219,7 @@ def run_convert(
         except ValueError:
             record = None
         if record is not None:
+            record.random_weights = loaded.random_weights  # saved with it: export, report and finetune tell
             ui.say(headline(record))
 
     with ui.step(f"Saving to {out_path}"):

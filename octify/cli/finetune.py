@@ -87,6 +87,9 @@ def _finetune(
     with ui.step(f"Loading the converted model {converted_path}"):
         check_swapped(spec, converted_path)
         converted, record = load_converted(converted_path, spec)
+    if record.random_weights and weights is not None:
+        ui.warn(f"{converted_path} was converted from MODEL's random initial weights (octify convert without --weights): "
+                "fine-tuning starts it from those, not from the trained original. Hint: octify convert MODEL --weights CKPT first.")
     torch.manual_seed(seed)  # a model built with random weights is then the same in every run and process
     loaded = load_user_model(ui, spec, weights, model_args)
     if loaded.random_weights:

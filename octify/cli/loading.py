@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from torch import nn
 
-from ..record import model_name
+from ..record import find_record, model_name
 from .console import LoadError, SpecError, describe_exception
 from .initial_weights import draws_its_weights
 from .libraries import from_timm, from_torchvision
@@ -122,7 +122,8 @@ def _from_saved(path: str) -> LoadedModel:
     except Exception as e:
         raise LoadError(f"loading {path} failed: {describe_exception(e)}") from e
     stem = p.stem[:-4] if p.stem.endswith("_oct") else p.stem
-    return LoadedModel(model, stem, f"{model_name(model)} saved in {path}")
+    record = find_record(model)  # a converted model says whether it was converted from random weights
+    return LoadedModel(model, stem, f"{model_name(model)} saved in {path}", random_weights=record is not None and record.random_weights)
 
 
 # --------------------------------------------------------------------------- python files

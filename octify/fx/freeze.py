@@ -23,14 +23,14 @@ train or fine-tune the converted model and freeze again afterwards.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch.fx as fx
 from torch import nn
 
 from ..nn import OctConv2d
 from ..nn.octconv import OctConvNd
-from ..record import ConversionRecord, attach_record, record_of, recorded_inputs
+from ..record import attach_record, find_record, recorded_inputs
 from ..utils.inputs import default_inputs, normalize_inputs
 from ..utils.validate import check_choice, check_module
 from .fold import as_graph_module, fold_graph
@@ -41,13 +41,6 @@ from .narrow import narrow_outputs
 __all__ = ["freeze", "FREEZE_MEMORY_FORMATS"]
 
 FREEZE_MEMORY_FORMATS = ("channels_last", "preserve")
-
-
-def _record(model: nn.Module) -> Optional[ConversionRecord]:
-    try:
-        return record_of(model)
-    except ValueError:  # freeze also takes models octify did not convert
-        return None
 
 
 def freeze(
@@ -87,7 +80,7 @@ def freeze(
             f"octify.freeze makes an inference model, but {len(training)} module(s) are in training mode "
             f"({', '.join(training[:3])}{', ...' if len(training) > 3 else ''}). Hint: call model.eval() first."
         )
-    record = _record(model)
+    record = find_record(model)  # None: freeze also takes models octify did not convert
     if example_inputs is not None:
         inputs = normalize_inputs(example_inputs, "octify.freeze")
     else:
