@@ -19,6 +19,15 @@ separate calls, weights read as they are on every call), for reference.
     python benchmarks/latency.py --models resnet50 --batches 8 --iters 9
     python benchmarks/latency.py --convert-times       # conversion seconds vs graph nodes
     python benchmarks/latency.py --compile --models resnet50 --alphas 0.5 --policies default
+    python benchmarks/latency.py --deploy              # one row per deployment setting (issue 24), ~20 min
+
+``--deploy`` prints one table over the settings users deploy in, each against the best plain
+configuration of the original given the same treatment, alternated in one process: eager at 2
+threads (batch 1 and 8) and 1 thread (batch 1), ``octify.freeze`` on both sides; torch.compile
+with inductor freezing of both frozen models; int8 through torchao's PT2E flow (README's:
+``freeze(matmul_1x1=False)``, strict ``torch.export`` with a dynamic batch, X86InductorQuantizer,
+8 calibration batches, inductor freezing) against the original's int8; r3d_18 on one
+1x3x8x112x112 clip, each side in the fastest of its frozen forms (memory format x ``conv3d``).
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
+import sys
 import statistics
 import time
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -175,6 +186,80 @@ def convert_times(args: argparse.Namespace) -> None:
         print(f"| {name} | {nodes} | {s:.2f} | {1000 * s / nodes:.2f} |", flush=True)
 
 
+def _compiled(model: nn.Module, x: torch.Tensor) -> Callable:
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # constant weights: oneDNN prepacked convs, as deployed
+    inductor_config.compile_threads = 1
+    fast = torch.compile(model)
+    with torch.inference_mode():
+        fast(x)
+    return fast
+
+
+def _int8(model: nn.Module, batches: list) -> Callable:
+    """README's int8 flow (benchmarks/quantize.py): strict export with a dynamic batch, PT2E with
+    X86InductorQuantizer, inductor freezing."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from quantize import quantize
+
+    return _compiled(quantize(model, batches, dynamic_batch=True), batches[0])
+
+
+def _fastest(forms: dict, x: torch.Tensor, iters: int) -> tuple[str, Callable]:
+    name = min(forms, key=lambda k: time_one(forms[k], x, iters))
+    return name, forms[name]
+
+
+def _video_row(args: argparse.Namespace) -> None:
+    from torchvision.models.video import r3d_18
+
+    torch.manual_seed(0)
+    model = r3d_18().eval()
+    x = torch.randn(1, 3, 8, 112, 112)
+    conv = octify.convert(model, alpha=0.5, example_inputs=x).eval()
+    ratio_macs = macs(conv, x) / macs(model, x)
+    forms = [(fmt, k) for fmt in ("preserve", "channels_last") for k in ("torch", "onednn")]
+    plain_name, plain = _fastest({f: octify.freeze(model, memory_format=f[0], conv3d=f[1]) for f in forms}, x, 3)
+    oct_name, octave = _fastest({f: octify.freeze(conv, memory_format=f[0], conv3d=f[1]) for f in forms}, x, 3)
+    a, b, r = alternate(plain, octave, x, x, args.iters)
+    print(f"| r3d_18 video 1x3x8x112x112, {torch.get_num_threads()} threads, batch 1 (plain {'/'.join(plain_name)}, "
+          f"octave {'/'.join(oct_name)}) | r3d_18 | {a:.1f} | {b:.1f} | **{r:.2f}** | {ratio_macs:.2f} | <= 0.80 |", flush=True)
+
+
+def deploy_table(args: argparse.Namespace) -> None:
+    """One row per deployment setting and model (see the module docstring)."""
+    print("| setting | model | best plain ms | octave ms | ratio | MACs ratio | target |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    targets = {("eager", 2, 1): 0.75, ("eager", 2, 8): 0.62, ("eager", 1, 1): 0.65, ("compiled", 2, 1): 0.70,
+               ("compiled", 2, 8): 0.62, ("int8", 2, 1): 0.80, ("int8", 2, 8): 0.80}
+    for name in args.models:
+        model = build(name)
+        x224 = torch.randn(1, 3, 224, 224)
+        conv, ratio_macs = converted(model, 0.5, "default", x224, macs(model, x224))
+        plain, octave = octify.freeze(model), octify.freeze(conv)
+        calibration = [torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(8)]
+        for kind in ("eager", "compiled", "int8"):
+            if kind == "compiled":
+                a_fn, b_fn = _compiled(plain, x224), _compiled(octave, x224)
+            elif kind == "int8":
+                a_fn, b_fn = _int8(model, calibration), _int8(octify.freeze(conv, matmul_1x1=False), calibration)
+            else:
+                a_fn, b_fn = plain, octave
+            for threads, batch in ((2, 1), (2, 8), (1, 1)) if kind == "eager" else ((2, 1), (2, 8)):
+                torch.set_num_threads(threads)
+                x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=CL)
+                if kind == "eager":  # freeze times its 1x1 kernels on the batch and threads it will run with
+                    b_fn = octify.freeze(conv, example_inputs=x)
+                a, b, r = alternate(a_fn, b_fn, x, x, args.iters)
+                label = {"eager": "eager (octify.freeze)", "compiled": "torch.compile, inductor freezing", "int8": "int8 (torchao PT2E, inductor)"}[kind]
+                print(f"| {label}, {threads} thread{'s' if threads > 1 else ''}, batch {batch} | {name} | {a:.1f} | {b:.1f} | "
+                      f"**{r:.2f}** | {ratio_macs:.2f} | <= {targets[(kind, threads, batch)]:.2f} |", flush=True)
+        torch.set_num_threads(args.threads)
+        torch._dynamo.reset()
+    _video_row(args)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=MODELS)
@@ -185,13 +270,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--convert-times", action="store_true", help="print the conversion-time table instead")
     p.add_argument("--compile", action="store_true", help="compile both sides with torch.compile (eager table otherwise)")
+    p.add_argument("--deploy", action="store_true", help="one table over the deployment settings (default models: resnet18 resnet50)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.machine()}, "
         f"{torch.get_num_threads()} threads, float32, eval, inference_mode, 224x224"
     )
-    if args.convert_times:
+    if args.deploy:
+        if args.models == MODELS:
+            args.models = ["resnet18", "resnet50"]
+        deploy_table(args)
+    elif args.convert_times:
         convert_times(args)
     elif args.compile:
         compiled_table(args)

@@ -82,9 +82,11 @@ def images(n: int, batch: int, size: int, seed: int) -> list[torch.Tensor]:
     return [torch.randn(batch, 3, size, size, generator=g) for _ in range(n)]
 
 
-def quantize(model: nn.Module, calibration: list[torch.Tensor]) -> torch.fx.GraphModule:
-    """PT2E: export (strict), annotate for x86 inductor, calibrate, convert to q/dq form."""
-    gm = torch.export.export(model, (calibration[0],), strict=True).module()
+def quantize(model: nn.Module, calibration: list[torch.Tensor], dynamic_batch: bool = False) -> torch.fx.GraphModule:
+    """PT2E: export (strict; with a dynamic batch if asked, as README's flow), annotate for x86
+    inductor, calibrate, convert to q/dq form."""
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=64)},) if dynamic_batch else None
+    gm = torch.export.export(model, (calibration[0],), dynamic_shapes=dynamic, strict=True).module()
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(gm, quantizer)

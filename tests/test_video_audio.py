@@ -236,6 +236,45 @@ def test_freeze_folds_1d_and_3d_batch_norms(build, x):
         assert rel_err(frozen(x), converted(x)) <= 1e-5
 
 
+def _conv_kernels(model: nn.Module, x: torch.Tensor) -> set:
+    """The aten convolution kernels ``model(x)`` runs."""
+    from torch.profiler import profile
+
+    with torch.no_grad(), profile() as prof:
+        model(x)
+    kernels = {"aten::slow_conv3d_forward", "aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::slow_conv_dilated3d"}
+    return {e.key for e in prof.key_averages() if e.key in kernels}
+
+
+@pytest.mark.parametrize("memory_format", ["preserve", "channels_last"])
+def test_freeze_sends_every_3d_conv_to_onednn_when_asked(memory_format):
+    """At batch 1 PyTorch runs small conv3d with its slow vol2col kernel; conv3d="onednn" runs
+    every one (plain and octave) on oneDNN, the same function, TorchScript included."""
+    model = randomize_bn(Video2Plus1d()).eval()
+    x = torch.randn(1, 3, 4, 33, 31)
+    converted = _convert(model, x, min_size=2)
+    for original in (model, converted):
+        default = octify.freeze(original, memory_format=memory_format)
+        fast = octify.freeze(original, memory_format=memory_format, conv3d="onednn")
+        assert "aten::slow_conv3d_forward" in _conv_kernels(default, x)
+        assert _conv_kernels(fast, x) == {"aten::mkldnn_convolution"}
+        with torch.no_grad():
+            assert rel_err(fast(x), original(x)) <= 1e-5
+            assert rel_err(torch.jit.script(fast)(x), original(x)) <= 1e-5
+            # Inputs oneDNN does not take (float64) keep torch's kernels (the BN folded in float32 bounds the error).
+            assert rel_err(fast.double()(x.double()), original.double()(x.double())) <= 1e-6
+        original.float()
+    plain = octify.freeze(model, conv3d="onednn")
+    assert {type(m).__name__ for m in plain.modules() if isinstance(m, nn.Conv3d)} == {"OneDNNConv3d"}
+    # Writes to a weight are seen: no copy of it is kept.
+    with torch.no_grad():
+        plain.get_submodule("down").weight.zero_()
+        plain.get_submodule("down").bias.fill_(1.0)
+        assert plain.get_submodule("down")(torch.randn(1, 8, 2, 5, 5)).eq(1.0).all()
+    with pytest.raises(ValueError, match=r"octify.freeze: conv3d must be 'torch' or 'onednn', found 'mkldnn'"):
+        octify.freeze(converted, conv3d="mkldnn")
+
+
 # -- the report: Conv1d / Conv3d MACs counted like Conv2d's, the theory over the resampled axes ----
 @pytest.mark.parametrize("build, x, want", [
     (Video2Plus1d, torch.randn(1, 3, 4, 32, 32), {"spatial": 0.625, "temporal": 0.4375, "down": 0.625}),

@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 from rich.markup import escape
 
 from ..export import export as export_model
-from ..record import record_of, recorded_inputs
+from ..record import find_record, recorded_inputs
 from ..utils.formatting import nbytes
 from ..utils.formatting import shape as shape_text
 from .commands import RANDOM_WEIGHTS, example_input, load_user_model
@@ -32,9 +32,7 @@ def run_export(
     if json_out not in (None, "-"):
         check_writable(Path(json_out), "the JSON report")
     loaded = load_user_model(ui, spec, None, model_args)
-    try:
-        record_of(loaded.model)
-    except ValueError:
+    if find_record(loaded.model) is None:
         ui.note("MODEL is not a model converted by octify: it is exported as it is. Hint: octify convert MODEL first, "
                 "then export the file it writes.")
     if loaded.random_weights:

@@ -31,6 +31,8 @@ from torch import nn
 from ..nn import OctConv2d
 from ..nn.octconv import OctConvNd
 from ..record import attach_record, find_record, recorded_inputs
+from ..nn.onednn import OneDNNConv3d
+from ..utils.choices import CONV3D_KERNELS
 from ..utils.inputs import default_inputs, normalize_inputs
 from ..utils.validate import check_choice, check_module
 from .fold import as_graph_module, fold_graph
@@ -45,7 +47,7 @@ FREEZE_MEMORY_FORMATS = ("channels_last", "preserve")
 
 def freeze(
     model: nn.Module, *, fold_bn: bool = True, memory_format: str = "channels_last",
-    matmul_1x1: Union[bool, str] = "auto", example_inputs: Any = None, inplace: bool = False,
+    matmul_1x1: Union[bool, str] = "auto", example_inputs: Any = None, inplace: bool = False, conv3d: str = "torch",
 ) -> fx.GraphModule:
     """The inference form of ``model`` (see the module docstring): batch norms folded, fused
     low weights stored once, channels-last weights, 1x1 octave convs as matrix products where
@@ -58,7 +60,8 @@ def freeze(
 
     ``model`` is a converted model (or a plain one, traced with torch.fx first, so that a
     benchmark can give the original the same treatment) in eval mode. It is copied unless
-    ``inplace=True``. The result computes the same function (float rounding aside) and keeps
+    ``inplace=True``. ``conv3d="onednn"`` sends every 3-D conv to oneDNN (item 4 above; video
+    models on a CPU, eager mode). The result computes the same function (float rounding aside) and keeps
     the conversion record, whose ``fused`` lists the (conv, batch norm) pairs folded.
 
     >>> import torch, torchvision, octify
@@ -72,6 +75,7 @@ def freeze(
     """
     check_module(model, "octify.freeze: model")
     check_choice(memory_format, "octify.freeze: memory_format", FREEZE_MEMORY_FORMATS)
+    check_choice(conv3d, "octify.freeze: conv3d", CONV3D_KERNELS)
     if matmul_1x1 not in (True, False, "auto"):
         raise ValueError(f"octify.freeze: matmul_1x1 must be True, False or 'auto', found {matmul_1x1!r}")
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
@@ -94,6 +98,10 @@ def freeze(
             m.fuse_low_weights()
             if matmul_1x1 is True and m.pointwise:
                 m.use_matmul()
+            if conv3d == "onednn" and m._nd == 3:
+                m.use_onednn()
+        elif conv3d == "onednn" and OneDNNConv3d.takes(m):
+            OneDNNConv3d.from_conv(m)
     if channels_last:
         to_channels_last(gm)
         if traced_here:  # a plain model's own ``x.view(N, -1)`` must see the layout it was written for

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._resample import add_upsampled, downsample, reorder, upsample_to
+from .onednn import onednn_applies
 
 __all__ = ["fuse_low", "Kernels"]
 
@@ -53,6 +54,8 @@ class Kernels:
         if self.padding_mode != "zeros":
             x = F.pad(x, self._pad4, mode=self.padding_mode)
             padding = self._zeros
+        if self._onednn and onednn_applies(x):
+            return torch.mkldnn_convolution(x, weight, bias, padding, stride, dilation, groups)
         if self._nd == 2:
             return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
         if self._nd == 3:

@@ -153,6 +153,7 @@ class OctConvNd(PathWeights, Kernels, nn.Module):
             and (self.stride == (1, 1) or stride_mode == "pool") and self.padding == (0, 0) and self.dilation == (1, 1)
         )
         self._matmul = False
+        self._onednn = False
         # Other dense ungrouped convs run H->L and L->L as one conv over the concatenated inputs;
         # ``octify.freeze`` stores their [hl | ll] weight once (``weight_low``).
         self._fuses_low = not self.depthwise and groups == 1 and not self._pointwise
@@ -194,6 +195,7 @@ class OctConvNd(PathWeights, Kernels, nn.Module):
         # Layers saved by octify 0.1.0 predate the inference forms.
         self._parameters.setdefault("weight_low", None)
         self.__dict__.setdefault("_matmul", False)
+        self.__dict__.setdefault("_onednn", False)
         if "_n_hl" not in self.__dict__:
             self._n_hl = len(getattr(self, "_low_res", [])) - self.il if self.depthwise else 0
             self._lh_pos = list(getattr(self, "_lh_pos", []))
@@ -251,6 +253,13 @@ class OctConvNd(PathWeights, Kernels, nn.Module):
                 f"run as matrix products; this layer is {self.extra_repr()}"
             )
         self._matmul = bool(enabled)
+        return self
+
+    def use_onednn(self, enabled: bool = True) -> "OctConvNd":
+        """Run every conv of this layer with oneDNN's kernel on CPU float32 / bfloat16 inputs,
+        whatever its size (see ``octify.nn.onednn``: ``octify.freeze(conv3d="onednn")`` turns it on
+        for 3-D layers). The same function; the layer then runs in eager mode and TorchScript only."""
+        self._onednn = bool(enabled)
         return self
 
     @torch.no_grad()
