@@ -27,6 +27,7 @@ _EXPORTS = {
     "export": ".export",
     "fidelity": ".tune.fidelity",
     "finetune": ".tune.distill",
+    "reconstruct": ".tune.reconstruct",
     "FinetuneOptions": ".tune.distill",
     "StepInfo": ".tune.distill",
     "ExportResult": ".export",

@@ -46,6 +46,7 @@ from .fx.verify import verify as verify_outputs
 from .record import ConversionRecord, attach_record
 from .rules import Rule, RuleKey, registry
 from .tune.calibrate import calibrate, check_reiterable
+from .tune.reconstruct import reconstruct as fit_layers
 from .utils.inputs import default_inputs, split_example_inputs
 from .utils.validate import check_module
 
@@ -71,6 +72,7 @@ def convert(
     memory_format: str = "channels_last",
     calibration: Optional[Iterable[Any]] = None,
     calibration_split: str = "best",
+    reconstruct: Optional[Iterable[Any]] = None,
 ) -> fx.GraphModule:
     """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them
     (Conv1d -> OctConv1d; Conv3d -> OctConv3d, the octave on H and W, time at full resolution).
@@ -104,7 +106,8 @@ def convert(
     is returned: calibration never leaves a model worse on the data it was given than the default
     split with corrected batch norms. ``"measured"`` or ``"default"`` takes one without comparing
     (``tune/calibrate.py``). ``record_of(...).calibration`` says which split was taken, both
-    relative errors, and what was corrected.
+    relative errors, and what was corrected. ``reconstruct`` (batches of unlabeled inputs) then
+    fits each octave conv to the original conv it replaced on that data (:func:`octify.reconstruct`).
 
     >>> import torch, torchvision, octify
     >>> net = torchvision.models.resnet18().eval()
@@ -127,8 +130,13 @@ def convert(
         args, kwargs = split_example_inputs(example_inputs, "octify.convert")
     if calibration is not None:
         check_reiterable(calibration, "octify.convert: calibration")
+    if reconstruct is not None and inplace:
+        raise ValueError("octify.convert: reconstruct fits the converted model to the original, which inplace=True consumes. Hint: inplace=False.")
     with quiet_probes():
-        return _run(model, args, kwargs, options, calibration)
+        converted = _run(model, args, kwargs, options, calibration)
+    if reconstruct is None:
+        return converted
+    return fit_layers(model, converted, reconstruct, inplace=True)
 
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, calibration: Any = None) -> fx.GraphModule:

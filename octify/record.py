@@ -67,6 +67,8 @@ class ConversionRecord:
     calibration: dict = field(default_factory=dict)
     # After octify.finetune: every held-out measurement and the step whose weights were kept.
     finetune: dict = field(default_factory=dict)
+    # After octify.reconstruct: the layers fitted, the data, and the fidelity before and after.
+    reconstruction: dict = field(default_factory=dict)
     # The converted model's class name (``OctResNet``): a copy of a GraphModule is called
     # "GraphModule" again, so reports and messages take the name from here (``model_name``).
     class_name: str = ""
@@ -76,7 +78,7 @@ class ConversionRecord:
 
     def __setstate__(self, state: dict) -> None:
         # Records pickled by 0.1.0 have no ``specialized``, ``input_shapes``, ``calibration`` or ``finetune``.
-        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, "class_name": "", "random_weights": False, **state})
+        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, "reconstruction": {}, "class_name": "", "random_weights": False, **state})
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -102,6 +104,7 @@ class ConversionRecord:
             "input_shapes": [list(s) for s in self.input_shapes],
             "calibration": dict(self.calibration),
             "finetune": dict(self.finetune),
+            "reconstruction": dict(self.reconstruction),
             "class_name": self.class_name,
             "random_weights": self.random_weights,
         }

@@ -42,7 +42,7 @@ def test_finetune_cli_tunes_saves_and_reports_before_and_after(converted_file, t
     assert result.exit_code == 0, result.stderr
     data = json.loads(report.read_text())
     assert (data["steps"], data["batch_size"], data["processes"], data["held_out_samples"], data["train_samples"]) == (6, 32, 1, 205, 3891)
-    assert set(data["before"]) == {"step", "agreement", "rel_error", "samples", "batches", "accuracy", "original_accuracy"}
+    assert set(data["before"]) == {"step", "agreement", "rel_error", "cosine", "samples", "batches", "accuracy", "original_accuracy"}
     assert "Fidelity to the original on 205 held-out samples" in result.stdout and "after 6 steps" in result.stdout
     # The saved model is the one measured: its fidelity on the same held-out split, recomputed here.
     # (Whether distillation helps is test_tune's question, on a trained model; this original is random.)
@@ -140,7 +140,7 @@ def test_convert_cli_calibrates_and_measures_fidelity_on_data(tmp_path):
     assert result.exit_code == 0, result.stderr
     data = json.loads(report.read_text())
     assert (data["fidelity"]["samples"], data["fidelity"]["batches"]) == (100, 2)
-    assert set(data["fidelity"]) == {"agreement", "rel_error", "samples", "batches", "accuracy", "original_accuracy"}
+    assert set(data["fidelity"]) == {"agreement", "rel_error", "cosine", "samples", "batches", "accuracy", "original_accuracy"}
     cal = data["conversion"]["calibration"]
     # The model has random weights (the CLI builds it): which conversion wins varies; what is
     # printed and recorded is always the best of the three on the calibration samples.

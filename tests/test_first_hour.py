@@ -151,7 +151,7 @@ def test_the_path_a_newcomer_walks(project):
     assert tune["after"]["rel_error"] <= tune["before"]["rel_error"]
     assert tune["after"] == next(h for h in tune["history"] if h["step"] == tune["kept_step"])
     original_row = next(line.strip("│ ") for line in done.stdout.splitlines() if line.strip("│ ").startswith("original"))
-    assert original_row.split() == ["original", "│", "│", "│", "100.00%"]  # the original's accuracy, beside the converted model's
+    assert original_row.split() == ["original", "│", "│", "│", "│", "100.00%"]  # the original's accuracy, beside the converted model's
 
     # 3. export to ONNX with names of one's choosing, and run the file with a batch of 3
     done = octify_cli(d, "export", "tuned.pt", "-o", "tuned.onnx", "--input-name", "image", "--output-name", "logits")
@@ -321,3 +321,16 @@ def run_ok_convert(net: Path, weights: Path, out: Path) -> Path:
     result = run("convert", net, "--weights", weights, "-i", SHAPE, "-o", out, "-q")
     assert result.exit_code == 0, result.stderr
     return out
+
+
+def test_convert_reconstructs_on_unlabelled_images_and_says_what_it_did(project):
+    d = project
+    result = run("convert", d / "mynet.py:SmallNet", "--weights", d / "w.pth", "-i", SHAPE, "-o", d / "rec.pt",
+                 "--reconstruct", d / "flat", "--fidelity", d / "imgs")
+    assert result.exit_code == 0, result.stderr
+    rec = octify.record_of(octify.load(str(d / "rec.pt"))).reconstruction
+    assert rec["samples"] == 30 and rec["layers"] >= 2 and rec["kept"] == "reconstructed"
+    assert rec["rel_error_after"] < rec["rel_error_before"]
+    line = (f"Reconstructed {rec['layers']} octave layers on 30 samples: rel. error {rec['rel_error_before']:.4f} -> "
+            f"{rec['rel_error_after']:.4f} there")
+    assert line in " ".join(result.stdout.split())

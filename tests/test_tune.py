@@ -314,7 +314,7 @@ def test_finetune_says_what_it_expected(tmp_path, trained):
         ({"steps": 2, "optimizer": "adam"}, ValueError, "optimizer must be 'sgd' or 'adamw', found 'adam'"),
         ({"steps": 2, "warmup": 1.0}, ValueError, "warmup is a fraction of the steps, in [0, 1), found 1"),
         ({"steps": 2, "temperature": "hot"}, TypeError, "temperature must be a number > 0, found 'hot' (str)"),
-        ({"steps": 2, "keep_best": "loss"}, ValueError, "keep_best must be one of 'auto', 'agreement', 'rel_error', 'accuracy', 'last', found 'loss'"),
+        ({"steps": 2, "keep_best": "loss"}, ValueError, "keep_best must be one of 'auto', 'agreement', 'rel_error', 'cosine', 'accuracy', 'last', found 'loss'"),
         ({"steps": 2, "holdout": 1.0}, ValueError, "holdout is a fraction of the samples, in [0, 1), found 1"),
         ({"steps": 2, "validation": data, "keep_best": "accuracy"}, ValueError,
          "octify.finetune: keep_best='accuracy' needs labels in the validation data, found inputs only"),

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..utils.conventions import header_text
-from ..utils.choices import EXPORT_FORMATS, ONNX_EXPORTERS, POLICIES, STRIDE_MODES
+from ..utils.choices import EXPORT_FORMATS, FINETUNE_LOSSES, ONNX_EXPORTERS, POLICIES, STRIDE_MODES
 from . import options as opt
 from .console import UI, print_error
 
@@ -221,8 +221,9 @@ def convert(
     html: _Html = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the converted model, and that the saved file reloads with identical outputs.")] = True,
     calibration: Annotated[Optional[str], typer.Option(metavar="DATA", help="Calibrate on these images (a folder, no labels needed; or file.py:FACTORY returning a Dataset): measured low channels, batch-norm drift corrected.")] = None,
+    reconstruct: Annotated[Optional[str], typer.Option(metavar="DATA", help="Then fit each octave layer to the original's on these images (no labels; closed-form least squares, layer by layer).")] = None,
     fidelity_data: Annotated[Optional[str], typer.Option("--fidelity", metavar="DATA", help="Measure fidelity to the original (agreement, rel. error; accuracy when class folders give labels) on these images (a folder, or file.py:FACTORY).")] = None,
-    data_samples: Annotated[int, typer.Option(metavar="N", parser=opt.integer("data_samples", 1, "a number of samples >= 1, e.g. 512"), help="Samples taken from --calibration and --fidelity data.")] = 512,
+    data_samples: Annotated[int, typer.Option(metavar="N", parser=opt.integer("data_samples", 1, "a number of samples >= 1, e.g. 512"), help="Samples taken from --calibration, --reconstruct and --fidelity data.")] = 512,
     resize: _Resize = None,
     normalize: _Normalize = None,
     quiet: _Quiet = False,
@@ -239,6 +240,7 @@ def convert(
             alpha_for={g.glob: g.alpha for g in alpha_for} if alpha_for else None, leaf=list(leaf or ()),
             model_args=opt.model_kwargs(model_arg), weights=weights, output=output, json_out=json_out, latency=latency, verify=verify,
             calibration=calibration, fidelity_data=fidelity_data, data_samples=data_samples, resize=resize, normalize=normalize,
+            reconstruct_data=reconstruct,
             runs=runs, threads=threads, layers=layers, html=html,
         )
 
@@ -317,6 +319,7 @@ def finetune(
     model_arg: _ModelArgs = None,
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) into MODEL first.")] = None,
     holdout: Annotated[float, typer.Option(metavar="F", parser=opt.fraction("holdout"), help="Share of the data held out to measure fidelity on.")] = 0.1,
+    loss: Annotated[str, typer.Option(metavar="|".join(FINETUNE_LOSSES), parser=opt.choice("loss", FINETUNE_LOSSES), help="Distillation loss: 'auto' picks one per output (KL for class scores, cosine for embeddings, variance-scaled MSE for maps).")] = "auto",
     resize: _Resize = None,
     normalize: _Normalize = None,
     seed: Annotated[int, typer.Option(metavar="S", parser=opt.integer("seed", 0, "an integer >= 0"), help="Seed of the split, the data order and the run.")] = 0,
@@ -332,7 +335,7 @@ def finetune(
     """Distil MODEL into its converted model on your data; print fidelity before and after."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
     relaunch = [model, converted, "--data", data, "--steps", str(steps), "--batch-size", str(batch_size), "--lr", repr(lr),
-                "--holdout", repr(holdout), "--seed", str(seed), "--checkpoint-every", str(checkpoint_every)]
+                "--holdout", repr(holdout), "--loss", loss, "--seed", str(seed), "--checkpoint-every", str(checkpoint_every)]
     for flag, value in (("--weights", weights), ("--checkpoint", checkpoint), ("--output", output), ("--json", json_out)):
         if value is not None:
             relaunch += [flag, value]
@@ -350,7 +353,7 @@ def finetune(
             ui, spec=model, model_args=opt.model_kwargs(model_arg), converted_path=converted, data=data, weights=weights,
             steps=steps, batch_size=batch_size, lr=lr, resize=resize, normalize=normalize,
             holdout=holdout, seed=seed, nproc=nproc, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-            output=output, json_out=json_out, relaunch_args=relaunch, allow_random_teacher=allow_random_teacher,
+            output=output, json_out=json_out, relaunch_args=relaunch, allow_random_teacher=allow_random_teacher, loss=loss,
         )
 
 

@@ -20,7 +20,7 @@ from ..record import record_of, recorded_inputs
 from ..report import compare, profile
 from ..nn import OctConvTranspose2d
 from ..nn.octconv import OctConvNd
-from ..report._format import calibration_text, fidelity_text
+from ..report._format import calibration_text, fidelity_text, reconstruction_text
 from ..report._tables import record_summary
 from ..tune.fidelity import fidelity
 from ..utils.formatting import nbytes, si
@@ -152,6 +152,7 @@ def run_convert(
     html: Optional[str] = None,
     resize: Optional[int] = None,
     normalize: Any = None,
+    reconstruct_data: Optional[str] = None,
 ) -> None:
     if output is not None:
         check_writable(Path(output), "the converted model")
@@ -171,6 +172,11 @@ def run_convert(
         with ui.step(f"Loading the fidelity data {fidelity_data}"):
             fidelity_batches, described = _samples(fidelity_data, image_prep(x, resize, normalize), data_samples, "--fidelity")
         ui.say(f"Fidelity data: {escape(described)}")
+    fit_batches = None
+    if reconstruct_data is not None:
+        with ui.step(f"Loading the reconstruction data {reconstruct_data}"):
+            fit_batches, described = _samples(reconstruct_data, image_prep(x, resize, normalize), data_samples, "--reconstruct")
+        ui.say(f"Reconstruction data: {escape(described)}")
 
     record = None
     n_convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in original.modules())
@@ -195,7 +201,10 @@ def run_convert(
                 batches, described = _samples(calibration, prep, data_samples, "--calibration")
                 kwargs["calibration"] = [inputs for inputs, _ in batches]
             ui.say(f"Calibration data: {escape(described)}")
-        with ui.step(f"Converting at alpha={alpha:g}: tracing, rewriting, transferring weights" + (", verifying" if verify else "")):
+        if fit_batches is not None:
+            kwargs["reconstruct"] = [inputs for inputs, _ in fit_batches]
+        with ui.step(f"Converting at alpha={alpha:g}: tracing, rewriting, transferring weights" + (", verifying" if verify else "")
+                     + (", fitting each octave layer to the original's" if fit_batches is not None else "")):
             warnings.filterwarnings("ignore", message="octify: none of the")  # the headline says it
             try:
                 converted = convert_model(original, alpha, **kwargs)
@@ -246,6 +255,8 @@ def run_convert(
             ui.out.print(record_summary(record, full=layers))
         if record is not None and record.calibration:
             ui.say(escape(calibration_text(record.calibration, sum(len(b) for b in kwargs["calibration"]))))
+        if record is not None and record.reconstruction:
+            ui.say(escape(reconstruction_text(record.reconstruction)))
         if measured is not None:
             ui.say(escape(fidelity_text(measured)))
     _warn_if_busy(ui, comparison.before.latency, comparison.after.latency)

@@ -46,14 +46,15 @@ def _progress(ui: UI) -> Progress:
 def _row(r: Dict[str, Any]) -> List[str]:
     acc = f"{r['accuracy']:.2%}" if "accuracy" in r else "-"
     agree = f"{r['agreement']:.2%}" if r.get("agreement") is not None else "-"
-    return [agree, f"{r['rel_error']:.4f}", acc]
+    cos = f"{r['cosine']:.4f}" if r.get("cosine") is not None else "-"
+    return [agree, f"{r['rel_error']:.4f}", cos, acc]
 
 
 def run_finetune(
     ui: UI, *, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int,
     lr: float, holdout: float, seed: int, nproc: int, checkpoint: Optional[str], checkpoint_every: int,
     output: Optional[str], json_out: Optional[str], relaunch_args: List[str], resize: Optional[int] = None, normalize: Any = None,
-    allow_random_teacher: bool = False,
+    allow_random_teacher: bool = False, loss: str = "auto",
 ) -> None:
     out_path = Path(output) if output is not None else Path(converted_path).with_name(Path(converted_path).stem + "_tuned.pt")
     if int(os.environ.get("RANK", "0")) == 0:
@@ -69,7 +70,7 @@ def run_finetune(
     distributed = init_from_env()
     try:
         _finetune(ui, spec, model_args, converted_path, data, weights, steps, batch_size, lr, holdout, seed, checkpoint, checkpoint_every,
-                  out_path, json_out, resize, normalize, allow_random_teacher)
+                  out_path, json_out, resize, normalize, allow_random_teacher, loss)
     finally:
         if distributed:
             torch.distributed.destroy_process_group()
@@ -78,7 +79,7 @@ def run_finetune(
 def _finetune(
     ui: UI, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int, lr: float,
     holdout: float, seed: int, checkpoint: Optional[str], checkpoint_every: int, out_path: Path, json_out: Optional[str],
-    resize: Optional[int], normalize: Any, allow_random_teacher: bool,
+    resize: Optional[int], normalize: Any, allow_random_teacher: bool, loss: str = "auto",
 ) -> None:
     rank, world = rank_and_world()
     quiet_rank = rank != 0
@@ -134,7 +135,7 @@ def _finetune(
         with progress:
             tuned = finetune(
                 original, converted, train, validation=held, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                checkpoint=checkpoint, checkpoint_every=checkpoint_every, callback=on_step,
+                checkpoint=checkpoint, checkpoint_every=checkpoint_every, callback=on_step, loss=loss,
             )
     except ValueError as e:  # finetune's argument checks (the batch does not divide, too few samples)
         raise usage(one_line(str(e))) from e
@@ -145,10 +146,10 @@ def _finetune(
     ft = record_of(tuned).finetune
     before, last, after = ft["start"], ft["end"], ft["best"]
     table = Table(title=f"Fidelity to the original on {len(held)} held-out samples", title_justify="left")
-    for col in ("", "top-1 agreement", "rel. error", "accuracy"):
+    for col in ("", "top-1 agreement", "rel. error", "cosine", "accuracy"):
         table.add_column(col, justify="right" if col else "left")
     if before.get("original_accuracy") is not None:
-        table.add_row("original", "", "", f"{before['original_accuracy']:.2%}")
+        table.add_row("original", "", "", "", f"{before['original_accuracy']:.2%}")
     table.add_row("before", *_row(before))
     table.add_row(f"after {steps} steps", *_row(last))
     if ft["kept"] == "best":
@@ -156,6 +157,7 @@ def _finetune(
     if json_out != "-":
         ui.out.print(table)
         ui.say(_kept_text(ft, steps))
+        ui.say(f"Loss: {escape(ft['loss'])} (--loss {loss})")
         ui.say(f"Trained {steps} steps of {batch_size} samples in {seconds:.1f} s on {world} process{'es' * (world > 1)}; "
                f"wrote [cyan]{escape(str(out_path))}[/]")
     if json_out is not None:
@@ -163,7 +165,7 @@ def _finetune(
             "before": before, "after": after, "last": last, "kept": ft["kept"], "kept_step": ft["best_step"],
             "measure": ft["measure"], "history": ft["history"], "steps": steps, "batch_size": batch_size, "lr": lr,
             "processes": world, "seconds": seconds, "train_samples": len(train), "held_out_samples": len(held),
-            "output": str(out_path), "data": described,
+            "output": str(out_path), "data": described, "loss": ft["loss"],
         }, json_out)
 
 
@@ -186,6 +188,7 @@ def _kept_text(run: Dict[str, Any], steps: int) -> str:
     how = {
         "agreement_floor": "the lowest relative error with agreement no lower than before",
         "agreement": "the highest agreement", "rel_error": "the lowest relative error", "accuracy": "the highest accuracy",
+        "cosine": "the highest mean cosine to the original's outputs",
     }.get(run["measure"], str(run["measure"]))
     if run["kept"] == "last":
         return f"Kept the weights after step {steps}: {how} on the held-out samples."

@@ -30,6 +30,15 @@ def calibration_text(cal: Dict[str, Any], samples: Optional[int]) -> str:
     return f"Calibrated{on}: {split}, {cal['batch_norms_corrected']} batch norms corrected" + (f"; {measured}" if measured else "")
 
 
+def reconstruction_text(rec: Dict[str, Any]) -> str:
+    """What ``octify.reconstruct`` did (``record.reconstruction``), in one line."""
+    change = f"rel. error {rec['rel_error_before']:.4f} -> {rec['rel_error_after']:.4f} there"
+    if rec["kept"] != "reconstructed":
+        return f"Reconstruction on {rec['samples']} samples did not help ({change}): the weights from before are kept"
+    skipped = f" ({len(rec['skipped'])} octave layers it cannot fit kept as they were)" if rec["skipped"] else ""
+    return f"Reconstructed {rec['layers']} octave layers on {rec['samples']} samples{skipped}: {change}"
+
+
 def fidelity_text(r: Dict[str, Any]) -> str:
     """One line of ``octify.fidelity``'s result."""
     text = f"Fidelity to the original on {r['samples']} samples: rel. error {r['rel_error']:.4f}"

@@ -40,15 +40,21 @@ def better(measure: str, new: Dict[str, Any], best: Dict[str, Any], start: Dict[
         return new["agreement"] >= start["agreement"] and new["rel_error"] < best["rel_error"]
     if measure == "agreement":
         return (new["agreement"], -new["rel_error"]) > (best["agreement"], -best["rel_error"])
+    if measure == "cosine":
+        return (new["cosine"] or 0.0, -new["rel_error"]) > (best["cosine"] or 0.0, -best["rel_error"])
     if measure == "accuracy":
         return (new["accuracy"], new["agreement"] or 0.0, -new["rel_error"]) > (best["accuracy"], best["agreement"] or 0.0, -best["rel_error"])
     return new["rel_error"] < best["rel_error"]
 
 
-def _resolve(measure: str, first: Dict[str, Any]) -> str:
-    """``"auto"``: agreement where the outputs are class scores, else the relative error; an
-    explicit measure the data cannot give is refused (before any step is taken)."""
+def _resolve(measure: str, first: Dict[str, Any], preferred: Optional[str] = None) -> str:
+    """``"auto"``: the measure the kind of output calls for when the caller knows it
+    (``preferred``: ``"agreement_floor"`` for class scores, ``"cosine"`` for an embedding,
+    ``"rel_error"`` for maps), else agreement where the outputs have a class dim and the relative
+    error otherwise; an explicit measure the data cannot give is refused (before any step is taken)."""
     if measure == "auto":
+        if preferred in ("cosine", "rel_error"):
+            return preferred
         return "agreement_floor" if first["agreement"] is not None else "rel_error"
     if measure == "agreement" and first["agreement"] is None:
         raise ValueError(
@@ -82,7 +88,7 @@ def split_validation(data: Any, holdout: float, seed: int) -> Tuple[Any, Optiona
 class BestKeeper:
     """Measures ``model`` on ``validation`` against ``original`` and keeps the best weights seen."""
 
-    def __init__(self, original: nn.Module, validation: Iterable[Any], measure: str, batch_size: int) -> None:
+    def __init__(self, original: nn.Module, validation: Iterable[Any], measure: str, batch_size: int, preferred: Optional[str] = None) -> None:
         if isinstance(validation, torch.utils.data.Dataset) and hasattr(validation, "__len__"):
             # Its own generator: a DataLoader draws a seed per iteration, which from the global one
             # would shift the run's random draws (dropout) by the number of measurements.
@@ -92,6 +98,7 @@ class BestKeeper:
             self._fixed_order = isinstance(validation, (list, tuple))
         self.original, self.validation, self.requested = original, validation, measure
         self.measure = measure
+        self.preferred = preferred
         self._teacher: Optional[List[Any]] = None  # the original's outputs per batch, when they can be kept
         self.history: List[Dict[str, Any]] = []
         self.best_step: Optional[int] = None
@@ -102,7 +109,7 @@ class BestKeeper:
         """Measure ``model`` after ``step`` steps; keep its weights if they are the best so far."""
         result = self._measure(model)
         if not self.history:
-            self.measure = _resolve(self.requested, result)
+            self.measure = _resolve(self.requested, result, self.preferred)
         entry = {"step": step, **result}
         self.history.append(entry)
         if self.best is None or better(self.measure, entry, self.best, self.history[0]):

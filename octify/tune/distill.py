@@ -11,7 +11,8 @@ is wrong, away from it (measured: top-1 agreement 0.96 -> 0.88 in 40 steps on a 
 original, while its accuracy rose); ``label_weight`` adds it (Hinton et al. used both). Batch
 norms train (batch statistics, running averages updated), as in any fine-tuning. Fidelity is
 measured on held-out data every tenth of the run and the best weights seen are kept
-(``tune/best.py``).
+(``tune/best.py``). Outputs that are not class scores (embeddings, dense maps, several outputs)
+get the loss of their kind (``loss="auto"``, ``tune/losses.py``).
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from torch import Tensor, nn
 
 from ..fx.shape_prop import eval_mode
 from ..record import record_of
-from ..utils.choices import KEEP_BEST
+from ..utils.choices import FINETUNE_LOSSES, KEEP_BEST
 from ..utils.validate import check_choice, check_int, check_module, check_number
 from .best import BestKeeper, split_validation
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import float_outputs, split_batch, to_device
+from .losses import OutputLoss, kl_loss
 from .sync_bn import from_global_bn, to_global_bn
 from .distributed import EpochShardSampler, all_reduce_sum, barrier, is_main, rank_and_world
 
@@ -72,6 +74,7 @@ class FinetuneOptions:
     keep_best: str = "auto"
     eval_every: int = 0
     holdout: float = 0.1
+    loss: Any = "auto"
 
     def __post_init__(self) -> None:
         check_int(self.steps, "steps", 1)
@@ -90,6 +93,8 @@ class FinetuneOptions:
         check_int(self.eval_every, "eval_every", 0)
         if not 0.0 <= check_number(self.holdout, "holdout", 0.0) < 1.0:
             raise ValueError(f"holdout is a fraction of the samples, in [0, 1), found {self.holdout:g}")
+        if not callable(self.loss):
+            check_choice(self.loss, "loss", FINETUNE_LOSSES)
 
     def evaluations(self) -> int:
         """Steps between two measurements on the held-out data (``eval_every``, or a tenth of the run)."""
@@ -112,10 +117,22 @@ class StepInfo:
     best_step: Optional[int] = None
 
 
-def _scores(out: Any) -> Tensor:
+def _probe(data: Any) -> Tensor:
+    """One input of ``data`` (a Dataset's first sample as a batch of one, or the first batch)."""
+    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__") and not isinstance(data, torch.utils.data.IterableDataset):
+        if len(data) == 0:
+            raise ValueError("octify.finetune: the data holds no sample. Hint: check that the dataset is not empty.")
+        x, _ = split_batch(data[0], "octify.finetune")
+        return x.unsqueeze(0)
+    for batch in data:
+        return split_batch(batch, "octify.finetune")[0]
+    raise ValueError("octify.finetune: the data gave no batch. Hint: check that the dataset or DataLoader is not empty.")
+
+
+def _first(out: Any) -> Tensor:
     leaves = float_outputs(out)
     if not leaves:
-        raise TypeError(f"octify.finetune: expected the model to return class scores (a Tensor), found {type(out).__name__}")
+        raise TypeError(f"octify.finetune: expected the model to return floating-point Tensors, found {type(out).__name__}")
     return leaves[0]
 
 
@@ -127,10 +144,7 @@ def distill_loss(student: Tensor, teacher: Tensor, labels: Optional[Tensor], tem
     >>> float(distill_loss(s, s, None, 4.0, 0.5))
     0.0
     """
-    t = temperature
-    log_p = F.log_softmax(student.float() / t, 1)
-    log_q = F.log_softmax(teacher.float() / t, 1)
-    kl = (log_q.exp() * (log_q - log_p)).sum(1).mean() * t * t
+    kl = kl_loss(student, teacher, temperature)
     if labels is None or label_weight == 0.0:
         return kl
     return kl + label_weight * F.cross_entropy(student.float(), labels)
@@ -252,9 +266,13 @@ def finetune(
         data, validation, held_from = split_validation(data, opts.holdout, opts.seed)
         held = len(validation) if validation is not None else 0
     rank, world = rank_and_world()
+    # The loss of each output, decided on what the original returns for one input.
+    with eval_mode(original):
+        probe = to_device(_probe(validation if validation is not None else data), original)
+        loss_fn = OutputLoss.for_model(opts.loss, opts.temperature, original, probe)
     keeper = None
     if validation is not None and opts.keep_best != "last":
-        keeper = BestKeeper(original, validation, opts.keep_best, max(1, opts.batch_size // world))
+        keeper = BestKeeper(original, validation, opts.keep_best, max(1, opts.batch_size // world), loss_fn.keep_measure)
     student = converted if inplace else copy.deepcopy(converted)
     was_training = student.training
     if opts.sync_bn and world > 1:
@@ -292,12 +310,13 @@ def finetune(
             x, y = split_batch(batch, "octify.finetune")
             x, y = to_device(x, student), to_device(y, student)
             with torch.no_grad():
-                teacher = _scores(original(x))
-            out = _scores(net(x))
-            if out.shape != teacher.shape:
-                raise ValueError(f"octify.finetune: the converted model gives {tuple(out.shape)}, the original {tuple(teacher.shape)}")
-            loss = distill_loss(out, teacher, y if y is not None and y.shape == out.argmax(1).shape else None,
-                                opts.temperature, opts.label_weight)
+                teacher_out = original(x)
+            out_all = net(x)
+            out, teacher = _first(out_all), _first(teacher_out)
+            scores = loss_fn.scores if loss_fn.scores is not None else out.dim() >= 2
+            loss = loss_fn(out_all, teacher_out)
+            if scores and opts.label_weight and y is not None and y.shape == out.argmax(1).shape:
+                loss = loss + opts.label_weight * F.cross_entropy(out.float(), y)
             optimizer.zero_grad(set_to_none=True)
             with warnings.catch_warnings():
                 # DDP's buckets are contiguous, the converted model's 4-D weights channels-last: the
@@ -308,9 +327,8 @@ def finetune(
             optimizer.step()
             scheduler.step()
             step, offset = step + 1, index + 1
-            stats = all_reduce_sum(torch.tensor([
-                loss.item(), float((out.detach().argmax(1) == teacher.argmax(1)).sum()), float(teacher.argmax(1).numel()),
-            ], dtype=torch.float64))
+            agree = (float((out.detach().argmax(1) == teacher.argmax(1)).sum()), float(teacher.argmax(1).numel())) if scores else (0.0, 0.0)
+            stats = all_reduce_sum(torch.tensor([loss.item(), *agree], dtype=torch.float64))
             measured = None
             if keeper is not None and (step % every == 0 or step == opts.steps):
                 with eval_mode(student):
@@ -318,7 +336,7 @@ def finetune(
             if ckpt is not None and (step == opts.steps or (opts.checkpoint_every and step % opts.checkpoint_every == 0)):
                 _save(ckpt, student, optimizer, scheduler, step, epoch, offset, opts, keeper)
             if callback is not None and is_main():
-                callback(StepInfo(step, opts.steps, stats[0].item() / world, stats[1].item() / max(stats[2].item(), 1), lr,
+                callback(StepInfo(step, opts.steps, stats[0].item() / world, stats[1].item() / stats[2].item() if stats[2].item() else None, lr,
                                   measured, keeper.best_step if keeper is not None else None))
     if keeper is not None:
         keeper.restore(student)
@@ -328,11 +346,11 @@ def finetune(
             from_global_bn(student)
         else:
             _average_bn_statistics(student, world)
-    _record(student, opts, keeper, held_from)
+    _record(student, opts, keeper, held_from, loss_fn)
     return student
 
 
-def _record(student: nn.Module, opts: FinetuneOptions, keeper: Optional[BestKeeper], held_from: str) -> None:
+def _record(student: nn.Module, opts: FinetuneOptions, keeper: Optional[BestKeeper], held_from: str, loss_fn: OutputLoss) -> None:
     """What the run did, in the conversion record of a converted model (other modules have none)."""
     try:
         record = record_of(student)
@@ -340,7 +358,7 @@ def _record(student: nn.Module, opts: FinetuneOptions, keeper: Optional[BestKeep
         return
     summary = keeper.summary() if keeper is not None else {"measure": None, "best_step": None, "history": []}
     kept = "last" if keeper is None or keeper.best_step == opts.steps else "best"
-    record.finetune = {"steps": opts.steps, "kept": kept, "validation": held_from, **summary}
+    record.finetune = {"steps": opts.steps, "kept": kept, "validation": held_from, "loss": loss_fn.describe(), **summary}
 
 
 def _average_bn_statistics(model: nn.Module, world: int) -> None:
@@ -355,13 +373,22 @@ def _average_bn_statistics(model: nn.Module, world: int) -> None:
 
 _RUN_FIELDS = (
     "steps", "lr", "optimizer", "momentum", "weight_decay", "warmup", "temperature", "label_weight", "batch_size", "seed", "sync_bn",
-    "keep_best", "eval_every", "holdout",
+    "keep_best", "eval_every", "holdout", "loss",
 )
+
+
+def _saved_options(opts: FinetuneOptions) -> dict:
+    """The options as a checkpoint keeps them: a callable loss by its name (functions do not pickle by value)."""
+    out = asdict(opts)
+    if callable(opts.loss):
+        out["loss"] = f"{getattr(opts.loss, '__module__', '')}.{getattr(opts.loss, '__qualname__', type(opts.loss).__name__)}"
+    return out
 
 
 def _check_same_run(saved: dict, opts: FinetuneOptions, path: Path) -> None:
     """Resuming continues one run: a checkpoint of a run with other settings would silently mix two."""
-    differ = [f"{f}={saved[f]!r} there, {getattr(opts, f)!r} here" for f in _RUN_FIELDS if f in saved and saved[f] != getattr(opts, f)]
+    here = _saved_options(opts)
+    differ = [f"{f}={saved[f]!r} there, {here[f]!r} here" for f in _RUN_FIELDS if f in saved and saved[f] != here[f]]
     if differ:
         raise ValueError(
             f"octify.finetune: the checkpoint {str(path)!r} belongs to a run with other settings ({'; '.join(differ)}). "
@@ -384,7 +411,7 @@ def _save(
     if is_main():
         save_checkpoint(path, {
             "model": student.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "epoch": epoch, "offset": offset, "rng": rngs, "options": asdict(opts),
+            "step": step, "epoch": epoch, "offset": offset, "rng": rngs, "options": _saved_options(opts),
             "best": keeper.state_dict() if keeper is not None else None,
         })
     barrier()

@@ -19,7 +19,7 @@ __all__ = ["fidelity", "fidelity_of_each", "FidelityMeter"]
 class FidelityMeter:
     """Running sums behind :func:`fidelity`, fed one batch at a time."""
 
-    FIELDS = ("sq_diff", "sq_ref", "agree", "predictions", "correct", "ref_correct", "labelled", "samples", "batches")
+    FIELDS = ("sq_diff", "sq_ref", "agree", "predictions", "correct", "ref_correct", "labelled", "samples", "batches", "cos_sum", "cos_count")
 
     def __init__(self, who: str = "octify.fidelity") -> None:
         self.who = who
@@ -37,6 +37,9 @@ class FidelityMeter:
             g, w = g.detach().double(), w.detach().double()
             t["sq_diff"] += (g - w).square().sum().item()
             t["sq_ref"] += w.square().sum().item()
+            if w.dim() >= 1 and w.shape[0] > 0:  # each sample's output (flattened) as a vector
+                t["cos_sum"] += torch.nn.functional.cosine_similarity(g.reshape(g.shape[0], -1), w.reshape(w.shape[0], -1), dim=1, eps=1e-12).sum().item()
+                t["cos_count"] += w.shape[0]
             if w.dim() >= 2 and w.shape[1] > 1:  # class scores on dim 1: per sample, or per pixel
                 t["agree"] += (g.argmax(1) == w.argmax(1)).sum().item()
                 t["predictions"] += w.argmax(1).numel()
@@ -53,6 +56,7 @@ class FidelityMeter:
         out: Dict[str, Any] = {
             "agreement": t["agree"] / t["predictions"] if t["predictions"] else None,
             "rel_error": math.sqrt(t["sq_diff"] / t["sq_ref"]) if t["sq_ref"] else (0.0 if not t["sq_diff"] else math.inf),
+            "cosine": t["cos_sum"] / t["cos_count"] if t["cos_count"] else None,
             "samples": int(t["samples"]),
             "batches": int(t["batches"]),
         }
@@ -68,7 +72,8 @@ def fidelity(original: nn.Module, converted: nn.Module, data: Iterable[Any], *, 
     ``data`` is an iterable of input batches, or of (input, label) pairs (a DataLoader). Returns
     ``agreement`` (the fraction of top-1 predictions, per sample or per pixel of dense outputs,
     equal to the original's), ``rel_error`` (||converted - original|| / ||original|| over every
-    output value), ``samples`` and ``batches``; with labels also ``accuracy`` and
+    output value), ``cosine`` (the mean over samples, and outputs, of the cosine between each
+    sample's outputs, flattened: what matters for an embedding), ``samples`` and ``batches``; with labels also ``accuracy`` and
     ``original_accuracy`` (top-1). Neither model's mode or weights change.
 
     >>> import torch, octify
