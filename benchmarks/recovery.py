@@ -19,6 +19,18 @@ Accuracy is top-1 on 2048 held-out images (another seed); agreement and rel. err
 
     python benchmarks/recovery.py                    # 1500 original steps, noise 1.5 (about 6 minutes on 2 cores)
     python benchmarks/recovery.py --original-steps 300 --noise 0.3   # a quick look
+
+``--kind embedding`` and ``--kind dense`` measure the other kinds of output on networks trained
+here on real photographs (``benchmarks/photo_tasks.py``: scikit-image's photos, whole photos held
+out): an L2-normalised embedding (fidelity: the mean cosine to the original's embeddings) and a
+dense edge map from a noisy crop (fidelity: the relative error of the map). Methods: the default
+conversion; calibration on 512 crops of the training photos; ``octify.reconstruct`` on the same
+512 unlabeled crops; ``octify.finetune`` for 300 steps of 32 crops (loss "auto": cosine for the
+embedding, variance-scaled MSE for the map; and KL, the loss before issue 26, for comparison);
+and their combinations. Fidelity is measured on 512 crops of the held-out photos.
+
+    python benchmarks/recovery.py --kind embedding --original-steps 600   # about 4 minutes here
+    python benchmarks/recovery.py --kind dense --original-steps 600
 """
 
 from __future__ import annotations
@@ -36,6 +48,9 @@ import octify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from textures import TextureDataset, TextureNet  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import photo_tasks as pt  # noqa: E402
 
 
 def train_from_scratch(net: torch.nn.Module, data: TextureDataset, steps: int, batch: int, seed: int) -> torch.nn.Module:
@@ -61,8 +76,12 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--noise", type=float, default=1.5, help="pixel noise of the texture task (the tests use 0.3)")
+    ap.add_argument("--kind", choices=("classifier", "embedding", "dense"), default="classifier")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.kind != "classifier":
+        kinds_table(args)
+        return
     torch.manual_seed(0)
     train, test = TextureDataset(8192, seed=0, noise=args.noise), TextureDataset(2048, seed=1, noise=args.noise)
     held = [(test.images[i:i + 256], test.labels[i:i + 256]) for i in range(0, len(test), 256)]
@@ -103,6 +122,49 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for name, steps, acc, agree, rel, secs in rows:
         print(f"| {name} | {steps} | {acc:.2%} | {agree:.2%} | {rel:.4f} | {secs:.0f} |")
+
+
+def kinds_table(args: argparse.Namespace) -> None:
+    """The embedding or the dense-map network: each method's fidelity on held-out photos."""
+    train_photos, held_photos, held_names = pt.photos()
+    embedding = args.kind == "embedding"
+    t = time.perf_counter()
+    original = (pt.train_embedding if embedding else pt.train_edges)(train_photos, args.original_steps)
+    trained_s = time.perf_counter() - t
+    prep = (lambda x, seed: x) if embedding else (lambda x, seed: pt.noisy(x, 0.3, seed))  # noqa: E731
+    unlabeled = [prep(pt.crops(train_photos, 32, seed=50_000 + i)[0], 50_000 + i) for i in range(16)]  # 512 crops
+    steps_data = [prep(pt.crops(train_photos, 32, seed=60_000 + i)[0], 60_000 + i) for i in range(300)]  # 300 x 32
+    validation = [prep(pt.crops(train_photos, 64, seed=70_000 + i)[0], 70_000 + i) for i in range(4)]
+    held = [prep(pt.crops(held_photos, 64, seed=80_000 + i)[0], 80_000 + i) for i in range(8)]  # 512 crops
+    x = unlabeled[0][:1]
+    rows = []
+
+    def row(name: str, model: torch.nn.Module, seconds: float) -> torch.nn.Module:
+        r = octify.fidelity(original, model, held)
+        rows.append((name, r["cosine"], r["rel_error"], seconds))
+        print(f"  {name}: cosine {r['cosine']:.4f}, rel. error {r['rel_error']:.4f} ({seconds:.1f} s)", flush=True)
+        return model
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - t0
+
+    default = row("default conversion", *timed(lambda: octify.convert(original, alpha=args.alpha, example_inputs=x)))
+    calibrated = row("calibration", *timed(lambda: octify.convert(original, alpha=args.alpha, example_inputs=x, calibration=unlabeled)))
+    rebuilt = row("reconstruction", *timed(lambda: octify.reconstruct(original, default, unlabeled)))
+    row("calibration + reconstruction", *timed(lambda: octify.reconstruct(original, calibrated, unlabeled)))
+    tune = dict(steps=300, batch_size=32, lr=0.01, validation=validation)
+    row("distillation (loss auto)", *timed(lambda: octify.finetune(original, default, steps_data, **tune)))
+    row("distillation (loss kl)", *timed(lambda: octify.finetune(original, default, steps_data, loss="kl", **tune)))
+    row("reconstruction + distillation", *timed(lambda: octify.finetune(original, rebuilt, steps_data, **tune)))
+    print(f"\ntorch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} threads, alpha {args.alpha}; "
+          f"{'EmbedNet' if embedding else 'EdgeNet'} trained {args.original_steps} steps in {trained_s:.0f} s on {len(train_photos)} photos; "
+          f"held out: {', '.join(held_names)}")
+    print("| method | cosine | rel. error | time (s) |")
+    print("|---|---:|---:|---:|")
+    for name, cos, rel, secs in rows:
+        print(f"| {name} | {cos:.4f} | {rel:.4f} | {secs:.1f} |")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ class Heads(nn.Module):
         self.fc = nn.Linear(8, 5)
         self.seg = nn.Conv2d(8, 4, 1)
         self.depth = nn.Conv2d(8, 1, 1)
+        self.rgb = nn.Conv2d(8, 3, 1)
 
     def forward(self, x):
         f = self.body(x)
@@ -51,6 +52,8 @@ class Heads(nn.Module):
             return self.seg(f)
         if self.head == "depth":
             return self.depth(f)
+        if self.head == "denoise":
+            return x - self.rgb(f)
         if self.head == "pyramid":
             return {"p1": f, "p2": F.avg_pool2d(f, 2)}
         return {"logits": self.fc(pooled), "pooler_output": pooled}
@@ -62,6 +65,7 @@ class Heads(nn.Module):
     ("normalized", [("output", "embedding")]),
     ("segmentation", [("output", "dense_scores")]),
     ("depth", [("output", "map")]),
+    ("denoise", [("output", "map")]),  # as many channels as the input: an image, not 3 class scores
     ("pyramid", [("['p1']", "map"), ("['p2']", "map")]),
     ("hf", [("['logits']", "scores"), ("['pooler_output']", "embedding")]),
 ])

@@ -12,7 +12,8 @@ kind                how ``loss="auto"`` tells it (first that applies)           
 ``scores``          (N, C) from a Linear layer (a classifier's head), or a      ``kl``
                     dict key ``logits`` / ``scores``
 ``dense_scores``    (N, C>1, H, W) at the input's spatial size (segmentation),   ``kl`` per pixel
-                    unless the maps come at several sizes (a feature pyramid)
+                    unless the maps come at several sizes (a feature pyramid) or
+                    C is the input's (an image from an image: denoising)
 ``embedding``       any other (N, D): pooled features, a projection              ``cosine``
 ``map``             the rest: feature maps, depth, regressions, sequences        ``mse``
 ==================  ==========================================================  ===============
@@ -100,7 +101,8 @@ def _kind(t: Tensor, key: str, producer: Optional[nn.Module], x: Any) -> str:
             return "scores"
         return "embedding"
     if t.dim() == 4 and t.shape[1] > 1 and isinstance(x, Tensor) and x.dim() == 4 and tuple(t.shape[2:]) == tuple(x.shape[2:]):
-        return "dense_scores"
+        # As many channels as the input: an image made from an image (denoising, restoration), not class scores.
+        return "map" if t.shape[1] == x.shape[1] else "dense_scores"
     if t.dim() == 4 and t.shape[1] > 1 and any(k in name for k in _SCORE_KEYS):
         return "dense_scores"
     return "map"
