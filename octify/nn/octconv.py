@@ -14,6 +14,7 @@ from torch.nn.modules.utils import _ntuple
 
 from ..utils.validate import check_choice, check_int, check_octave
 from ._common import conv_out, depthwise_shape, low_size, resolve_padding
+from ._octconv_forms import InferenceForms
 from ._octconv_kernels import Kernels, fuse_low
 from ._octconv_weights import PathWeights
 from ._resample import check_low, fx_tracing, low_shape
@@ -27,7 +28,7 @@ _IntOr2 = Union[int, Tuple[int, int]]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-class OctConvNd(PathWeights, Kernels, nn.Module):
+class OctConvNd(PathWeights, Kernels, InferenceForms, nn.Module):
     """The octave convolution over 1, 2 or 3 spatial axes (use :class:`OctConv2d`, ``OctConv1d``,
     ``OctConv3d``). A subclass names its dimension in ``_ND``, ``_NAME``, ``_CONV`` (the torch.nn
     conv it stands for) and ``_LAYOUT``; ``_axes`` is how many trailing axes the octave resamples."""
@@ -241,43 +242,6 @@ class OctConvNd(PathWeights, Kernels, nn.Module):
         layer.train(conv.training)
         return layer
 
-    # -- inference forms (``octify.freeze`` picks them; each is the same function) --------------
-    def use_matmul(self, enabled: bool = True) -> "OctConv2d":
-        """Run each path of this 1x1 layer as one matrix product over the pixels of a
-        channels-last map (no convolution set-up per call, H->L accumulated onto L->L without a
-        concatenated input); ValueError for a layer that is not 1x1, stride-1 once pooled, dense
-        and ungrouped. Inputs in any layout give the same numbers (others are copied first)."""
-        if enabled and not self._pointwise:
-            raise ValueError(
-                "OctConv2d.use_matmul: only dense, ungrouped 1x1 convs without padding or dilation, stride 1 once pooled, "
-                f"run as matrix products; this layer is {self.extra_repr()}"
-            )
-        self._matmul = bool(enabled)
-        return self
-
-    def use_onednn(self, enabled: bool = True) -> "OctConvNd":
-        """Run every conv of this layer with oneDNN's kernel on CPU float32 / bfloat16 inputs,
-        whatever its size (see ``octify.nn.onednn``: ``octify.freeze(conv3d="onednn")`` turns it on
-        for 3-D layers). The same function; the layer then runs in eager mode and TorchScript only."""
-        self._onednn = bool(enabled)
-        return self
-
-    @torch.no_grad()
-    def fuse_low_weights(self) -> "OctConv2d":
-        """Store H->L and L->L as one ``weight_low`` parameter, the [hl | ll] concatenation that the
-        low output's single conv uses, instead of concatenating it on every call. ``weight_hl``
-        and ``weight_ll`` become None (the state dict changes accordingly); a no-op on layers
-        that do not run the two paths as one conv (:attr:`fuses_low`)."""
-        if not self.fuses_low:
-            return self
-        weights = fuse_low(self.path_tensors())
-        fused = weights[4]
-        assert fused is not None  # fuses_low: both paths are present
-        self.weight_low = nn.Parameter(fused, requires_grad=bool(self.weight_hl.requires_grad))
-        self.weight_hl = None
-        self.weight_ll = None
-        return self
-
     def extra_repr(self) -> str:
         s = (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -363,23 +327,6 @@ class OctConvNd(PathWeights, Kernels, nn.Module):
         [hl | ll] weight (``weight_low``, set by ``octify.freeze``; hl and ll are then None),
         bias_h, bias_l."""
         return [self.weight_hh, self.weight_lh, self.weight_hl, self.weight_ll, self.weight_low, self.bias_h, self.bias_l]
-
-    @property
-    def fuses_low(self) -> bool:
-        """Whether H->L and L->L can run as one conv over a [hl | ll] weight (ungrouped, not 1x1,
-        both paths present)."""
-        return self._fuses_low and self.weight_hl is not None and self.weight_ll is not None
-
-    @property
-    def pointwise(self) -> bool:
-        """Whether this layer is a dense, ungrouped 1x1 conv, stride 1 once pooled (it can :meth:`use_matmul`)."""
-        return self._pointwise
-
-    @property
-    def runs_as_matmul(self) -> bool:
-        """Whether this 1x1 layer runs each path as one matrix product over the pixels
-        (``octify.freeze`` turns it on for channels-last models)."""
-        return self._matmul
 
     def forward_with(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> OctaveOutput:
         """The layer's output computed with ``weights`` (laid out as :meth:`path_tensors`) instead of its own."""

@@ -313,7 +313,7 @@ def finetune(
                 teacher_out = original(x)
             out_all = net(x)
             out, teacher = _first(out_all), _first(teacher_out)
-            scores = loss_fn.scores if loss_fn.scores is not None else out.dim() >= 2
+            scores = loss_fn.scores if loss_fn.scores is not None else out.dim() >= 2  # a custom loss: as the outputs look
             loss = loss_fn(out_all, teacher_out)
             if scores and opts.label_weight and y is not None and y.shape == out.argmax(1).shape:
                 loss = loss + opts.label_weight * F.cross_entropy(out.float(), y)

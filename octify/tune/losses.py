@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten_with_path, keystr
 
+from .data import float_outputs
+
 __all__ = ["OutputLoss", "cosine_loss", "scaled_mse", "kl_loss", "output_kinds", "KIND_LOSS"]
 
 KIND_LOSS = {"scores": "kl", "dense_scores": "kl", "embedding": "cosine", "map": "mse"}
@@ -163,8 +165,7 @@ class OutputLoss:
     def __call__(self, student_out: Any, teacher_out: Any) -> Tensor:
         if self.custom is not None:
             return self.custom(student_out, teacher_out)
-        s_leaves = [t for t in torch.utils._pytree.tree_leaves(student_out) if isinstance(t, Tensor) and t.is_floating_point()]
-        t_leaves = [t for t in torch.utils._pytree.tree_leaves(teacher_out) if isinstance(t, Tensor) and t.is_floating_point()]
+        s_leaves, t_leaves = float_outputs(student_out), float_outputs(teacher_out)
         if len(s_leaves) != len(t_leaves) or len(t_leaves) != len(self.losses):
             raise ValueError(
                 f"octify.finetune: the original returns {len(t_leaves)} floating-point outputs and the converted model "
