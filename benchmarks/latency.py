@@ -20,6 +20,7 @@ separate calls, weights read as they are on every call), for reference.
     python benchmarks/latency.py --convert-times       # conversion seconds vs graph nodes
     python benchmarks/latency.py --compile --models resnet50 --alphas 0.5 --policies default
     python benchmarks/latency.py --deploy              # one row per deployment setting (issue 24), ~20 min
+    python benchmarks/latency.py --plan                # policy="latency", the measured plan, 8 families (issue 25)
 
 ``--deploy`` prints one table over the settings users deploy in, each against the best plain
 configuration of the original given the same treatment, alternated in one process: eager at 2
@@ -260,24 +261,65 @@ def deploy_table(args: argparse.Namespace) -> None:
     _video_row(args)
 
 
+PLAN_MODELS = [
+    "resnet50", "resnext50_32x4d", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_800mf", "densenet121",
+    "convnext_tiny",
+]
+
+
+def plan_table(args: argparse.Namespace) -> None:
+    """``policy="latency"`` (issue 25): the measured plan at each batch, its frozen model against the
+    best plain configuration (``octify.freeze`` of the original), alternated, measured twice."""
+    print("| model | batch | plan s | octave blocks | MACs ratio | plan's own check | ratio run 1 / run 2 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    ratios = []
+    for name in args.models:
+        model = build(name)
+        plain = octify.freeze(model)
+        x1 = torch.randn(1, 3, 224, 224)
+        base = macs(model, x1)
+        for batch in args.batches:
+            x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=CL)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                conv = octify.convert(model, example_inputs=x, policy="latency", latency_cache=False).eval()
+            plan_s = time.perf_counter() - t0
+            lp = octify.record_of(conv).latency_plan
+            frozen = octify.freeze(conv, example_inputs=x)
+            runs = [alternate(plain, frozen, x, x, args.iters)[2] for _ in range(2)]
+            ratios.append(statistics.mean(runs))
+            units = lp.get("units", [])
+            check = f"{lp['verified_ratio']:.2f}" if lp.get("verified_ratio") is not None else "plain"
+            print(f"| {name} | {batch} | {plan_s:.0f} | {sum(1 for u in units if u['alpha'])}/{len(units)} | "
+                  f"{macs(conv, x1) / base:.2f} | {check} | {runs[0]:.2f} / {runs[1]:.2f} |", flush=True)
+    geo = statistics.geometric_mean(ratios)
+    print(f"\ngeometric mean of the ratios: {geo:.2f}; worst: {max(ratios):.2f}; at most 1.03: {sum(r <= 1.03 for r in ratios)}/{len(ratios)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=MODELS)
     p.add_argument("--alphas", nargs="+", type=float, default=[0.25, 0.5])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--policies", nargs="+", default=["default", "latency"])
+    p.add_argument("--policies", nargs="+", default=["default", "latency-rules"])
     p.add_argument("--iters", type=int, default=9)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--convert-times", action="store_true", help="print the conversion-time table instead")
     p.add_argument("--compile", action="store_true", help="compile both sides with torch.compile (eager table otherwise)")
     p.add_argument("--deploy", action="store_true", help="one table over the deployment settings (default models: resnet18 resnet50)")
+    p.add_argument("--plan", action="store_true", help="policy='latency' (the measured plan) over eight families, batch 1 and 8")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.machine()}, "
         f"{torch.get_num_threads()} threads, float32, eval, inference_mode, 224x224"
     )
-    if args.deploy:
+    if args.plan:
+        if args.models == MODELS:
+            args.models = PLAN_MODELS
+        plan_table(args)
+    elif args.deploy:
         if args.models == MODELS:
             args.models = ["resnet18", "resnet50"]
         deploy_table(args)

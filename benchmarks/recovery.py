@@ -27,7 +27,9 @@ dense edge map from a noisy crop (fidelity: the relative error of the map). Meth
 conversion; calibration on 512 crops of the training photos; ``octify.reconstruct`` on the same
 512 unlabeled crops; ``octify.finetune`` for 300 steps of 32 crops (loss "auto": cosine for the
 embedding, variance-scaled MSE for the map; and KL, the loss before issue 26, for comparison);
-and their combinations. Fidelity is measured on 512 crops of the held-out photos.
+with feature distillation of the stage ends (``features="auto"``); on the 512 crops alone,
+with and without augmentation (``augment=True``); and their combinations. Fidelity is measured
+on 512 crops of the held-out photos.
 
     python benchmarks/recovery.py --kind embedding --original-steps 600   # about 4 minutes here
     python benchmarks/recovery.py --kind dense --original-steps 600
@@ -105,11 +107,17 @@ def main() -> None:
     t = time.perf_counter()
     calibrated = octify.convert(original, alpha=args.alpha, example_inputs=x, calibration=calibration)
     row("(b) calibrated conversion", calibrated, 0, time.perf_counter() - t)
-    for tag, start in (("(a)", default), ("(b)", calibrated)):
+    t = time.perf_counter()
+    rebuilt = octify.reconstruct(original, default, calibration)
+    row("(e) reconstruction (512 unlabeled images)", rebuilt, 0, time.perf_counter() - t)
+    for tag, start in (("(a)", default), ("(b)", calibrated), ("(e)", rebuilt)):
         for steps in budgets:
             t = time.perf_counter()
             tuned = octify.finetune(original, start, train, steps=steps, batch_size=args.batch, seed=0)
             row(f"(c) {tag} + distillation", tuned, steps, time.perf_counter() - t)
+    t = time.perf_counter()
+    tuned = octify.finetune(original, default, train, steps=budgets[0], batch_size=args.batch, seed=0, features="auto")
+    row("(c) (a) + distillation with features='auto'", tuned, budgets[0], time.perf_counter() - t)
     t = time.perf_counter()
     torch.manual_seed(1)
     scratch = octify.convert(TextureNet().train(), alpha=args.alpha, example_inputs=x, transfer_weights=False)
@@ -158,6 +166,10 @@ def kinds_table(args: argparse.Namespace) -> None:
     row("distillation (loss auto)", *timed(lambda: octify.finetune(original, default, steps_data, **tune)))
     row("distillation (loss kl)", *timed(lambda: octify.finetune(original, default, steps_data, loss="kl", **tune)))
     row("reconstruction + distillation", *timed(lambda: octify.finetune(original, rebuilt, steps_data, **tune)))
+    row("distillation + features (auto)", *timed(lambda: octify.finetune(original, default, steps_data, features="auto", **tune)))
+    # A small set: the 512 unlabeled crops cycled through, as they are and as augmented views.
+    row("distillation on 512 crops", *timed(lambda: octify.finetune(original, default, unlabeled, **tune)))
+    row("distillation on 512 crops, augmented", *timed(lambda: octify.finetune(original, default, unlabeled, augment=True, **tune)))
     print(f"\ntorch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} threads, alpha {args.alpha}; "
           f"{'EmbedNet' if embedding else 'EdgeNet'} trained {args.original_steps} steps in {trained_s:.0f} s on {len(train_photos)} photos; "
           f"held out: {', '.join(held_names)}")

@@ -40,6 +40,8 @@ from .fx.plain_regions import keep_plain_regions
 from .fx.plan import AlphaFor, plan
 from .fx.recorder import Recorder
 from .fx.rewrite import rewrite
+from .fx.taps import module_taps
+from .fx.measured import measured_plan
 from .fx.shape_prop import eval_mode, fake_mode, propagate, quiet_probes
 from .fx.tracer import SPECIALIZED, LeafSpec, is_user_leaf, placeholder_values, trace
 from .fx.verify import verify as verify_outputs
@@ -73,6 +75,9 @@ def convert(
     calibration: Optional[Iterable[Any]] = None,
     calibration_split: str = "best",
     reconstruct: Optional[Iterable[Any]] = None,
+    latency_budget: Optional[float] = None,
+    fidelity_budget: Optional[float] = None,
+    latency_cache: Any = True,
 ) -> fx.GraphModule:
     """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them
     (Conv1d -> OctConv1d; Conv3d -> OctConv3d, the octave on H and W, time at full resolution).
@@ -87,8 +92,15 @@ def convert(
     by default one 1 x C x 224 x 224 input, C the input channels of the first Conv2d. Python
     control flow on their shapes is resolved on them (``record_of(...).specialized``) and
     checked at run time; parameters of ``forward`` they do not give keep their defaults.
-    ``policy="latency"`` keeps plain the regions where octave layers cannot pay for themselves on
-    a CPU (small maps, depthwise and thin convs), each recorded with its reason.
+    ``policy="latency"`` measures on this machine, at the example inputs' shapes and the current
+    thread count, each block's time plain and at alphas 0.25 / 0.5 / 0.75 (the frozen forms), and
+    chooses per block by dynamic programming: the fastest plan, or the one with the least fidelity
+    cost within ``latency_budget`` (a fraction of the plain time), or the fastest within
+    ``fidelity_budget``; the chosen model is timed against the plain one and stays plain if it is
+    not faster (``fx/measured.py``; timings cached in ``latency_cache``: True for the user cache
+    directory, a directory, or False). ``record_of(...).latency_plan`` has the times, the choice
+    and the trade-off curve. ``policy="latency-rules"`` applies fixed rules instead, no timing: plain
+    where octave layers rarely pay on a CPU (small maps, depthwise and thin convs).
     ``memory_format="channels_last"`` (the default) lays the converted model's 4-D weights out
     channels-last, the layout in which its many small convolutions run fast; inputs in either
     layout are accepted. ``"preserve"`` keeps the original layout.
@@ -123,6 +135,7 @@ def convert(
         alpha=alpha, octave=octave, stride_mode=stride_mode, min_size=min_size, exclude=exclude, alpha_for=alpha_for,
         leaf_modules=leaf_modules, rules=rules, transfer_weights=transfer_weights, verify=verify, inplace=inplace,
         policy=policy, memory_format=memory_format, calibration_split=calibration_split,
+        latency_budget=latency_budget, fidelity_budget=fidelity_budget, latency_cache=latency_cache,
     )
     if example_inputs is None:
         args, kwargs = default_inputs(model), {}
@@ -133,7 +146,13 @@ def convert(
     if reconstruct is not None and inplace:
         raise ValueError("octify.convert: reconstruct fits the converted model to the original, which inplace=True consumes. Hint: inplace=False.")
     with quiet_probes():
-        converted = _run(model, args, kwargs, options, calibration)
+        if options.policy == "latency":
+            converted = measured_plan(
+                model, args, options, lambda opts, data: _run(model, args, kwargs, opts, data), calibration,
+                options.latency_budget, options.fidelity_budget, options.latency_cache,
+            )
+        else:
+            converted = _run(model, args, kwargs, options, calibration)
     if reconstruct is None:
         return converted
     return fit_layers(model, converted, reconstruct, inplace=True)
@@ -181,7 +200,9 @@ def _build(
         builder, recorder, dict(gm.named_modules()), plans, octave=opts.octave, transfer_weights=opts.transfer_weights
     )
     with eval_mode(root):
-        graph = rewrite(gm, ctx, rules_in_force)  # 4
+        values: dict = {}
+        graph = rewrite(gm, ctx, rules_in_force, values)  # 4
+    record.taps = module_taps(gm, values)
     recorder.unconverted_convs(model, gm, lambda m, name: is_user_leaf(m, name, opts.leaf_types, opts.leaf_globs))
     _warn_if_nothing_converted(record)
 

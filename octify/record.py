@@ -69,6 +69,12 @@ class ConversionRecord:
     finetune: dict = field(default_factory=dict)
     # After octify.reconstruct: the layers fitted, the data, and the fidelity before and after.
     reconstruction: dict = field(default_factory=dict)
+    # Where each module of the original ends in the converted graph (fx/taps.py): what
+    # octify.finetune(features=...) reads. Node names of this graph, stale once it is rewritten.
+    taps: dict = field(default_factory=dict)
+    # With policy="latency": each unit's measured times and fidelity costs, the plan chosen, the
+    # trade-off curve, and the chosen model timed against the plain one (fx/measured.py).
+    latency_plan: dict = field(default_factory=dict)
     # The converted model's class name (``OctResNet``): a copy of a GraphModule is called
     # "GraphModule" again, so reports and messages take the name from here (``model_name``).
     class_name: str = ""
@@ -78,7 +84,7 @@ class ConversionRecord:
 
     def __setstate__(self, state: dict) -> None:
         # Records pickled by 0.1.0 have no ``specialized``, ``input_shapes``, ``calibration`` or ``finetune``.
-        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, "reconstruction": {}, "class_name": "", "random_weights": False, **state})
+        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, "reconstruction": {}, "taps": {}, "latency_plan": {}, "class_name": "", "random_weights": False, **state})
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -105,6 +111,8 @@ class ConversionRecord:
             "calibration": dict(self.calibration),
             "finetune": dict(self.finetune),
             "reconstruction": dict(self.reconstruction),
+            "taps": {k: dict(v) for k, v in self.taps.items()},
+            "latency_plan": dict(self.latency_plan),
             "class_name": self.class_name,
             "random_weights": self.random_weights,
         }

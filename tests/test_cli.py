@@ -477,14 +477,27 @@ def test_save_load_round_trip(tmp_path):
         octify.load(tmp_path / "sd.pt")
 
 
-def test_policy_option(tmp_path):
-    assert_error(run("convert", CUSTOM, "--policy", "fast"), 2, "--policy", "'default' or 'latency'")
-    result = run("convert", "torchvision:mobilenet_v2", "-i", "1,3,64,64", "--policy", "latency", "-o", tmp_path / "m.pt", "--json", "-")
+def test_policy_option(tmp_path, monkeypatch):
+    assert_error(run("convert", CUSTOM, "--policy", "fast"), 2, "--policy", "one of 'default', 'latency', 'latency-rules'")
+    result = run("convert", "torchvision:mobilenet_v2", "-i", "1,3,64,64", "--policy", "latency-rules", "-o", tmp_path / "m.pt", "--json", "-")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    # The latency policy keeps every depthwise block plain: no conv converted, MACs unchanged.
+    # The static rules keep every depthwise block plain: no conv converted, MACs unchanged.
     assert data["after"]["macs"] == data["before"]["macs"]
     assert all(c["alpha_out"] == 0.0 for c in data["conversion"]["convs"])
+    # The measured plan: timed here, cached where OCTIFY_CACHE_DIR says, printed with its curve.
+    monkeypatch.setenv("OCTIFY_CACHE_DIR", str(tmp_path / "cache"))
+    result = run("convert", "torchvision:resnet18", "-i", "1,3,64,64", "--policy", "latency", "--budget", "0.9", "-o", tmp_path / "r.pt",
+                 "--html", tmp_path / "r.html")
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "<h2>Latency plan, measured on this machine</h2>" in page and "<th>alpha 0.5 ms</th>" in page and page.count("<circle") >= 1
+    text = " ".join(result.stdout.split())
+    assert "Latency plan (measured, " in text and "blocks at layer1.0 " in text and "trade-off (blocks' time against fidelity cost)" in text
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1
+    plan = octify.record_of(octify.load(tmp_path / "r.pt")).latency_plan
+    assert plan["latency_budget"] == 0.9 and [u["unit"] for u in plan["units"]][:2] == ["layer1.0", "layer1.1"]
+    assert_error(run("convert", CUSTOM, "--budget", "0.7"), 2, "a latency or fidelity budget needs policy='latency'")
 
 
 # --------------------------------------------------------------------------- octify export

@@ -60,6 +60,19 @@ def test_finetune_cli_tunes_saves_and_reports_before_and_after(converted_file, t
     assert [h["step"] for h in data["history"]] == [0, 1, 2, 3, 4, 5, 6]
 
 
+def test_finetune_cli_distils_features_on_augmented_views(converted_file, tmp_path):
+    report = tmp_path / "r.json"
+    common = [TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "--steps", "2", "--batch-size", "16",
+              "--holdout", "0.05", "-o", tmp_path / "tuned.pt"]
+    result = run("finetune", *common, "--features", "auto", "--feature-weight", "2", "--augment", "--json", report)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert (data["features"], data["feature_weight"], data["augment"], data["bf16"]) == (["layer1", "layer2"], 2.0, True, False)
+    assert "plus 2 x variance-scaled MSE on layer1, layer2; augmented views" in " ".join(result.stdout.split())
+    assert_error(run("finetune", *common, "--features", "layer1,stage9"), 2,
+                 "features: no module output named stage9 in the converted model", "Hint: name modules of the original")
+
+
 def test_finetune_cli_says_what_it_expected(converted_file, tmp_path):
     assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", tmp_path / "nowhere", "-o", tmp_path / "t.pt"), 2,
                  "--data", "expected a directory of images (one folder per class for labels) or file.py:FACTORY, found nothing there")

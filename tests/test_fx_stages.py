@@ -496,7 +496,7 @@ def test_plan_grouped_consumer_sets_split_groups():
 def test_plan_latency_keeps_depthwise_block_plain():
     default = _plan(Depthwise(), _x(*X))
     assert [default[n].alpha_out for n in ("body.0.pw", "body.0.dw", "body.0.pw2", "head")] == [0.5, 0.5, 0.5, 0.0]
-    plans = _plan(Depthwise(), _x(*X), policy="latency")
+    plans = _plan(Depthwise(), _x(*X), policy="latency-rules")
     for name in ("body.0.pw", "body.0.dw", "body.0.pw2"):
         p = plans[name]
         assert p.alpha_out == 0.0
@@ -521,7 +521,7 @@ def test_options_normalise():
 @pytest.mark.parametrize(
     "kwargs, exc, message",
     [
-        (dict(policy="fast"), ValueError, "policy must be 'default' or 'latency', found 'fast'"),
+        (dict(policy="fast"), ValueError, "policy must be one of 'default', 'latency', 'latency-rules', found 'fast'"),
         (dict(memory_format="nchw"), ValueError, "memory_format must be 'channels_last' or 'preserve', found 'nchw'"),
         (dict(stride_mode="avg"), ValueError, "stride_mode must be 'conv' or 'pool', found 'avg'"),
         (dict(octave=2.0), TypeError, "octave must be an integer >= 1, found 2.0 (float)"),
@@ -545,7 +545,7 @@ def test_options_reject(kwargs, exc, message):
 
 
 def test_convert_validates_before_any_work():
-    with pytest.raises(ValueError, match=re.escape("policy must be 'default' or 'latency', found 'fast'")):
+    with pytest.raises(ValueError, match=re.escape("policy must be one of 'default', 'latency', 'latency-rules', found 'fast'")):
         octify.convert(Branchy(), example_inputs=_x(*X), policy="fast")  # untraceable: never reached
 
 
@@ -1063,7 +1063,7 @@ ORACLE = [
     (Grouped, {}),
     (Grouped, dict(alpha=0.25)),
     (Depthwise, {}),
-    (Depthwise, dict(policy="latency", alpha_for={"head": 0.5})),
+    (Depthwise, dict(policy="latency-rules", alpha_for={"head": 0.5})),
     (Shapes, dict(min_size=9)),
     (Gated, {}),
     (Gated, dict(rules={Gate: per_branch})),

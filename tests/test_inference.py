@@ -77,7 +77,7 @@ def test_latency_policy_keeps_depthwise_blocks_plain_whole() -> None:
     x = torch.randn(1, 3, 224, 224)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rec = octify.record_of(octify.convert(model, example_inputs=x, policy="latency"))
+        rec = octify.record_of(octify.convert(model, example_inputs=x, policy="latency-rules"))
         default = octify.record_of(octify.convert(model, example_inputs=x))
     by_name = {c.name: c for c in rec.convs}
     # Every conv of an inverted-residual block (expand, depthwise, project) stays plain, so that
@@ -92,7 +92,7 @@ def test_latency_policy_keeps_depthwise_blocks_plain_whole() -> None:
 def test_latency_policy_keeps_small_maps_plain_and_leaves_resnets_as_default() -> None:
     model = torchvision.models.resnet18().eval()
     x = torch.randn(1, 3, 224, 224)
-    latency = octify.record_of(octify.convert(model, example_inputs=x, policy="latency", min_size=4))
+    latency = octify.record_of(octify.convert(model, example_inputs=x, policy="latency-rules", min_size=4))
     default = octify.record_of(octify.convert(model, example_inputs=x, min_size=4))
     lat = {c.name: c for c in latency.convs}
     # layer4 works on 7x7 maps: octave under min_size=4, plain under the latency policy.
@@ -102,14 +102,14 @@ def test_latency_policy_keeps_small_maps_plain_and_leaves_resnets_as_default() -
     # Elsewhere ResNet's blocks pay for themselves: the same plan as the default policy.
     same = [c.name for c in default.convs if not c.name.startswith("layer4")]
     assert all(lat[n].alpha_out == {c.name: c.alpha_out for c in default.convs}[n] for n in same)
-    with pytest.raises(ValueError, match="policy must be 'default' or 'latency', found 'fast'"):
+    with pytest.raises(ValueError, match="policy must be one of 'default', 'latency', 'latency-rules', found 'fast'"):
         octify.convert(model, example_inputs=x, policy="fast")
 
 
 def test_latency_policy_keeps_a_block_with_a_thin_low_branch_plain_whole() -> None:
     model = torchvision.models.densenet121().eval()
     x = torch.randn(1, 3, 64, 64)
-    rec = octify.record_of(octify.convert(model, alpha=0.25, example_inputs=x, policy="latency", min_size=1))
+    rec = octify.record_of(octify.convert(model, alpha=0.25, example_inputs=x, policy="latency-rules", min_size=1))
     by_name = {c.name: c for c in rec.convs}
     block = "features.denseblock1.denselayer2"
     # conv2 makes 32 channels: 8 low at alpha 0.25, under the policy's 16; its 1x1 partner conv1
@@ -198,7 +198,7 @@ def test_latency_policy_keeps_a_model_plain_when_its_octave_layers_would_save_to
     # leave only the transition convs octave (about 5% of the MACs saved), slower than plain.
     x = torch.randn(1, 3, 224, 224)
     model = torchvision.models.densenet121().eval()
-    rec = octify.record_of(octify.convert(model, alpha=0.25, example_inputs=x, policy="latency"))
+    rec = octify.record_of(octify.convert(model, alpha=0.25, example_inputs=x, policy="latency-rules"))
     assert rec.converted == []
     reasons = {c.name: c.plain_reason for c in rec.convs}
     assert reasons["features.transition1.conv"] == (
@@ -206,6 +206,6 @@ def test_latency_policy_keeps_a_model_plain_when_its_octave_layers_would_save_to
         "too little to pay for their extra paths"
     )
     # At alpha 0.5 its dense layers are wide enough: half the MACs go, and the octave stays.
-    half = octify.convert(model, alpha=0.5, example_inputs=x, policy="latency")
+    half = octify.convert(model, alpha=0.5, example_inputs=x, policy="latency-rules")
     assert len(octify.record_of(half).converted) == 103
     assert octify.profile(half, x).macs / octify.profile(model, x).macs == pytest.approx(0.488, abs=0.005)

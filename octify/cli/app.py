@@ -206,7 +206,9 @@ def convert(
     input_shape: _Shape = None,
     stride_mode: Annotated[str, typer.Option(metavar="conv|pool", parser=opt.choice("stride_mode", STRIDE_MODES), help="Strided convs: keep the stride in the conv, or pool first (the paper).")] = "conv",
     min_size: Annotated[int, typer.Option(metavar="PX", parser=opt.integer("min_size", 0, "a number of pixels >= 0, e.g. 8"), help="Keep a conv's output all high (alpha_out 0) where its output map is smaller than PX in height or width; the last octave layer before such maps merges back to full resolution.")] = 8,
-    policy: Annotated[str, typer.Option(metavar="default|latency", parser=opt.choice("policy", POLICIES), help="'latency' keeps plain the blocks where octave layers cannot pay for themselves on a CPU (depthwise, thin groups, small maps).")] = "default",
+    policy: Annotated[str, typer.Option(metavar="|".join(POLICIES), parser=opt.choice("policy", POLICIES), help="'latency' times each block plain and at alphas 0.25/0.5/0.75 on this machine (the -i shape, --threads) and keeps the fastest plan, never slower than the plain model; 'latency-rules' keeps plain, without timing, the blocks where octave layers rarely pay on a CPU (depthwise, thin groups, small maps).")] = "default",
+    budget: Annotated[Optional[float], typer.Option(metavar="F", parser=opt.number("budget", 0.0, above=True, example="e.g. 0.7"), help="With --policy latency: the least fidelity loss within F x the plain blocks' time.")] = None,
+    fidelity_budget: Annotated[Optional[float], typer.Option(metavar="F", parser=opt.number("fidelity_budget", 0.0, example="e.g. 0.05"), help="With --policy latency: the fastest plan whose fidelity cost (energy lost an octave down, summed over blocks) is at most F.")] = None,
     exclude: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Keep the convs whose names match GLOB plain (repeatable).")] = None,
     alpha_for: Annotated[Optional[List[opt.GlobAlpha]], typer.Option(metavar="GLOB=A", parser=opt.glob_alpha, help="Alpha for the convs whose names match GLOB (repeatable).")] = None,
     leaf: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Do not trace into these submodules (qualified-name glob or class name; repeatable).")] = None,
@@ -240,7 +242,7 @@ def convert(
             alpha_for={g.glob: g.alpha for g in alpha_for} if alpha_for else None, leaf=list(leaf or ()),
             model_args=opt.model_kwargs(model_arg), weights=weights, output=output, json_out=json_out, latency=latency, verify=verify,
             calibration=calibration, fidelity_data=fidelity_data, data_samples=data_samples, resize=resize, normalize=normalize,
-            reconstruct_data=reconstruct,
+            reconstruct_data=reconstruct, latency_budget=budget, fidelity_budget=fidelity_budget,
             runs=runs, threads=threads, layers=layers, html=html,
         )
 
@@ -320,6 +322,10 @@ def finetune(
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) into MODEL first.")] = None,
     holdout: Annotated[float, typer.Option(metavar="F", parser=opt.fraction("holdout"), help="Share of the data held out to measure fidelity on.")] = 0.1,
     loss: Annotated[str, typer.Option(metavar="|".join(FINETUNE_LOSSES), parser=opt.choice("loss", FINETUNE_LOSSES), help="Distillation loss: 'auto' picks one per output (KL for class scores, cosine for embeddings, variance-scaled MSE for maps).")] = "auto",
+    features: Annotated[Optional[str], typer.Option(metavar="auto|NAMES", help="Also distil these module outputs of MODEL (comma-separated names), or 'auto': the end of each stage that runs octave layers.")] = None,
+    feature_weight: Annotated[float, typer.Option(metavar="W", parser=opt.number("feature_weight", 0.0, example="e.g. 1.0"), help="Weight of the feature loss (variance-scaled MSE, averaged over --features) against the output loss.")] = 1.0,
+    augment: Annotated[bool, typer.Option("--augment", help="Random resized crops and left-right flips of the training images (for small sets).")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="Run both models under bfloat16 autocast (faster on CPUs with AMX or AVX-512 BF16, and on GPUs).")] = False,
     resize: _Resize = None,
     normalize: _Normalize = None,
     seed: Annotated[int, typer.Option(metavar="S", parser=opt.integer("seed", 0, "an integer >= 0"), help="Seed of the split, the data order and the run.")] = 0,
@@ -335,8 +341,9 @@ def finetune(
     """Distil MODEL into its converted model on your data; print fidelity before and after."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
     relaunch = [model, converted, "--data", data, "--steps", str(steps), "--batch-size", str(batch_size), "--lr", repr(lr),
-                "--holdout", repr(holdout), "--loss", loss, "--seed", str(seed), "--checkpoint-every", str(checkpoint_every)]
-    for flag, value in (("--weights", weights), ("--checkpoint", checkpoint), ("--output", output), ("--json", json_out)):
+                "--holdout", repr(holdout), "--loss", loss, "--seed", str(seed), "--checkpoint-every", str(checkpoint_every),
+                "--feature-weight", repr(feature_weight)] + ["--augment"] * augment + ["--bf16"] * bf16
+    for flag, value in (("--weights", weights), ("--checkpoint", checkpoint), ("--output", output), ("--json", json_out), ("--features", features)):
         if value is not None:
             relaunch += [flag, value]
     for a in model_arg or ():
@@ -354,6 +361,7 @@ def finetune(
             steps=steps, batch_size=batch_size, lr=lr, resize=resize, normalize=normalize,
             holdout=holdout, seed=seed, nproc=nproc, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
             output=output, json_out=json_out, relaunch_args=relaunch, allow_random_teacher=allow_random_teacher, loss=loss,
+            features=features, feature_weight=feature_weight, augment=augment, bf16=bf16,
         )
 
 

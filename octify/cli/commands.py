@@ -20,7 +20,7 @@ from ..record import record_of, recorded_inputs
 from ..report import compare, profile
 from ..nn import OctConvTranspose2d
 from ..nn.octconv import OctConvNd
-from ..report._format import calibration_text, fidelity_text, reconstruction_text
+from ..report._format import calibration_text, fidelity_text, latency_plan_text, reconstruction_text
 from ..report._tables import record_summary
 from ..tune.fidelity import fidelity
 from ..utils.formatting import nbytes, si
@@ -153,6 +153,8 @@ def run_convert(
     resize: Optional[int] = None,
     normalize: Any = None,
     reconstruct_data: Optional[str] = None,
+    latency_budget: Optional[float] = None,
+    fidelity_budget: Optional[float] = None,
 ) -> None:
     if output is not None:
         check_writable(Path(output), "the converted model")
@@ -190,6 +192,8 @@ def run_convert(
             stride_mode=stride_mode,
             min_size=min_size,
             policy=policy,
+            latency_budget=latency_budget,
+            fidelity_budget=fidelity_budget,
             exclude=exclude,
             alpha_for=alpha_for,
             leaf_modules=_leaf_specs(original, leaf),
@@ -206,12 +210,17 @@ def run_convert(
         with ui.step(f"Converting at alpha={alpha:g}: tracing, rewriting, transferring weights" + (", verifying" if verify else "")
                      + (", fitting each octave layer to the original's" if fit_batches is not None else "")):
             warnings.filterwarnings("ignore", message="octify: none of the")  # the headline says it
+            threads_before = torch.get_num_threads()
+            if threads is not None and policy == "latency":  # the plan is timed at the threads it will run on
+                torch.set_num_threads(threads)
             try:
                 converted = convert_model(original, alpha, **kwargs)
             except ConversionError:
                 raise
             except (ValueError, TypeError) as e:  # convert's argument checks
                 raise usage(one_line(str(e))) from e
+            finally:
+                torch.set_num_threads(threads_before)
         converted.eval()
         if not verify:  # unverified: written only if it runs on the example input for real
             with ui.step("Running the converted model on the example input"):
@@ -257,6 +266,8 @@ def run_convert(
             ui.say(escape(calibration_text(record.calibration, sum(len(b) for b in kwargs["calibration"]))))
         if record is not None and record.reconstruction:
             ui.say(escape(reconstruction_text(record.reconstruction)))
+        if record is not None and record.latency_plan:
+            ui.say(escape(latency_plan_text(record.latency_plan)))
         if measured is not None:
             ui.say(escape(fidelity_text(measured)))
     _warn_if_busy(ui, comparison.before.latency, comparison.after.latency)

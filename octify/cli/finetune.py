@@ -54,8 +54,9 @@ def run_finetune(
     ui: UI, *, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int,
     lr: float, holdout: float, seed: int, nproc: int, checkpoint: Optional[str], checkpoint_every: int,
     output: Optional[str], json_out: Optional[str], relaunch_args: List[str], resize: Optional[int] = None, normalize: Any = None,
-    allow_random_teacher: bool = False, loss: str = "auto",
+    allow_random_teacher: bool = False, loss: str = "auto", **tune: Any,
 ) -> None:
+    """``tune``: more of :func:`octify.finetune`'s options (features, feature_weight, augment, bf16)."""
     out_path = Path(output) if output is not None else Path(converted_path).with_name(Path(converted_path).stem + "_tuned.pt")
     if int(os.environ.get("RANK", "0")) == 0:
         check_writable(out_path, "the fine-tuned model")
@@ -70,7 +71,7 @@ def run_finetune(
     distributed = init_from_env()
     try:
         _finetune(ui, spec, model_args, converted_path, data, weights, steps, batch_size, lr, holdout, seed, checkpoint, checkpoint_every,
-                  out_path, json_out, resize, normalize, allow_random_teacher, loss)
+                  out_path, json_out, resize, normalize, allow_random_teacher, loss, tune)
     finally:
         if distributed:
             torch.distributed.destroy_process_group()
@@ -79,7 +80,7 @@ def run_finetune(
 def _finetune(
     ui: UI, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int, lr: float,
     holdout: float, seed: int, checkpoint: Optional[str], checkpoint_every: int, out_path: Path, json_out: Optional[str],
-    resize: Optional[int], normalize: Any, allow_random_teacher: bool, loss: str = "auto",
+    resize: Optional[int], normalize: Any, allow_random_teacher: bool, loss: str = "auto", tune: Optional[Dict[str, Any]] = None,
 ) -> None:
     rank, world = rank_and_world()
     quiet_rank = rank != 0
@@ -135,7 +136,7 @@ def _finetune(
         with progress:
             tuned = finetune(
                 original, converted, train, validation=held, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                checkpoint=checkpoint, checkpoint_every=checkpoint_every, callback=on_step, loss=loss,
+                checkpoint=checkpoint, checkpoint_every=checkpoint_every, callback=on_step, loss=loss, **(tune or {}),
             )
     except ValueError as e:  # finetune's argument checks (the batch does not divide, too few samples)
         raise usage(one_line(str(e))) from e
@@ -157,7 +158,7 @@ def _finetune(
     if json_out != "-":
         ui.out.print(table)
         ui.say(_kept_text(ft, steps))
-        ui.say(f"Loss: {escape(ft['loss'])} (--loss {loss})")
+        ui.say(f"Loss: {escape(ft['loss'])} (--loss {loss})" + _features_text(ft))
         ui.say(f"Trained {steps} steps of {batch_size} samples in {seconds:.1f} s on {world} process{'es' * (world > 1)}; "
                f"wrote [cyan]{escape(str(out_path))}[/]")
     if json_out is not None:
@@ -165,8 +166,17 @@ def _finetune(
             "before": before, "after": after, "last": last, "kept": ft["kept"], "kept_step": ft["best_step"],
             "measure": ft["measure"], "history": ft["history"], "steps": steps, "batch_size": batch_size, "lr": lr,
             "processes": world, "seconds": seconds, "train_samples": len(train), "held_out_samples": len(held),
-            "output": str(out_path), "data": described, "loss": ft["loss"],
+            "output": str(out_path), "data": described, "loss": ft["loss"], "features": ft["features"],
+            "feature_weight": ft["feature_weight"], "augment": ft["augment"], "bf16": ft["bf16"],
         }, json_out)
+
+
+def _features_text(run: Dict[str, Any]) -> str:
+    parts = []
+    if run["features"]:
+        parts.append(f"plus {run['feature_weight']:g} x variance-scaled MSE on {', '.join(run['features'])}")
+    parts += ["augmented views"] * run["augment"] + ["bf16 autocast"] * run["bf16"]
+    return "; " + "; ".join(escape(p) for p in parts) if parts else ""
 
 
 def _fitting_batch(samples: int, world: int) -> int:

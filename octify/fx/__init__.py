@@ -4,10 +4,13 @@
 ``options``    :class:`ConvertOptions`: every option, validated before any work
 ``tracer``     1. the torch.fx graph (octify's layers, leaf and rule-keyed modules whole)
 ``shape_prop`` 2. each node's value on fake tensors, in ``node.meta["val"]``
-``plan``       3. each conv's output alpha and why (``latency``: the latency policy)
+``plan``       3. each conv's output alpha and why (``latency``: the static latency rules;
+               ``measured``: ``policy="latency"``, forms timed per unit by ``measure`` and
+               chosen by ``choose``, around the whole pass)
 ``rewrite``    4. the graph re-emitted with (high, low) pairs; ``context`` is what rules see
                (built on ``graph_builder`` and ``recorder``), ``builtin_rules`` the rules,
-               ``ops`` the op tables they share
+               ``ops`` the op tables they share; ``taps`` where each module of the original
+               ends in the new graph (for feature distillation)
 ``inplace``    5. residual sums written in place
 ``layout``     6. channels-last weights
 ``verify``     7. the converted model's outputs have the original's structure

@@ -4,7 +4,7 @@ Measured with benchmarks/latency.py: an octave conv's extra paths and resampling
 launches and passes over memory that only big enough convs amortise. Depthwise and thin-group
 convs are memory-bound, so a block holding one is kept plain whole: an octave 1x1 conv around a
 plain depthwise conv would only add splits and merges. ``plan`` applies these rules when
-``policy="latency"``.
+``policy="latency-rules"``, and ``policy="latency"`` where it cannot time (``measured.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from ..nn._common import is_depthwise
 from ..nn.cost import octave_macs_ratio
 from .ops import CONCAT, is_conv
 
-__all__ = ["block_of", "latency_blocks", "estimated_saving"]
+__all__ = ["UNIT", "block_of", "unit_of", "latency_blocks", "estimated_saving"]
 
+UNIT = "octify_unit"  # node.meta key: the unit (fx.latency.unit_of) a converted graph's node was emitted for
 LATENCY_MIN_SIZE = 14  # a 7x7 map's 4x4 low branch is too small for efficient kernels
 LATENCY_MIN_GROUP_WIDTH = 16
 LATENCY_MIN_LOW = 16  # low-branch channels below which the extra paths cost more than they save
@@ -69,6 +70,21 @@ def block_of(node: fx.Node) -> Optional[str]:
         if isinstance(mtype, type) and not issubclass(mtype, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             block = path
     return block
+
+
+def unit_of(node: fx.Node, modules: Mapping[str, nn.Module]) -> Optional[str]:
+    """The unit the measured latency plan decides for ``node``: the innermost enclosing module
+    that is not a container (its block), or, for a conv at top level, the conv itself; None for
+    the other top-level nodes (the stem's norms, the head), which no plan changes."""
+    stack = node.meta.get("nn_module_stack") or {}
+    unit = None
+    own = str(node.target) if node.op == "call_module" else None
+    for path, mtype in stack.values():
+        if path != own and isinstance(mtype, type) and not issubclass(mtype, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            unit = path
+    if unit is None and is_conv(node, modules):
+        unit = own
+    return unit
 
 
 def latency_blocks(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> dict[str, str]:

@@ -115,7 +115,7 @@ def plan(
 ) -> dict[fx.Node, ConvPlan]:
     modules = dict(gm.named_modules())
     plans: dict[fx.Node, ConvPlan] = {}
-    latency_plain = latency_blocks(gm, modules) if policy == "latency" else {}
+    latency_plain = latency_blocks(gm, modules) if policy == "latency-rules" else {}
     last_layers = dense_output_convs(gm, modules)
     # Parameters the forward reads itself (``self.conv.weight``): an OctConv2d has no dense weight.
     read_params = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
@@ -164,7 +164,7 @@ def plan(
             p.alpha_out, p.reason = 0.0, f"output {'x'.join(map(str, sizes))} below min_size {min_size}"
             continue
         depthwise = is_depthwise(conv)
-        if policy == "latency":
+        if policy == "latency-rules":
             block = block_of(node)
             why = latency_plain.get(block) if block is not None else None
             if why is None and min(sizes) < LATENCY_MIN_SIZE:
@@ -181,7 +181,7 @@ def plan(
                 f"alpha {a:g} leaves no high channel"
             )
             continue
-        if policy == "latency" and n_low < (LATENCY_MIN_LOW_PER_GROUP if groups > 1 else LATENCY_MIN_LOW):
+        if policy == "latency-rules" and n_low < (LATENCY_MIN_LOW_PER_GROUP if groups > 1 else LATENCY_MIN_LOW):
             why = f"a low branch of {n_low} channels{' per group' if groups > 1 else ''} in {name}, too thin to pay"
             p.alpha_out, p.reason = 0.0, f"latency policy: {why}"
             block = block_of(node)
@@ -201,7 +201,7 @@ def plan(
                 p.split_groups = 1
             if p.split_groups == 1:
                 p.cuts = _consumer_cuts(node, modules, conv.out_channels)
-    if policy == "latency":
+    if policy == "latency-rules":
         # Whole blocks at a time: a block with one conv the policy keeps plain is kept plain
         # whole, so that no block pays for splitting and merging around it.
         for node, p in plans.items():

@@ -18,6 +18,7 @@ import torch.fx as fx
 from ..errors import ConversionError
 from ..rules import Decline, EmitError, Octave, RuleEntry, RuleKey, class_name
 from .context import ConversionContext, map_values, octaves_in
+from .latency import UNIT, unit_of
 from .ops import flattens_to_vectors, torch_base
 
 __all__ = ["rewrite"]
@@ -47,11 +48,20 @@ class _Walk:
         self.warned: set[str] = set()
 
     def run(self) -> fx.Graph:
+        graph = self.ctx.builder.graph
         for node in self.gm.graph.nodes:
             self.ctx.recorder.node = node
+            last = next(reversed(graph.nodes), None)
             self.env[node] = self.visit(node)
+            # Every node emitted for ``node`` belongs to its unit: what the measured latency plan
+            # times (fx/measure.py), through freeze's copies of the graph.
+            unit = unit_of(node, self.modules)
+            new = last.next if last is not None else next(iter(graph.nodes), None)
+            while new is not None and new.op != "root":
+                new.meta.setdefault(UNIT, unit)
+                new = new.next
         self.ctx.recorder.node = None
-        return self.ctx.builder.graph
+        return graph
 
     def visit(self, node: fx.Node) -> Any:
         ctx, graph = self.ctx, self.ctx.builder.graph
@@ -99,6 +109,13 @@ class _Walk:
         return ctx.copy(node, args, kwargs)
 
 
-def rewrite(gm: fx.GraphModule, ctx: ConversionContext, rules: Mapping[RuleKey, RuleEntry]) -> fx.Graph:
-    """The new graph for ``gm``; its modules are installed in ``ctx.builder.root`` as it goes."""
-    return _Walk(gm, ctx, rules).run()
+def rewrite(
+    gm: fx.GraphModule, ctx: ConversionContext, rules: Mapping[RuleKey, RuleEntry], values: Optional[Dict[fx.Node, Any]] = None
+) -> fx.Graph:
+    """The new graph for ``gm``; its modules are installed in ``ctx.builder.root`` as it goes.
+    ``values``, when given, receives each traced node's value in the new graph (a node or a pair)."""
+    walk = _Walk(gm, ctx, rules)
+    graph = walk.run()
+    if values is not None:
+        values.update(walk.env)
+    return graph

@@ -39,6 +39,23 @@ def reconstruction_text(rec: Dict[str, Any]) -> str:
     return f"Reconstructed {rec['layers']} octave layers on {rec['samples']} samples{skipped}: {change}"
 
 
+def latency_plan_text(plan: Dict[str, Any]) -> str:
+    """The measured latency plan (``record.latency_plan``): the choice per block and the curve, a few lines."""
+    if "units" not in plan:
+        return f"Latency plan: {plan['source']}: {plan['why']}"
+    chosen = ", ".join(f"{u['unit']} {u['alpha']:g}" if u["alpha"] else f"{u['unit']} plain" for u in plan["units"])
+    verified = f", measured {plan['verified_ratio']:.2f}x the plain model" if plan.get("verified_ratio") is not None else ""
+    lines = [
+        f"Latency plan ({plan['source']}, {plan['threads']} threads, inputs {', '.join('x'.join(map(str, s)) for s in plan['inputs'])}; "
+        f"{plan['seconds']:.0f} s): {plan['why']}; blocks at {chosen}",
+        f"  predicted {plan['predicted_ms']:.2f} ms of the blocks' {plan['plain_ms']:.2f} ms plain "
+        f"({plan['predicted_ms'] / plan['plain_ms']:.2f}x){verified}" if plan["plain_ms"] else "  no block to time",
+        "  trade-off (blocks' time against fidelity cost): " + "; ".join(
+            f"{p['ms'] / plan['plain_ms']:.2f}x at {p['cost']:.3f} ({p['octave_units']} octave)" for p in plan["curve"]) if plan["plain_ms"] else "",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
 def fidelity_text(r: Dict[str, Any]) -> str:
     """One line of ``octify.fidelity``'s result."""
     text = f"Fidelity to the original on {r['samples']} samples: rel. error {r['rel_error']:.4f}"

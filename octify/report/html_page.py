@@ -124,6 +124,42 @@ def _calibration_section(cal: Dict[str, Any]) -> List[str]:
     return out
 
 
+def _curve_svg(curve: Sequence[Dict[str, Any]], plain_ms: float, chosen_ms: float) -> str:
+    """The trade-off curve: time (x, a fraction of the plain blocks' time) against fidelity cost (y)."""
+    w, h, pad = 420, 220, 40
+    xs = [p["ms"] / plain_ms for p in curve] + [1.0]
+    ys = [p["cost"] for p in curve] + [0.0]
+    x0, x1 = min(xs + [1.0]) * 0.95, max(xs) * 1.02
+    y1 = max(ys) * 1.1 or 1.0
+    px = lambda v: pad + (v - x0) / (x1 - x0) * (w - 2 * pad)  # noqa: E731
+    py = lambda v: h - pad - v / y1 * (h - 2 * pad)  # noqa: E731
+    out = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\">",
+           f"<line x1=\"{pad}\" y1=\"{h - pad}\" x2=\"{w - pad}\" y2=\"{h - pad}\" stroke=\"#888\"/>",
+           f"<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{h - pad}\" stroke=\"#888\"/>",
+           f"<text x=\"{w / 2}\" y=\"{h - 8}\" text-anchor=\"middle\">time of the blocks (x plain)</text>",
+           f"<text x=\"12\" y=\"{pad - 12}\">fidelity cost</text>",
+           "<polyline fill=\"none\" stroke=\"#999\" points=\"" + " ".join(f"{px(p['ms'] / plain_ms):.1f},{py(p['cost']):.1f}" for p in curve) + "\"/>"]
+    for p in curve:
+        chosen = abs(p["ms"] - chosen_ms) < 1e-9
+        out.append(f"<circle cx=\"{px(p['ms'] / plain_ms):.1f}\" cy=\"{py(p['cost']):.1f}\" r=\"{6 if chosen else 3}\" fill=\"{AFTER if chosen else BEFORE}\">"
+                   f"<title>{p['ms'] / plain_ms:.2f}x, cost {p['cost']:.4f}, {p['octave_units']} octave blocks</title></circle>")
+    for v in (x0, 1.0, x1):
+        out.append(f"<text x=\"{px(v):.1f}\" y=\"{h - pad + 14}\" text-anchor=\"middle\">{v:.2f}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _latency_plan_section(plan: Dict[str, Any]) -> List[str]:
+    out = ["<h2>Latency plan, measured on this machine</h2>"] + [f"<p>{escape(line.strip())}</p>" for line in fmt.latency_plan_text(plan).splitlines()]
+    if "units" not in plan or not plan["plain_ms"]:
+        return out
+    alphas = sorted({a for u in plan["units"] for a in u["ms"]}, key=float)
+    rows = [(u["unit"], *(f"{u['ms'][a]:.2f}" for a in alphas), "plain" if not u["alpha"] else f"{u['alpha']:g}") for u in plan["units"]]
+    out.append(_table(["block", *(("plain ms" if float(a) == 0 else f"alpha {a} ms") for a in alphas), "chosen"], rows))
+    out.append(_curve_svg(plan["curve"], plan["plain_ms"], plan["predicted_ms"]))
+    return out
+
+
 def comparison_html(c: Any, record: Any = None, fidelity: Optional[Dict[str, Any]] = None) -> str:
     """The page of a comparison; with ``record`` (``octify.record_of(converted)``) also what stayed
     plain, where the merges are and what calibration chose; with ``fidelity`` (``octify.fidelity``'s
@@ -151,6 +187,8 @@ def comparison_html(c: Any, record: Any = None, fidelity: Optional[Dict[str, Any
         body += _fidelity_section(fidelity)
     if record is not None and getattr(record, "calibration", None):
         body += _calibration_section(record.calibration)
+    if record is not None and getattr(record, "latency_plan", None):
+        body += _latency_plan_section(record.latency_plan)
     legend = _legend([("before (original)", BEFORE), ("after (octave)", AFTER)])
     stage_rows = comparison_stage_rows(c)
     for title, before, after, show in (("MACs by stage", "macs_before", "macs_after", fmt.si),

@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
+from dataclasses import asdict
+from torch import nn
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_VERSION"]
+from .distributed import barrier, is_main, rank_and_world
+
+__all__ = ["save_checkpoint", "load_checkpoint", "save_run", "saved_options", "check_same_run", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 1
 
@@ -36,3 +40,49 @@ def load_checkpoint(path: Path) -> Optional[Dict[str, Any]]:
             f"{type(state).__name__}. Hint: give a new checkpoint path, or resume=False to start over."
         )
     return state
+
+
+_RUN_FIELDS = (
+    "steps", "lr", "optimizer", "momentum", "weight_decay", "warmup", "temperature", "label_weight", "batch_size", "seed", "sync_bn",
+    "keep_best", "eval_every", "holdout", "loss", "features", "feature_weight", "augment", "bf16",
+)
+
+
+def saved_options(opts: Any) -> dict:
+    """The options as a checkpoint keeps them: a callable loss by its name (functions do not pickle by value)."""
+    out = asdict(opts)
+    if callable(opts.loss):
+        out["loss"] = f"{getattr(opts.loss, '__module__', '')}.{getattr(opts.loss, '__qualname__', type(opts.loss).__name__)}"
+    return out
+
+
+def check_same_run(saved: dict, opts: Any, path: Path) -> None:
+    """Resuming continues one run: a checkpoint of a run with other settings would silently mix two."""
+    here = saved_options(opts)
+    differ = [f"{f}={saved[f]!r} there, {here[f]!r} here" for f in _RUN_FIELDS if f in saved and saved[f] != here[f]]
+    if differ:
+        raise ValueError(
+            f"octify.finetune: the checkpoint {str(path)!r} belongs to a run with other settings ({'; '.join(differ)}). "
+            "Hint: give the same settings to resume it, another checkpoint path, or resume=False to start over."
+        )
+
+
+def save_run(
+    path: Path, student: nn.Module, optimizer: Any, scheduler: Any, step: int, epoch: int, offset: int, opts: Any, keeper: Any,
+) -> None:
+    """Every rank's random state and rank 0's model, optimizer, schedule, position and best weights."""
+    rank, world = rank_and_world()
+    rng = torch.get_rng_state()
+    if world > 1:  # rank 0 writes every rank's random state, so that each resumes with its own
+        gathered = [torch.empty_like(rng) for _ in range(world)]
+        torch.distributed.all_gather(gathered, rng)
+        rngs = gathered
+    else:
+        rngs = [rng]
+    if is_main():
+        save_checkpoint(path, {
+            "model": student.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": step, "epoch": epoch, "offset": offset, "rng": rngs, "options": saved_options(opts),
+            "best": keeper.state_dict() if keeper is not None else None,
+        })
+    barrier()

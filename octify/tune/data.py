@@ -53,9 +53,15 @@ def float_outputs(out: Any) -> list:
     return [t for t in tree_leaves(out) if isinstance(t, Tensor) and t.is_floating_point()]
 
 
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def to_device(t: Optional[Tensor], like: torch.nn.Module) -> Optional[Tensor]:
     """``t`` on the device of ``like``'s parameters (labels and inputs follow the model)."""
     if t is None:
         return None
-    p = next(iter(like.parameters()), None)
-    return t.to(p.device) if p is not None and t.device != p.device else t
+    device = device_of(like)
+    return t.to(device) if t.device != device else t

@@ -17,11 +17,12 @@ get the loss of their kind (``loss="auto"``, ``tune/losses.py``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
 
@@ -32,10 +33,12 @@ from torch import Tensor, nn
 from ..fx.shape_prop import eval_mode
 from ..record import record_of
 from ..utils.choices import FINETUNE_LOSSES, KEEP_BEST
-from ..utils.validate import check_choice, check_int, check_module, check_number
+from ..utils.validate import check_bool, check_choice, check_int, check_module, check_number
 from .best import BestKeeper, split_validation
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import float_outputs, split_batch, to_device
+from .checkpoint import check_same_run, load_checkpoint, save_run
+from .augment import augment_batch
+from .data import device_of, float_outputs, split_batch, to_device
+from .features import FeatureTaps, check_features
 from .losses import OutputLoss, kl_loss
 from .sync_bn import from_global_bn, to_global_bn
 from .distributed import EpochShardSampler, all_reduce_sum, barrier, is_main, rank_and_world
@@ -75,6 +78,10 @@ class FinetuneOptions:
     eval_every: int = 0
     holdout: float = 0.1
     loss: Any = "auto"
+    features: Any = None
+    feature_weight: float = 1.0
+    augment: bool = False
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         check_int(self.steps, "steps", 1)
@@ -95,6 +102,10 @@ class FinetuneOptions:
             raise ValueError(f"holdout is a fraction of the samples, in [0, 1), found {self.holdout:g}")
         if not callable(self.loss):
             check_choice(self.loss, "loss", FINETUNE_LOSSES)
+        object.__setattr__(self, "features", check_features(self.features))
+        check_number(self.feature_weight, "feature_weight", 0.0)
+        check_bool(self.augment, "augment")
+        check_bool(self.bf16, "bf16")
 
     def evaluations(self) -> int:
         """Steps between two measurements on the held-out data (``eval_every``, or a tenth of the run)."""
@@ -148,6 +159,13 @@ def distill_loss(student: Tensor, teacher: Tensor, labels: Optional[Tensor], tem
     if labels is None or label_weight == 0.0:
         return kl
     return kl + label_weight * F.cross_entropy(student.float(), labels)
+
+
+def _precision(opts: FinetuneOptions, x: Tensor) -> Any:
+    """bf16 autocast on the inputs' device when asked (the losses compute in float32)."""
+    if not opts.bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
 
 
 def _schedule(opts: FinetuneOptions) -> Callable[[int], float]:
@@ -223,6 +241,14 @@ def finetune(
     ``checkpoint_every``, ``resume``, ``sync_bn``, ``keep_best``, ``eval_every``, ``holdout``) are
     :class:`FinetuneOptions`'.
 
+    ``features`` adds feature distillation on top of the output loss: ``"auto"`` (the end of each
+    stage that runs octave layers, e.g. ``layer1``-``layer4`` of a ResNet) or module names of the
+    original; each such module's output is compared with the converted model's value there,
+    merged to the original's channels, by variance-scaled MSE, averaged and weighed by
+    ``feature_weight`` (``tune/features.py``). ``augment=True`` trains on random resized crops and
+    flips of the images (``tune/augment.py``), for small sets; ``bf16=True`` runs both models under
+    bfloat16 autocast (the weights stay float32).
+
     The run never ends worse than it started on held-out data: fidelity to the original is
     measured on ``validation`` (or, when it is not given and ``data`` is a Dataset, on a seeded
     ``holdout`` share of it, 10% by default, kept out of training) before the first step and every
@@ -285,7 +311,7 @@ def finetune(
     ckpt = Path(opts.checkpoint) if opts.checkpoint is not None else None
     state = load_checkpoint(ckpt) if ckpt is not None and opts.resume else None
     if state is not None:
-        _check_same_run(state.get("options", {}), opts, ckpt)
+        check_same_run(state.get("options", {}), opts, ckpt)
         student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -298,46 +324,60 @@ def finetune(
     if keeper is not None and not keeper.history:
         with eval_mode(student):  # every rank measures alike, so every rank keeps the same weights
             keeper.observe(student, 0)
-    net: nn.Module = student
+    taps = FeatureTaps(original, student, opts.features, "octify.finetune") if opts.features is not None else None
+    net: nn.Module = student if taps is None else taps.student
+    if taps is not None:
+        taps.student.merges.to(device_of(student))
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(student)
+        net = nn.parallel.DistributedDataParallel(net)
     student.train()
     stream = _stream(data, opts, epoch, offset, held)
     every = opts.evaluations()
-    with eval_mode(original):
-        while step < opts.steps:
-            epoch, index, batch = next(stream)
-            x, y = split_batch(batch, "octify.finetune")
-            x, y = to_device(x, student), to_device(y, student)
-            with torch.no_grad():
-                teacher_out = original(x)
-            out_all = net(x)
-            out, teacher = _first(out_all), _first(teacher_out)
-            scores = loss_fn.scores if loss_fn.scores is not None else out.dim() >= 2  # a custom loss: as the outputs look
-            loss = loss_fn(out_all, teacher_out)
-            if scores and opts.label_weight and y is not None and y.shape == out.argmax(1).shape:
-                loss = loss + opts.label_weight * F.cross_entropy(out.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            with warnings.catch_warnings():
-                # DDP's buckets are contiguous, the converted model's 4-D weights channels-last: the
-                # reducer copies those gradients and says so on every step (its words: "not an error").
-                warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-                loss.backward()
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            scheduler.step()
-            step, offset = step + 1, index + 1
-            agree = (float((out.detach().argmax(1) == teacher.argmax(1)).sum()), float(teacher.argmax(1).numel())) if scores else (0.0, 0.0)
-            stats = all_reduce_sum(torch.tensor([loss.item(), *agree], dtype=torch.float64))
-            measured = None
-            if keeper is not None and (step % every == 0 or step == opts.steps):
-                with eval_mode(student):
-                    measured = keeper.observe(student, step)
-            if ckpt is not None and (step == opts.steps or (opts.checkpoint_every and step % opts.checkpoint_every == 0)):
-                _save(ckpt, student, optimizer, scheduler, step, epoch, offset, opts, keeper)
-            if callback is not None and is_main():
-                callback(StepInfo(step, opts.steps, stats[0].item() / world, stats[1].item() / stats[2].item() if stats[2].item() else None, lr,
-                                  measured, keeper.best_step if keeper is not None else None))
+    try:
+        with eval_mode(original):
+            while step < opts.steps:
+                epoch, index, batch = next(stream)
+                x, y = split_batch(batch, "octify.finetune")
+                x, y = to_device(x, student), to_device(y, student)
+                if opts.augment:
+                    x = augment_batch(x)
+                with torch.no_grad(), _precision(opts, x):
+                    teacher_out = original(x)
+                    teacher_feats = taps.teacher_values() if taps is not None else []
+                with _precision(opts, x):
+                    out_all = net(x)
+                out_all, feats = out_all if taps is not None else (out_all, [])
+                out, teacher = _first(out_all), _first(teacher_out)
+                scores = loss_fn.scores if loss_fn.scores is not None else out.dim() >= 2  # a custom loss: as the outputs look
+                loss = loss_fn(out_all, teacher_out)
+                if taps is not None and opts.feature_weight:
+                    loss = loss + opts.feature_weight * taps.loss(feats, teacher_feats)
+                if scores and opts.label_weight and y is not None and y.shape == out.argmax(1).shape:
+                    loss = loss + opts.label_weight * F.cross_entropy(out.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                with warnings.catch_warnings():
+                    # DDP's buckets are contiguous, the converted model's 4-D weights channels-last: the
+                    # reducer copies those gradients and says so on every step (its words: "not an error").
+                    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+                    loss.backward()
+                lr = optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                scheduler.step()
+                step, offset = step + 1, index + 1
+                agree = (float((out.detach().argmax(1) == teacher.argmax(1)).sum()), float(teacher.argmax(1).numel())) if scores else (0.0, 0.0)
+                stats = all_reduce_sum(torch.tensor([loss.item(), *agree], dtype=torch.float64))
+                measured = None
+                if keeper is not None and (step % every == 0 or step == opts.steps):
+                    with eval_mode(student):
+                        measured = keeper.observe(student, step)
+                if ckpt is not None and (step == opts.steps or (opts.checkpoint_every and step % opts.checkpoint_every == 0)):
+                    save_run(ckpt, student, optimizer, scheduler, step, epoch, offset, opts, keeper)
+                if callback is not None and is_main():
+                    callback(StepInfo(step, opts.steps, stats[0].item() / world, stats[1].item() / stats[2].item() if stats[2].item() else None, lr,
+                                      measured, keeper.best_step if keeper is not None else None))
+    finally:
+        if taps is not None:
+            taps.close()
     if keeper is not None:
         keeper.restore(student)
     student.train(was_training)
@@ -346,11 +386,13 @@ def finetune(
             from_global_bn(student)
         else:
             _average_bn_statistics(student, world)
-    _record(student, opts, keeper, held_from, loss_fn)
+    _record(student, opts, keeper, held_from, loss_fn, taps)
     return student
 
 
-def _record(student: nn.Module, opts: FinetuneOptions, keeper: Optional[BestKeeper], held_from: str, loss_fn: OutputLoss) -> None:
+def _record(
+    student: nn.Module, opts: FinetuneOptions, keeper: Optional[BestKeeper], held_from: str, loss_fn: OutputLoss, taps: Optional[FeatureTaps]
+) -> None:
     """What the run did, in the conversion record of a converted model (other modules have none)."""
     try:
         record = record_of(student)
@@ -358,7 +400,11 @@ def _record(student: nn.Module, opts: FinetuneOptions, keeper: Optional[BestKeep
         return
     summary = keeper.summary() if keeper is not None else {"measure": None, "best_step": None, "history": []}
     kept = "last" if keeper is None or keeper.best_step == opts.steps else "best"
-    record.finetune = {"steps": opts.steps, "kept": kept, "validation": held_from, "loss": loss_fn.describe(), **summary}
+    record.finetune = {
+        "steps": opts.steps, "kept": kept, "validation": held_from, "loss": loss_fn.describe(),
+        "features": list(taps.names) if taps is not None else [], "feature_weight": opts.feature_weight if taps is not None else 0.0,
+        "augment": opts.augment, "bf16": opts.bf16, **summary,
+    }
 
 
 def _average_bn_statistics(model: nn.Module, world: int) -> None:
@@ -369,49 +415,3 @@ def _average_bn_statistics(model: nn.Module, world: int) -> None:
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
                 for buf in (m.running_mean, m.running_var):
                     buf.copy_(all_reduce_sum(buf.clone()) / world)
-
-
-_RUN_FIELDS = (
-    "steps", "lr", "optimizer", "momentum", "weight_decay", "warmup", "temperature", "label_weight", "batch_size", "seed", "sync_bn",
-    "keep_best", "eval_every", "holdout", "loss",
-)
-
-
-def _saved_options(opts: FinetuneOptions) -> dict:
-    """The options as a checkpoint keeps them: a callable loss by its name (functions do not pickle by value)."""
-    out = asdict(opts)
-    if callable(opts.loss):
-        out["loss"] = f"{getattr(opts.loss, '__module__', '')}.{getattr(opts.loss, '__qualname__', type(opts.loss).__name__)}"
-    return out
-
-
-def _check_same_run(saved: dict, opts: FinetuneOptions, path: Path) -> None:
-    """Resuming continues one run: a checkpoint of a run with other settings would silently mix two."""
-    here = _saved_options(opts)
-    differ = [f"{f}={saved[f]!r} there, {here[f]!r} here" for f in _RUN_FIELDS if f in saved and saved[f] != here[f]]
-    if differ:
-        raise ValueError(
-            f"octify.finetune: the checkpoint {str(path)!r} belongs to a run with other settings ({'; '.join(differ)}). "
-            "Hint: give the same settings to resume it, another checkpoint path, or resume=False to start over."
-        )
-
-
-def _save(
-    path: Path, student: nn.Module, optimizer: Any, scheduler: Any, step: int, epoch: int, offset: int, opts: FinetuneOptions,
-    keeper: Optional[BestKeeper],
-) -> None:
-    rank, world = rank_and_world()
-    rng = torch.get_rng_state()
-    if world > 1:  # rank 0 writes every rank's random state, so that each resumes with its own
-        gathered = [torch.empty_like(rng) for _ in range(world)]
-        torch.distributed.all_gather(gathered, rng)
-        rngs = gathered
-    else:
-        rngs = [rng]
-    if is_main():
-        save_checkpoint(path, {
-            "model": student.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "epoch": epoch, "offset": offset, "rng": rngs, "options": _saved_options(opts),
-            "best": keeper.state_dict() if keeper is not None else None,
-        })
-    barrier()

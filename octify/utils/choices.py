@@ -6,7 +6,7 @@ before torch is imported.
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZE_HELP", "POLICIES", "STRIDE_MODES", "MEMORY_FORMATS", "CALIBRATION_SPLITS", "KEEP_BEST", "EXPORT_FORMATS", "ONNX_EXPORTERS", "CONV3D_KERNELS", "FINETUNE_LOSSES"]
 
-POLICIES = ("default", "latency")
+POLICIES = ("default", "latency", "latency-rules")
 STRIDE_MODES = ("conv", "pool")
 MEMORY_FORMATS = ("channels_last", "preserve")
 # With calibration data: the better of the measured and the default split on that data, or either one.

@@ -12,7 +12,7 @@ import math
 from fractions import Fraction
 from typing import Any, Sequence
 
-__all__ = ["check_alpha", "check_number", "check_int", "check_octave", "check_choice", "check_globs", "check_module"]
+__all__ = ["check_alpha", "check_number", "check_int", "check_bool", "check_octave", "check_choice", "check_globs", "check_module"]
 
 
 def check_alpha(value: Any, what: str = "alpha") -> float:
@@ -56,6 +56,13 @@ def check_int(value: Any, what: str, minimum: int) -> int:
         raise TypeError(f"{what} must be an integer >= {minimum}, found {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{what} must be an integer >= {minimum}, found {value}")
+    return value
+
+
+def check_bool(value: Any, what: str) -> bool:
+    """True or False, not a truthy stand-in ("no" is truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, found {value!r} ({type(value).__name__})")
     return value
 
 
