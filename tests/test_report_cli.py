@@ -188,7 +188,7 @@ def test_headline_when_nothing_converts_says_why(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert ("Nothing changed: none of the 1 convs was converted; the model's only conv, conv_proj, stays plain: "
             "stem (first conv on the model input)") in " ".join(result.stdout.split())
-    mnv2 = run("convert", "torchvision:mobilenet_v2", "--policy", "latency", "-i", "1,3,64,64", "-o", tmp_path / "m.pt")
+    mnv2 = run("convert", "torchvision:mobilenet_v2", "--policy", "latency-rules", "-i", "1,3,64,64", "-o", tmp_path / "m.pt")
     assert mnv2.exit_code == 0, mnv2.stderr
     assert "Nothing changed: none of the 52 convs was converted" in mnv2.stdout
     assert "latency policy: block features.1 has a depthwise conv" in mnv2.stdout  # the reasons, below it

@@ -26,7 +26,7 @@ class ConvertOptions:
     >>> ConvertOptions(policy="fast")
     Traceback (most recent call last):
     ...
-    ValueError: policy must be 'default' or 'latency', found 'fast'
+    ValueError: policy must be one of 'default', 'latency', 'latency-rules', found 'fast'
     """
 
     alpha: float = 0.5
