@@ -22,7 +22,7 @@ FRONT_CAP = 256  # partial plans kept per unit and alpha: exact for every chain 
 @dataclass(frozen=True)
 class Unit:
     """One place the plan decides: ``ms[alpha]`` its measured time (``0.0`` the plain one),
-    ``cost[alpha]`` its fidelity cost (0 for plain), ``channels`` of its output."""
+    ``cost[alpha]`` its fidelity cost (0 for plain)."""
 
     name: str
     ms: dict
@@ -36,9 +36,6 @@ class PlanPoint:
     alphas: tuple
     ms: float
     cost: float
-
-    def as_dict(self, names: Sequence[str]) -> dict:
-        return {"alphas": dict(zip(names, self.alphas)), "ms": self.ms, "cost": self.cost}
 
 
 Transition = Callable[[int, float, float], float]  # (boundary index, alpha before, alpha after) -> ms

@@ -11,28 +11,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
 import torch
 from torch import nn
 
 from ..nn import OctConv2d
+from ..utils.runtime import module_values
 
 __all__ = ["choose_matmul"]
-
-
-def _inputs_of(model: nn.Module, layers: Dict[str, OctConv2d], inputs: Tuple[Any, ...]) -> Dict[str, tuple]:
-    seen: Dict[str, tuple] = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, args, name=name: seen.setdefault(name, args)) for name, m in layers.items()
-    ]
-    try:
-        with torch.inference_mode():
-            model(*inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
 
 
 def _times(layer: OctConv2d, args: tuple, matmul: bool, reps: int) -> List[float]:
@@ -55,7 +42,7 @@ def choose_matmul(model: nn.Module, inputs: Tuple[Any, ...], reps: int = 7, marg
     for m in layers.values():
         m.use_matmul(False)
     chosen = []
-    for name, args in _inputs_of(model, layers, inputs).items():
+    for name, args in module_values(model, layers, inputs, inputs_of=True).items():
         layer = layers[name]
         conv: List[float] = []
         mm: List[float] = []

@@ -30,6 +30,7 @@ import torch
 import torch.fx as fx
 from ..nn.partition import Partition
 from ..nn.split_merge import OctaveMerge, OctaveSplit
+from ..utils.runtime import sync
 from .latency import UNIT, unit_of
 
 __all__ = ["Timings", "time_units", "cache_key", "default_cache_dir", "load_cached", "store"]
@@ -39,11 +40,6 @@ _MARKS: list = []
 
 def _mark(unit: Optional[str]) -> None:
     _MARKS.append((unit, time.perf_counter()))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def default_cache_dir() -> Path:
@@ -61,6 +57,7 @@ def cache_key(plain: fx.GraphModule, inputs: Sequence[Any], extra: dict) -> str:
         "params": [(n, list(p.shape), str(p.dtype)) for n, p in plain.named_parameters()],
         "inputs": [list(x.shape) if isinstance(x, torch.Tensor) else repr(x) for x in inputs],
         "threads": torch.get_num_threads(),
+        "device": str(next((p.device for p in plain.parameters()), "cpu")),
         "machine": [platform.machine(), platform.processor(), os.cpu_count(), torch.__version__],
         **extra,
     }
@@ -128,9 +125,9 @@ def _run_clocked(models: dict, inputs: Sequence[Any], runs: int, device: torch.d
         for r in range(runs + 2):
             for key, model in models.items():
                 _MARKS.clear()
-                _sync(device)
+                sync(device)
                 model(*inputs)
-                _sync(device)
+                sync(device)
                 if r < 2:
                     continue  # warm-up: oneDNN primitives, allocator
                 spans: dict = {}
@@ -160,10 +157,10 @@ def _time_transitions(shapes: dict, alphas: Sequence[float], octave: int, runs: 
                 for name, fn in ((f"split {a!r}", lambda: split(x)), (f"merge {a!r}", lambda: merge(pair))):
                     times = []
                     for _ in range(runs + 1):
-                        _sync(device)
+                        sync(device)
                         t0 = time.perf_counter()
                         fn()
-                        _sync(device)
+                        sync(device)
                         times.append((time.perf_counter() - t0) * 1e3)
                     row[name] = statistics.median(times[1:])
         table["x".join(map(str, shape))] = row

@@ -34,6 +34,7 @@ from ..nn._resample import downsample, upsample_to
 from ..nn.octconv import OctConvNd
 from ..nn.partition import Partition
 from ..record import find_record
+from ..utils.runtime import module_values
 from .choose import Unit, pick, tradeoff
 from .freeze import freeze
 from .latency import UNIT
@@ -51,14 +52,7 @@ Build = Callable[[Any, Any], fx.GraphModule]  # (options, calibration) -> conver
 def _fidelity_costs(model: nn.Module, units: Sequence[str], batch: Sequence[Any], octave: int) -> dict:
     """{unit: {alpha: share of the unit output's energy lost an octave down}} on one batch."""
     modules = dict(model.named_modules())
-    seen: dict = {}
-    hooks = [modules[u].register_forward_hook(lambda m, a, out, u=u: seen.__setitem__(u, out)) for u in units if u in modules]
-    try:
-        with torch.no_grad():
-            model(*batch)
-    finally:
-        for h in hooks:
-            h.remove()
+    seen = module_values(model, {u: modules[u] for u in units if u in modules}, batch)
     costs: dict = {}
     for u in units:
         y = seen.get(u)
@@ -138,7 +132,8 @@ def measured_plan(
     chosen, why = pick(curve, plain_ms, latency_budget, fidelity_budget)
     plan = dict(zip(timings.units, chosen.alphas))
     say("converting the chosen plan")
-    result = (build if any(plan.values()) else _quietly(build))(_plan_options(opts, plan, converted), calibration)
+    by_unit = _convs_by_unit(converted[0.5])
+    result = (build if any(plan.values()) else _quietly(build))(_plan_options(opts, plan, converted, by_unit), calibration)
     verified = None
     if any(plan.values()):
         say("timing it against the plain model")
@@ -146,7 +141,7 @@ def measured_plan(
         if verified > 1.0:
             why = f"the chosen plan measured {verified:.2f}x the plain model: kept plain"
             plan = {u: 0.0 for u in plan}
-            result = _quietly(build)(_plan_options(opts, plan, converted), calibration)
+            result = _quietly(build)(_plan_options(opts, plan, converted, by_unit), calibration)
     record = find_record(result)
     record.latency_plan = {
         "source": timings.source, "units": [
@@ -158,7 +153,7 @@ def measured_plan(
         "threads": torch.get_num_threads(), "inputs": [list(x.shape) for x in args if isinstance(x, torch.Tensor)],
         "seconds": time.perf_counter() - started,
     }
-    units_of = {n: u for u, names in _convs_by_unit(converted[0.5]).items() for n in names}
+    units_of = {n: u for u, names in by_unit.items() for n in names}
     reason = f"latency policy (measured): {why}" if not any(plan.values()) else "latency policy (measured): plain is faster here"
     record.convs = [
         dataclasses.replace(c, plain_reason=reason) if plan.get(units_of.get(c.name), 1.0) == 0.0 and not c.converted else c
@@ -178,12 +173,11 @@ def _convs_by_unit(gm: fx.GraphModule) -> dict:
     return out
 
 
-def _plan_options(opts: Any, plan: dict, converted: dict) -> Any:
+def _plan_options(opts: Any, plan: dict, converted: dict, by_unit: dict) -> Any:
     """Convert options for ``plan``: its octave units' convs at their alpha (those the default
     policy made octave at it), its plain units' convs excluded."""
     alpha_for: dict = {}
     exclude = list(opts.exclude)
-    by_unit = _convs_by_unit(converted[0.5])
     for unit, a in plan.items():
         names = by_unit.get(unit, [])
         if a == 0.0:

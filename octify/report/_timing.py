@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..utils.runtime import sync
 from ..utils.validate import check_int
 
 
@@ -85,11 +86,6 @@ def check_timing_args(runs: Any, warmup: Any, threads: Any, who: str) -> None:
         check_int(threads, f"{who}: threads", 1)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(
     models: Sequence[nn.Module],
     inputs: Tuple[Any, ...],
@@ -133,10 +129,10 @@ def measure(
                 if i % 2:
                     order.reverse()
                 for k in order:
-                    _sync(device)
+                    sync(device)
                     start = time.perf_counter()
                     models[k](*inputs)
-                    _sync(device)
+                    sync(device)
                     elapsed = (time.perf_counter() - start) * 1e3
                     if i >= warmup:
                         times[k].append(elapsed)
