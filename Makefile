@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,models,export]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,models,export,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
