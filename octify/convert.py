@@ -41,6 +41,7 @@ from .fx.plan import AlphaFor, plan
 from .fx.recorder import Recorder
 from .fx.rewrite import rewrite
 from .fx.taps import module_taps
+from .fx.measure import Progress
 from .fx.measured import measured_plan
 from .fx.shape_prop import eval_mode, fake_mode, propagate, quiet_probes
 from .fx.tracer import SPECIALIZED, LeafSpec, is_user_leaf, placeholder_values, trace
@@ -78,6 +79,7 @@ def convert(
     latency_budget: Optional[float] = None,
     fidelity_budget: Optional[float] = None,
     latency_cache: Any = True,
+    progress: Optional[Progress] = None,
 ) -> fx.GraphModule:
     """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them
     (Conv1d -> OctConv1d; Conv3d -> OctConv3d, the octave on H and W, time at full resolution).
@@ -99,7 +101,8 @@ def convert(
     ``fidelity_budget``; the chosen model is timed against the plain one and stays plain if it is
     not faster (``fx/measured.py``; timings cached in ``latency_cache``: True for the user cache
     directory, a directory, or False). ``record_of(...).latency_plan`` has the times, the choice
-    and the trade-off curve. ``policy="latency-rules"`` applies fixed rules instead, no timing: plain
+    and the trade-off curve; ``progress(text, done, total)``, if given, is called as the
+    measurement advances (the command line draws it as a bar). ``policy="latency-rules"`` applies fixed rules instead, no timing: plain
     where octave layers rarely pay on a CPU (small maps, depthwise and thin convs).
     ``memory_format="channels_last"`` (the default) lays the converted model's 4-D weights out
     channels-last, the layout in which its many small convolutions run fast; inputs in either
@@ -149,7 +152,7 @@ def convert(
         if options.policy == "latency":
             converted = measured_plan(
                 model, args, options, lambda opts, data: _run(model, args, kwargs, opts, data), calibration,
-                options.latency_budget, options.fidelity_budget, options.latency_cache,
+                options.latency_budget, options.fidelity_budget, options.latency_cache, progress,
             )
         else:
             converted = _run(model, args, kwargs, options, calibration)

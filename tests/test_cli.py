@@ -555,3 +555,20 @@ def test_export_without_onnxruntime_says_what_to_install(converted, tmp_path, mo
         "Hint: pip install 'octify[export]'"
     )
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_step_that_counts_its_progress_shows_a_bar():
+    from rich.progress import ProgressBar
+    from rich.text import Text
+
+    from octify.cli.console import UI
+
+    ui = UI()
+    with ui.step("Planning") as advance:
+        task = ui.progress.tasks[0]
+        bar = ui.progress.columns[2]
+        assert isinstance(bar.render(task), Text) and str(bar.render(task)) == ""  # a spinner alone until counted
+        advance("timing 16 units", 3, 13)
+        assert (task.description, task.completed, task.total) == ("Planning: timing 16 units", 3, 13)
+        assert isinstance(bar.render(task), ProgressBar) and str(ui.progress.columns[3].render(task)) == " 3/13"
+    assert ui.progress.tasks == []

@@ -156,8 +156,15 @@ def test_the_measured_plan_converts_what_it_chose_and_records_it(monkeypatch, tm
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1 and set(json.loads(files[0].read_text())) == {"units", "ms", "shapes", "transitions"}
     monkeypatch.setattr(measured, "time_units", lambda *a, **k: pytest.fail("measured again despite the cache"))
-    again = octify.record_of(octify.convert(net, example_inputs=x, policy="latency", latency_cache=tmp_path)).latency_plan
+    seen = []
+    again = octify.convert(net, example_inputs=x, policy="latency", latency_cache=tmp_path, progress=lambda *s: seen.append(s))
+    again = octify.record_of(again).latency_plan
     assert again["source"] == f"cache {files[0]}" and [u["alpha"] for u in again["units"]] == [0.5, 0.75, 0.0]
+    # The progress callback: steps only go forward, all under one total, and end at it.
+    done = [d for _, d, _ in seen]
+    assert done == sorted(done) and {t for _, _, t in seen} == {measured.LATENCY_RUNS + 10} and done[-1] == seen[0][2]
+    texts = [t for t, _, _ in seen]
+    assert texts[0] == "converting at alpha 0.25" and "timings from the cache" in texts and texts[-1] == "timing it against the plain model"
     # Another batch size is another measurement.
     monkeypatch.setattr(measured, "time_units", _fake_timings(FAST_B1_B2))
     octify.convert(net, example_inputs=torch.randn(4, 3, 32, 32), policy="latency", latency_cache=tmp_path)

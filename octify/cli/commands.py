@@ -208,7 +208,9 @@ def run_convert(
         if fit_batches is not None:
             kwargs["reconstruct"] = [inputs for inputs, _ in fit_batches]
         with ui.step(f"Converting at alpha={alpha:g}: tracing, rewriting, transferring weights" + (", verifying" if verify else "")
-                     + (", fitting each octave layer to the original's" if fit_batches is not None else "")):
+                     + (", fitting each octave layer to the original's" if fit_batches is not None else "")) as advance:
+            if policy == "latency":
+                kwargs["progress"] = advance
             warnings.filterwarnings("ignore", message="octify: none of the")  # the headline says it
             threads_before = torch.get_num_threads()
             if threads is not None and policy == "latency":  # the plan is timed at the threads it will run on

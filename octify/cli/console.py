@@ -18,11 +18,12 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import ConversionError, ExportError, MissingDependency
 
@@ -90,6 +91,8 @@ class UI:
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
+            _BarWhenCounted(bar_width=24),
+            _WhenCounted(MofNCompleteColumn()),
             TimeElapsedColumn(),
             console=self.out,
             transient=True,
@@ -97,13 +100,21 @@ class UI:
         )
 
     @contextlib.contextmanager
-    def step(self, description: str) -> Iterator[None]:
-        """A long step: a spinner while it runs (on a terminal), its warnings printed after it as notes."""
+    def step(self, description: str) -> Iterator[Callable[[str, int, int], None]]:
+        """A long step: a spinner while it runs (on a terminal), its warnings printed after it as notes.
+
+        It gives a callback ``(text, done, total)`` for steps that count their progress (the
+        measured plan of ``--policy latency``): the line then shows a bar, and the text after
+        the description."""
         task = self.progress.add_task(escape(description), total=None)
+
+        def advance(text: str, done: int, total: int) -> None:
+            self.progress.update(task, description=escape(f"{description}: {text}"), completed=done, total=total)
+
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                yield
+                yield advance
         finally:
             self.progress.remove_task(task)
         seen = set()
@@ -141,6 +152,22 @@ class UI:
                 sys.stderr.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
             print_error(message)
             raise typer.Exit(code) from None
+
+
+class _WhenCounted(ProgressColumn):
+    """A column shown only for steps that count their progress (a spinner alone for the others)."""
+
+    def __init__(self, column: ProgressColumn) -> None:
+        super().__init__()
+        self.column = column
+
+    def render(self, task: Task) -> Any:
+        return self.column.render(task) if task.total is not None else Text("")
+
+
+class _BarWhenCounted(BarColumn):
+    def render(self, task: Task) -> Any:
+        return super().render(task) if task.total is not None else Text("")
 
 
 class _FxDumpFilter:

@@ -118,11 +118,13 @@ class Timings:
         return cost
 
 
-def _run_clocked(models: dict, inputs: Sequence[Any], runs: int, device: torch.device) -> dict:
+def _run_clocked(models: dict, inputs: Sequence[Any], runs: int, device: torch.device, steps: "Optional[Steps]" = None) -> dict:
     """{variant: {unit: [ms per run]}}: the variants alternated, each run's clock marks summed by unit."""
     out: dict = {k: {} for k in models}
     with torch.inference_mode():
         for r in range(runs + 2):
+            if steps is not None and r:
+                steps.tick()
             for key, model in models.items():
                 _MARKS.clear()
                 sync(device)
@@ -169,10 +171,11 @@ def _time_transitions(shapes: dict, alphas: Sequence[float], octave: int, runs: 
 
 def time_units(
     plain: fx.GraphModule, variants: dict, inputs: Sequence[Any], octave: int, runs: int, shapes: dict,
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Optional["Steps"] = None,
 ) -> Timings:
     """Time each unit in the frozen ``plain`` model and in each frozen ``variants[alpha]``; the
-    units are those that hold an octave layer in some variant, in the order they run."""
+    units are those that hold an octave layer in some variant, in the order they run.
+    ``progress`` advances by :data:`TIMING_STEPS` ``(runs)`` steps."""
     device = next((p.device for p in plain.parameters()), torch.device("cpu"))
     _tags(plain)
     order: list = []
@@ -190,13 +193,54 @@ def time_units(
     units = [u for u in order if u in octave_units and u in shapes]
     models = {0.0: _clocked(plain), **{a: _clocked(gm) for a, gm in variants.items()}}
     if progress is not None:
-        progress(f"timing {len(units)} units in {len(models)} forms, {runs} runs each")
-    measured = _run_clocked(models, inputs, runs, device)
+        progress.start(f"timing {len(units)} units in {len(models)} forms, {runs} runs each")
+    measured = _run_clocked(models, inputs, runs, device, progress)
     ms = {u: {a: statistics.median(measured[a].get(u, [0.0])) for a in models} for u in units}
     if progress is not None:
-        progress("timing the splits and merges between units")
+        progress.tick()
+        progress.start("timing the splits and merges between units")
     transitions = _time_transitions({u: shapes[u] for u in units}, list(variants), octave, max(3, runs // 2), device)
+    if progress is not None:
+        progress.tick()
     return Timings(units, ms, {u: list(shapes[u]) for u in units}, transitions, "measured")
+
+
+def timing_steps(runs: int) -> int:
+    """How many steps :func:`time_units` advances a :class:`Steps` by: one per timed round
+    (warm-ups included) and one for the splits and merges."""
+    return runs + 3
+
+
+Progress = Callable[[str, int, int], None]  # (what is being done, steps done, steps in all)
+
+
+class Steps:
+    """A long job's progress, counted in steps, for a :data:`Progress` callback (or none).
+
+    >>> seen = []
+    >>> steps = Steps(lambda text, done, total: seen.append((text, done, total)), total=2)
+    >>> steps.start("one"); steps.tick(); steps.start("two"); steps.finish()
+    >>> seen
+    [('one', 0, 2), ('one', 1, 2), ('two', 1, 2), ('two', 2, 2)]
+    """
+
+    def __init__(self, progress: Optional[Progress], total: int) -> None:
+        self.progress, self.total, self.done, self.text = progress, total, 0, ""
+
+    def start(self, text: str) -> None:
+        self.text = text
+        self._emit()
+
+    def tick(self, n: int = 1) -> None:
+        self.done = min(self.total, self.done + n)
+        self._emit()
+
+    def finish(self) -> None:
+        self.tick(self.total - self.done)
+
+    def _emit(self) -> None:
+        if self.progress is not None:
+            self.progress(self.text, self.done, self.total)
 
 
 def load_cached(path: Path) -> Optional[Timings]:

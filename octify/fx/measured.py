@@ -38,7 +38,7 @@ from ..utils.runtime import module_values
 from .choose import Unit, pick, tradeoff
 from .freeze import freeze
 from .latency import UNIT
-from .measure import cache_key, default_cache_dir, load_cached, store, time_units
+from .measure import Progress, Steps, cache_key, default_cache_dir, load_cached, store, time_units, timing_steps
 
 __all__ = ["measured_plan", "LATENCY_ALPHAS", "LATENCY_RUNS"]
 
@@ -87,20 +87,23 @@ def _ratio(a: nn.Module, b: nn.Module, inputs: Sequence[Any], pairs: int) -> flo
 
 def measured_plan(
     model: nn.Module, args: tuple, opts: Any, build: Build, calibration: Any, latency_budget: Optional[float],
-    fidelity_budget: Optional[float], cache: Any, progress: Optional[Callable[[str], None]] = None,
+    fidelity_budget: Optional[float], cache: Any, progress: Optional[Progress] = None,
 ) -> fx.GraphModule:
     """The converted model of the measured plan (see the module docstring), its record's
-    ``latency_plan`` saying what was measured and chosen."""
+    ``latency_plan`` saying what was measured and chosen. ``progress(text, done, total)`` is
+    called as it advances."""
     started = time.perf_counter()
-    say = progress or (lambda text: None)
+    # converting at each alpha, freezing, timing, the fidelity costs, converting and timing the plan
+    steps = Steps(progress, len(LATENCY_ALPHAS) + 1 + timing_steps(LATENCY_RUNS) + 1 + 2)
     opts = dataclasses.replace(opts, policy="default", latency_budget=None, fidelity_budget=None)
     reference = copy.deepcopy(model).eval()
     converted, variants = {}, {}
     for a in LATENCY_ALPHAS:
-        say(f"converting at alpha {a:g}")
+        steps.start(f"converting at alpha {a:g}")
         converted[a] = build(dataclasses.replace(opts, alpha=a, verify=False), None)
+        steps.tick()
     try:
-        say("freezing the plain and octave forms")
+        steps.start("freezing the plain and octave forms")
         plain = freeze(reference, example_inputs=args)
         for a in LATENCY_ALPHAS:
             variants[a] = freeze(copy.deepcopy(converted[a]).eval(), example_inputs=args)
@@ -113,11 +116,16 @@ def measured_plan(
     key = cache_key(plain, args, {"alphas": LATENCY_ALPHAS, "octave": opts.octave, "stride_mode": opts.stride_mode,
                                   "min_size": opts.min_size, "exclude": list(opts.exclude), "runs": LATENCY_RUNS})
     path = None if cache is False or cache is None else (default_cache_dir() if cache is True else Path(cache)) / f"{key}.json"
+    steps.tick()
     timings = load_cached(path) if path is not None else None
     if timings is None:
-        timings = time_units(plain, variants, args, opts.octave, LATENCY_RUNS, shapes, say)
+        timings = time_units(plain, variants, args, opts.octave, LATENCY_RUNS, shapes, steps)
         if path is not None:
             store(path, timings)
+    else:
+        steps.start("timings from the cache")
+        steps.tick(timing_steps(LATENCY_RUNS))
+    steps.start("the fidelity cost of each unit")
     batch = args
     if calibration is not None:  # a batch of it (a Dataset's first sample, as a batch of one)
         first = next(iter(calibration))
@@ -126,22 +134,25 @@ def measured_plan(
             first = first.unsqueeze(0)
         batch = (first,)
     costs = _fidelity_costs(reference, timings.units, batch, opts.octave)
+    steps.tick()
     units = [Unit(u, timings.ms[u], costs.get(u, {})) for u in timings.units]
     curve = tradeoff(units, timings.transition)
     plain_ms = sum(u.ms[0.0] for u in units)
     chosen, why = pick(curve, plain_ms, latency_budget, fidelity_budget)
     plan = dict(zip(timings.units, chosen.alphas))
-    say("converting the chosen plan")
+    steps.start("converting the chosen plan")
     by_unit = _convs_by_unit(converted[0.5])
     result = (build if any(plan.values()) else _quietly(build))(_plan_options(opts, plan, converted, by_unit), calibration)
+    steps.tick()
     verified = None
     if any(plan.values()):
-        say("timing it against the plain model")
+        steps.start("timing it against the plain model")
         verified = _ratio(freeze(copy.deepcopy(result).eval(), example_inputs=args), plain, args, VERIFY_PAIRS)
         if verified > 1.0:
             why = f"the chosen plan measured {verified:.2f}x the plain model: kept plain"
             plan = {u: 0.0 for u in plan}
             result = _quietly(build)(_plan_options(opts, plan, converted, by_unit), calibration)
+    steps.finish()
     record = find_record(result)
     record.latency_plan = {
         "source": timings.source, "units": [
