@@ -28,7 +28,6 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .fx import builtin_rules  # noqa: F401  (fills the rule registry)
 from .fx.context import ConversionContext
 from .fx.graph_builder import GraphBuilder
 from .fx.inplace import inplace_adds

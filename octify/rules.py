@@ -182,6 +182,7 @@ def register_rule(*keys: RuleKey, plain: bool = False) -> Callable[[Rule], Rule]
     A key can be registered once; a second registration is an error (pass ``rules=`` to
     ``convert`` to override per call).
     """
+    _builtins()  # first, so that a key the built-ins hold is refused here, not when they load
 
     def deco(rule: Rule) -> Rule:
         for key in keys:
@@ -192,6 +193,15 @@ def register_rule(*keys: RuleKey, plain: bool = False) -> Callable[[Rule], Rule]
         return rule
 
     return deco
+
+
+def _builtins() -> Dict[RuleKey, RuleEntry]:
+    """The registry with the built-in rules in it: they register themselves when their package
+    is imported, which happens here, on first use, wherever the registry is read from."""
+    import importlib
+
+    importlib.import_module("octify.fx.builtin_rules")  # a no-op once imported
+    return _REGISTRY
 
 
 def _check_key(key: object) -> None:
@@ -217,7 +227,7 @@ def registry(overrides: Optional[Mapping[RuleKey, Rule]] = None) -> Dict[RuleKey
 
     An override value of ``None`` removes the built-in rule for that key (its op then merges).
     """
-    merged = dict(_REGISTRY)
+    merged = dict(_builtins())
     for key, rule in (overrides or {}).items():
         _check_key(key)
         if rule is None:

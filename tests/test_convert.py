@@ -13,6 +13,8 @@ from __future__ import annotations
 import collections
 import copy
 import io
+import subprocess
+import sys
 import warnings
 from typing import Any
 
@@ -678,6 +680,23 @@ def test_register_rule_rejects_a_duplicate():
             octify.register_rule(Local)(per_branch)
     finally:
         rules_mod._REGISTRY.pop(Local, None)
+
+
+def test_the_registry_loads_the_builtin_rules_itself():
+    # In a fresh interpreter that imports only octify.rules: no import of octify.convert first.
+    code = (
+        "import torch.nn as nn, octify.rules as r\n"
+        "reg = r.registry()\n"
+        "print(len(reg), nn.Conv2d in reg, nn.ReLU in reg)\n"
+        "try:\n"
+        "    r.register_rule(nn.ReLU)(r.per_branch)\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    count, conv, relu = out[0].split()
+    assert int(count) > 100 and (conv, relu) == ("True", "True")
+    assert out[1] == "an octave rule for ReLU is already registered (per_branch)"
 
 
 # =============================================================================================
