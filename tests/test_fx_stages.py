@@ -468,6 +468,34 @@ def test_plan_alpha_for_out_of_range():
     assert str(e.value) == "alpha_for gave alpha=1.5 for conv 'conv1'; expected a number in [0, 1]"
 
 
+class Upsampler(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
+        self.small = nn.ConvTranspose2d(3, 8, 2, stride=2)
+        self.head = nn.Conv2d(16, 2, 1)
+
+    def forward(self, x):
+        return self.head(torch.cat([self.up(self.stem(x)), self.small(x)], 1))
+
+
+def test_plan_transposed_convs_take_the_same_decisions():
+    # One plan for every conv kind: the stem rule, exclusion, alpha_for and its range check,
+    # min_size and the last layer apply to transposed convs as to the others.
+    x = _x(1, 3, 8, 8)
+    plans = _plan(Upsampler(), x, min_size=4)
+    assert (plans["up"].alpha_out, plans["up"].reason) == (0.5, None)
+    assert (plans["small"].reason, plans["small"].keep_plain) == ("stem (first conv on the model input)", True)
+    assert plans["head"].reason.startswith("its output reaches a model output")
+    assert (plans := _plan(Upsampler(), x, exclude=("up",)))["up"].keep_plain and plans["up"].reason == "excluded"
+    assert _plan(Upsampler(), x, min_size=32)["up"].reason == "output 16x16 below min_size 32"
+    assert _plan(Upsampler(), x, alpha_for={"up": 0.25})["up"].alpha_out == 0.25
+    with pytest.raises(ValueError) as e:
+        _plan(Upsampler(), x, alpha_for={"up": 1.5})
+    assert str(e.value) == "alpha_for gave alpha=1.5 for conv 'up'; expected a number in [0, 1]"
+
+
 def test_plan_min_size_and_too_narrow():
     plans = _plan(Shapes(), _x(*X))
     assert plans["down"].alpha_out == 0.5  # 8x8 is not below min_size 8

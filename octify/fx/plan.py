@@ -125,10 +125,8 @@ def plan(
             after_conv.get(a, False) or is_conv(a, modules) or is_transposed_conv(a, modules) for a in node.all_input_nodes
         )
         after_conv[node] = upstream
-        if is_transposed_conv(node, modules):
-            plans[node] = _transposed_plan(node, modules[node.target], alpha, exclude, alpha_for, min_size, upstream, node in last_layers)
-            continue
-        if not is_conv(node, modules):
+        transposed = is_transposed_conv(node, modules)
+        if not (transposed or is_conv(node, modules)):
             continue
         conv: nn.Conv2d = modules[node.target]
         name = str(node.target)
@@ -162,6 +160,8 @@ def plan(
         sizes = out[len(out) - octave_axes(len(out)):]  # the axes the octave resamples (L, or H and W)
         if min(sizes) < min_size:
             p.alpha_out, p.reason = 0.0, f"output {'x'.join(map(str, sizes))} below min_size {min_size}"
+            continue
+        if transposed:  # what follows concerns forward convs (a transposed layer upsamples both branches)
             continue
         depthwise = is_depthwise(conv)
         if policy == "latency-rules":
@@ -238,30 +238,6 @@ def dense_output_convs(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> 
             if any(u in reaches and not mixes_channels(u, modules) for u in node.users):
                 reaches.add(node)
     return {n for n in reaches if is_conv(n, modules) or is_transposed_conv(n, modules)}
-
-
-def _transposed_plan(
-    node: fx.Node, conv: nn.Module, alpha: float, exclude: Sequence[str], alpha_for: AlphaFor, min_size: int,
-    upstream: bool, last: bool,
-) -> ConvPlan:
-    """A transposed conv's plan: plain when excluded or first, alpha 0 as the last layer or on a
-    small map, ``alpha_for``'s alpha where it names one."""
-    name = str(node.target)
-    if any(fnmatch.fnmatchcase(name, g) for g in exclude):
-        return ConvPlan(0.0, "excluded", keep_plain=True)
-    if not upstream:
-        return ConvPlan(0.0, "stem (first conv on the model input)", keep_plain=True)
-    a: Optional[float] = None
-    if alpha_for is not None:
-        a = alpha_for(name, conv, tuple(node.meta["val"].shape)) if callable(alpha_for) else _glob_alpha(alpha_for, name)
-    if a is not None:
-        return ConvPlan(float(a), "alpha_for sets alpha 0" if float(a) == 0.0 else None)
-    if last:
-        return ConvPlan(0.0, "its output reaches a model output with no channel-mixing op between (the last layer: full resolution)")
-    h, w = node.meta["val"].shape[-2:]
-    if min(h, w) < min_size:
-        return ConvPlan(0.0, f"output {h}x{w} below min_size {min_size}")
-    return ConvPlan(alpha)
 
 
 def _keeps_grid(conv: nn.Conv2d, inp: tuple, out: tuple, octave: int) -> bool:
