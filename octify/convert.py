@@ -46,13 +46,14 @@ from .fx.shape_prop import eval_mode, fake_mode, propagate, quiet_probes
 from .fx.tracer import SPECIALIZED, LeafSpec, is_user_leaf, placeholder_values, trace
 from .fx.verify import verify as verify_outputs
 from .record import ConversionRecord, attach_record
+from .replay import plan_dict, recorded_plans, replay_inputs, replay_options
 from .rules import Rule, RuleKey, registry
 from .tune.calibrate import calibrate, check_reiterable
 from .tune.reconstruct import reconstruct as fit_layers
 from .utils.inputs import default_inputs, split_example_inputs
 from .utils.validate import check_module
 
-__all__ = ["convert"]
+__all__ = ["convert", "rebuild"]
 
 
 def convert(
@@ -161,14 +162,7 @@ def convert(
 
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, calibration: Any = None) -> fx.GraphModule:
-    rules_in_force = registry(opts.rules)
-    # Module types that have a rule are traced as leaves, so their rule sees them whole.
-    rule_types = tuple(k for k in rules_in_force if isinstance(k, type) and not k.__module__.startswith("torch.nn"))
-    rule_classes = tuple(k for k in rules_in_force if isinstance(k, str) and "." in k)
-
-    fm = fake_mode()
-    gm = trace(model, opts.leaf_types + rule_types, opts.leaf_globs, fm, args, kwargs, rule_classes)  # 1
-    propagate(gm, fm)  # 2: what the trace could not evaluate, with the node that fails
+    gm, fm, rules_in_force = _traced(model, args, kwargs, opts)  # 1-2
     plans = plan(  # 3
         gm, alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, min_size=opts.min_size,
         exclude=opts.exclude, alpha_for=opts.alpha_for, policy=opts.policy,
@@ -176,23 +170,68 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, cali
     keep_plain_regions(gm, plans)  # 3d
     warn_unmatched_globs([str(n.target) for n in plans], dict(model.named_modules()), opts.exclude, opts.alpha_for)  # 3c
     shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+    replay = replay_options(opts, args, kwargs)
     if calibration is None:
-        return _build(model, gm, fm, plans, opts, rules_in_force, shapes, inplace=opts.inplace)
+        return _build(model, gm, fm, plans, opts, rules_in_force, shapes, replay, inplace=opts.inplace)
     return calibrate(  # 3b, then 4-7 once per candidate split
         model, gm, plans, calibration, opts.octave, opts.calibration_split,
-        lambda source, candidate: _build(source, gm, fm, candidate, opts, rules_in_force, shapes, inplace=True),
+        lambda source, candidate: _build(source, gm, fm, candidate, opts, rules_in_force, shapes, replay, inplace=True),
     )
 
 
-def _build(
-    model: nn.Module, gm: fx.GraphModule, fm: Any, plans: dict, opts: ConvertOptions, rules_in_force: Mapping,
-    input_shapes: list, *, inplace: bool,
+def _traced(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions) -> tuple[fx.GraphModule, Any, Mapping]:
+    """Stages 1-2, shared by a conversion and its replay: the traced graph with every node's fake
+    value, the fake mode, and the rules in force."""
+    rules_in_force = registry(opts.rules)
+    # Module types that have a rule are traced as leaves, so their rule sees them whole.
+    rule_types = tuple(k for k in rules_in_force if isinstance(k, type) and not k.__module__.startswith("torch.nn"))
+    rule_classes = tuple(k for k in rules_in_force if isinstance(k, str) and "." in k)
+    fm = fake_mode()
+    gm = trace(model, opts.leaf_types + rule_types, opts.leaf_globs, fm, args, kwargs, rule_classes)  # 1
+    propagate(gm, fm)  # 2: what the trace could not evaluate, with the node that fails
+    return gm, fm, rules_in_force
+
+
+def rebuild(
+    model: nn.Module, record: Mapping[str, Any], *, rules: Optional[Mapping[RuleKey, Optional[Rule]]] = None,
+    leaf_modules: Sequence[LeafSpec] = (),
 ) -> fx.GraphModule:
-    """Stages 4-7 for one plan: ``model`` is copied first unless ``inplace``."""
+    """Replay the conversion that ``record`` (a ``ConversionRecord.to_dict()``) describes on
+    ``model``, the original it was converted from (left untouched): the same trace on inputs of
+    the recorded shapes, the recorded plan of every conv, stages 4-6; no data, no planning, no
+    timing. The result has the converted model's structure, with the weights carried from ``model``
+    (``octify.load`` then loads the saved ones). ValueError when ``model`` is not the model the
+    record was made from, or when the conversion used rules (``rules=``) or leaf module types
+    (``leaf_modules=``, else found among ``model``'s own module types) that are not given.
+
+    >>> import torch, octify
+    >>> conv = lambda c_in: torch.nn.Conv2d(c_in, 8, 3, padding=1)
+    >>> net = torch.nn.Sequential(conv(3), conv(8), conv(8))
+    >>> converted = octify.convert(net, example_inputs=torch.randn(1, 3, 16, 16))
+    >>> again = rebuild(net, octify.record_of(converted).to_dict())
+    >>> again.code == converted.code
+    True
+    """
+    check_module(model, "octify.load: model")
+    opts, args, kwargs = replay_inputs(model, record, rules, leaf_modules)
+    with quiet_probes(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="octify: none of the")  # the record says so
+        gm, fm, rules_in_force = _traced(model, args, kwargs, opts)
+        plans = recorded_plans(gm, record)
+        shapes = [tuple(s) for s in record.get("input_shapes", [])]
+        return _build(model, gm, fm, plans, opts, rules_in_force, shapes, dict(record.get("options") or {}), inplace=False)
+
+
+def _build(
+    model: nn.Module, gm: fx.GraphModule, fm: Any, plans: Mapping, opts: ConvertOptions, rules_in_force: Mapping,
+    input_shapes: list, replay: dict, *, inplace: bool,
+) -> fx.GraphModule:
+    """Stages 4-7 for one plan: ``model`` is copied first unless ``inplace``. The record keeps the
+    plan and ``replay`` (what :func:`rebuild` needs to make the same model again)."""
     fake_inputs = placeholder_values(gm)
     record = ConversionRecord(
         alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, specialized=gm.meta.get(SPECIALIZED, []),
-        input_shapes=input_shapes,
+        input_shapes=input_shapes, plan=plan_dict(plans), options=dict(replay),
     )
     recorder = Recorder(record, dict(gm.named_modules()))
     training = {name: m.training for name, m in model.named_modules()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 import torch
@@ -81,10 +81,20 @@ class ConversionRecord:
     # True when the original still had the random weights its constructor drew (octify's command
     # line tells, for a model built from its code without --weights); False when trained or unknown.
     random_weights: bool = False
+    # What replaying the conversion needs (``octify.load`` rebuilds a saved model from them, with
+    # no data and no timing): each conv node's final ``ConvPlan`` (node name of the traced
+    # original -> its fields), and the options that shaped the trace (``options``: memory_format,
+    # leaf globs and types, the keys of user rules, the example inputs' shapes and dtypes).
+    plan: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    # After octify.freeze: its settings (fold_bn, memory_format, conv3d, and matmul_1x1 as the
+    # names of the layers that run as matrix products), what a reload replays.
+    frozen: dict = field(default_factory=dict)
 
     def __setstate__(self, state: dict) -> None:
         # Records pickled by 0.1.0 have no ``specialized``, ``input_shapes``, ``calibration`` or ``finetune``.
-        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, "reconstruction": {}, "taps": {}, "latency_plan": {}, "class_name": "", "random_weights": False, **state})
+        self.__dict__.update({"specialized": [], "input_shapes": [], "calibration": {}, "finetune": {}, "reconstruction": {}, "taps": {}, "latency_plan": {}, "class_name": "", "random_weights": False,
+                              "plan": {}, "options": {}, "frozen": {}, **state})
 
     @property
     def converted(self) -> list[ConvRecord]:
@@ -115,7 +125,34 @@ class ConversionRecord:
             "latency_plan": dict(self.latency_plan),
             "class_name": self.class_name,
             "random_weights": self.random_weights,
+            "plan": {k: dict(v) for k, v in self.plan.items()},
+            "options": dict(self.options),
+            "frozen": dict(self.frozen),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConversionRecord":
+        """The record whose :meth:`to_dict` is ``d`` (read back from JSON: tuples restored).
+
+        >>> import json, torch, octify
+        >>> conv = lambda c_in: torch.nn.Conv2d(c_in, 8, 3, padding=1)
+        >>> net = torch.nn.Sequential(conv(3), conv(8), conv(8))
+        >>> rec = octify.record_of(octify.convert(net, example_inputs=torch.randn(1, 3, 16, 16)))
+        >>> back = ConversionRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
+        >>> back == rec, back.convs[0].in_shape
+        (True, (1, 3, 16, 16))
+        """
+        d = dict(d)
+        convs = [ConvRecord(**{**c, "in_shape": tuple(c["in_shape"]), "out_shape": tuple(c["out_shape"])}) for c in d.pop("convs", [])]
+        merges = [MergeRecord(**m) for m in d.pop("merges", [])]
+        specialized = [Specialization(**sp) for sp in d.pop("specialized", [])]
+        fused = [tuple(p) for p in d.pop("fused", [])]
+        shapes = [tuple(s) for s in d.pop("input_shapes", [])]
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"ConversionRecord.from_dict: unknown fields {', '.join(unknown)}; expected fields of {', '.join(sorted(known))}")
+        return cls(convs=convs, merges=merges, specialized=specialized, fused=fused, input_shapes=shapes, **d)
 
 
 def attach_record(model: torch.nn.Module, record: ConversionRecord) -> None:

@@ -1,7 +1,8 @@
 """A newcomer's first hour on the command line: their own small model (trained here, its forward
-flattening with ``view``), a folder of images, README's path -- convert with weights, calibration
-and fidelity, finetune, export to ONNX and run it, report, HTML -- and then the mistakes people
-make, each answered in one line that says what to do, with exit code 2."""
+flattening with ``view``), a folder of images, the path of docs/getting-started.md ("Your own
+model, from the first command to an ONNX file") -- convert with weights, calibration and
+fidelity, finetune, export to ONNX and run it, report, HTML -- and then the mistakes people make
+(docs/cli.md, "Errors"), each answered in one line that says what to do, with exit code 2."""
 
 from __future__ import annotations
 
@@ -270,7 +271,7 @@ def test_a_converted_model_keeps_its_class_name_through_the_file_and_copies(tmp_
     net = torch.nn.Sequential(conv(3), conv(8), conv(8), torch.nn.Conv2d(8, 2, 1)).eval()
     oct_net = octify.convert(net, example_inputs=torch.randn(1, 3, 16, 16))
     assert type(oct_net).__name__ == "OctSequential" and octify.record_of(oct_net).converted
-    assert type(octify.load(octify.save(oct_net, tmp_path / "n.pt"))).__name__ == "OctSequential"
+    assert type(octify.load(octify.save(oct_net, tmp_path / "n.safetensors"), model=net)).__name__ == "OctSequential"
     # torch.fx names a copy "GraphModule" again; the record keeps the name for reports and messages
     tuned = copy.deepcopy(oct_net)
     assert type(tuned).__name__ == "GraphModule" and model_name(tuned) == "OctSequential"

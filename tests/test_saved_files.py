@@ -1,4 +1,4 @@
-"""Models saved by earlier versions load with octify.load and give the same outputs.
+"""Models saved by earlier versions load with octify.load(trusted=True) and give the same outputs.
 
 ``fixtures/saved_v0_1_0.pt`` was written by octify 0.1.0 (``fixtures/make_saved_v0_1_0.py``),
 before the package was restructured: it refers to classes and functions by their old module
@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import octify
@@ -20,9 +21,11 @@ from octify import nn as onn
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def test_a_model_saved_by_0_1_0_loads_with_the_same_outputs_and_record():
+def test_a_model_saved_by_0_1_0_loads_with_the_same_outputs_and_record(tmp_path):
     io = torch.load(FIXTURES / "saved_v0_1_0_io.pt", weights_only=True)
-    model = octify.load(FIXTURES / "saved_v0_1_0.pt")
+    with pytest.raises(ValueError, match=r"saved_v0_1_0\.pt is a pickled model \(octify 0\.1 format, or torch\.save\): loading it runs code"):
+        octify.load(FIXTURES / "saved_v0_1_0.pt")  # a pickle runs code stored in it: only on request
+    model = octify.load(FIXTURES / "saved_v0_1_0.pt", trusted=True)
     assert not model.training
     with torch.no_grad():
         y = model(io["x"])
@@ -31,6 +34,7 @@ def test_a_model_saved_by_0_1_0_loads_with_the_same_outputs_and_record():
     expected["specialized"] = expected["input_shapes"] = []  # fields added since 0.1.0: an old record has none
     expected["calibration"], expected["finetune"], expected["class_name"], expected["random_weights"] = {}, {}, "", False
     expected["reconstruction"] = expected["taps"] = expected["latency_plan"] = {}
+    expected["plan"] = expected["options"] = expected["frozen"] = {}
     assert json.loads(json.dumps(octify.record_of(model).to_dict())) == expected
     # The old private classes are the public layers of octify.nn now.
     kinds = {type(m) for m in model.modules()}
@@ -46,6 +50,9 @@ def test_a_model_saved_by_0_1_0_loads_with_the_same_outputs_and_record():
     model.train()
     model(io["x"]).square().mean().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    # Its record has no plan to replay: saving it in the new format says to convert again.
+    with pytest.raises(ValueError, match=r"no plan \(converted by octify 0\.1, before this format\).*Hint: convert the original again"):
+        octify.save(model, tmp_path / "old.safetensors")
 
 
 def test_the_old_file_loads_in_a_fresh_process_with_plain_torch_load():

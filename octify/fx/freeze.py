@@ -12,7 +12,11 @@ are applied here, explicitly, and produce a new model (in the spirit of ``torch.
    the 1x1 octave convs that run faster as matrix products over the pixels do so
    (``OctConv2d.use_matmul``): ``matmul_1x1="auto"`` times each both ways on example inputs
    (``kernel_choice``); ``True`` / ``False`` for all or none (``False`` for int8 quantization:
-   quantizers annotate convolutions, not matrix products).
+   quantizers annotate convolutions, not matrix products); a list of layer names for exactly
+   those (what ``octify.load`` replays, with no timing).
+
+The settings are kept with the result (``record_of(frozen).frozen``; for a model octify did not
+convert, ``frozen.meta["octify.freeze"]``), ``matmul_1x1`` as the names of the layers it chose.
 
 The frozen model is again an ordinary module with no cache and no mode-dependent code: it
 exports, traces and scripts like the converted one, and writing to its parameters changes its
@@ -23,7 +27,7 @@ train or fine-tune the converted model and freeze again afterwards.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch.fx as fx
 from torch import nn
@@ -40,14 +44,15 @@ from .kernel_choice import choose_matmul
 from .layout import contiguous_before_layout_reads, to_channels_last
 from .narrow import narrow_outputs
 
-__all__ = ["freeze", "FREEZE_MEMORY_FORMATS"]
+__all__ = ["freeze", "FREEZE_MEMORY_FORMATS", "FREEZE_META"]
 
 FREEZE_MEMORY_FORMATS = ("channels_last", "preserve")
+FREEZE_META = "octify.freeze"  # gm.meta key of a frozen plain model's settings (a converted one keeps them in its record)
 
 
 def freeze(
     model: nn.Module, *, fold_bn: bool = True, memory_format: str = "channels_last",
-    matmul_1x1: Union[bool, str] = "auto", example_inputs: Any = None, inplace: bool = False, conv3d: str = "torch",
+    matmul_1x1: Union[bool, str, Sequence[str]] = "auto", example_inputs: Any = None, inplace: bool = False, conv3d: str = "torch",
 ) -> fx.GraphModule:
     """The inference form of ``model`` (see the module docstring): batch norms folded, fused
     low weights stored once, channels-last weights, 1x1 octave convs as matrix products where
@@ -56,7 +61,8 @@ def freeze(
     ``matmul_1x1="auto"`` times the two kernels of each 1x1 octave conv on the inputs the layer
     gets from ``example_inputs`` (default: random inputs of the shapes the model was converted
     on; pass the batch size you will run), so which layers use them can differ between runs;
-    the numbers do not (float rounding aside).
+    the numbers do not (float rounding aside). A list or tuple of layer names turns the products on
+    for exactly those layers (``record_of(frozen).frozen["matmul_1x1"]`` names the ones chosen).
 
     ``model`` is a converted model (or a plain one, traced with torch.fx first, so that a
     benchmark can give the original the same treatment) in eval mode. It is copied unless
@@ -76,8 +82,7 @@ def freeze(
     check_module(model, "octify.freeze: model")
     check_choice(memory_format, "octify.freeze: memory_format", FREEZE_MEMORY_FORMATS)
     check_choice(conv3d, "octify.freeze: conv3d", CONV3D_KERNELS)
-    if matmul_1x1 not in (True, False, "auto"):
-        raise ValueError(f"octify.freeze: matmul_1x1 must be True, False or 'auto', found {matmul_1x1!r}")
+    names = _matmul_names(matmul_1x1)
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
     if training:
         raise ValueError(
@@ -106,9 +111,42 @@ def freeze(
         to_channels_last(gm)
         if traced_here:  # a plain model's own ``x.view(N, -1)`` must see the layout it was written for
             contiguous_before_layout_reads(gm)
-    if matmul_1x1 == "auto" and channels_last and any(isinstance(m, OctConv2d) and m.pointwise for m in gm.modules()):
+    if names is not None:
+        _use_matmul(gm, names)
+    elif matmul_1x1 == "auto" and channels_last and any(isinstance(m, OctConv2d) and m.pointwise for m in gm.modules()):
         choose_matmul(gm, inputs)
     narrow_outputs(gm)
+    settings = {
+        "fold_bn": bool(fold_bn), "memory_format": memory_format, "conv3d": conv3d,
+        "matmul_1x1": [name for name, m in gm.named_modules() if isinstance(m, OctConvNd) and getattr(m, "_matmul", False)],
+    }
     if record is not None:
-        attach_record(gm, dataclasses.replace(record, fused=list(folded)))
+        attach_record(gm, dataclasses.replace(record, fused=list(folded), frozen=settings))
+    else:
+        gm.meta[FREEZE_META] = settings
     return gm
+
+
+def _matmul_names(matmul_1x1: Any) -> Optional[list]:
+    """None for True, False or "auto"; the names of a list or tuple; ValueError for anything else."""
+    if isinstance(matmul_1x1, (list, tuple)) and all(isinstance(n, str) for n in matmul_1x1):
+        return list(matmul_1x1)
+    if matmul_1x1 is True or matmul_1x1 is False or (isinstance(matmul_1x1, str) and matmul_1x1 == "auto"):
+        return None
+    raise ValueError(
+        f"octify.freeze: matmul_1x1 must be True, False, 'auto' or a list of layer names, found {matmul_1x1!r}"
+    )
+
+
+def _use_matmul(gm: fx.GraphModule, names: Sequence[str]) -> None:
+    """Matrix products in exactly the 1x1 octave layers ``names``; ValueError naming the others."""
+    layers = {name: m for name, m in gm.named_modules() if isinstance(m, OctConvNd)}
+    unknown = [n for n in names if n not in layers or not layers[n].pointwise]
+    if unknown:
+        raise ValueError(
+            f"octify.freeze: matmul_1x1 names {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
+            f"not a 1x1 octave conv of the model: expected names of its pointwise OctConv2d layers"
+        )
+    for name, m in layers.items():
+        if m.pointwise:
+            m.use_matmul(name in names)
