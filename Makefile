@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-zoo test-realworld bench bench-latency install browser clean
+.PHONY: demo test test-fast test-zoo test-realworld bench bench-latency install browser docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,14 @@ demo: $(STAMP)
 browser:
 	@scripts/install-browser.sh
 
-# The whole suite (what CI runs), with the slowest tests listed at the end.
-test: $(STAMP) browser
+# The documentation site (docs/, mkdocs.yml) into build/site. --strict: a broken link or anchor, a page
+# missing from the nav or a docstring the API pages cannot render fails it. (The variable silences
+# mkdocs-material's banner about its successor.)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
+# The docs build and the whole suite (what CI runs), with the slowest tests listed at the end.
+test: $(STAMP) browser docs
 	$(BIN)/python -m pytest -q --durations=15
 
 # The edit loop: everything but the model zoo and the whole-network checks (markers in pyproject.toml).
