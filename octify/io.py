@@ -43,7 +43,7 @@ from .recipe import (
     structure_hash, versions, write_file,
 )
 
-__all__ = ["save", "load", "build_original", "PICKLED"]
+__all__ = ["save", "load", "build_original", "pickled_data", "PICKLED"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -159,6 +159,10 @@ def load(
         raise FileNotFoundError(2, "no such file (expected a model saved with octify.save)", str(p))
     kind = file_kind(p)
     if kind == "pickle":
+        what = pickled_data(p)  # a state_dict or other data reads safely, and is not a model
+        if what is not None:
+            raise TypeError(f"{p} holds {what}: expected a whole model saved with octify.save(model, path). "
+                            "For a state_dict, build the model and call model.load_state_dict(torch.load(path)).")
         if not trusted:
             raise ValueError(PICKLED.format(path=str(p), stem=p.stem))
         return _load_pickle(p, map_location)
@@ -166,10 +170,12 @@ def load(
         raise ValueError(f"{p} is not a file octify.save wrote: expected a .safetensors file with an octify recipe, found neither safetensors nor a pickle")
     recipe = read_recipe(p)
     if model is None:
-        model = build_original(recipe, p)
+        model, source = build_original(recipe, p), str(recipe.get("spec"))
     elif not isinstance(model, nn.Module):
         raise TypeError(f"octify.load: model must be the original nn.Module, found {type(model).__name__}")
-    out = _rebuild(recipe, model, p, rules, leaf_modules)
+    else:
+        source = f"the model given ({type(model).__name__})"
+    out = _rebuild(recipe, model, p, rules, leaf_modules, source)
     _load_weights(out, p)
     training = set(recipe["training"])
     for name, m in out.named_modules():
@@ -179,7 +185,7 @@ def load(
     return out
 
 
-def _rebuild(recipe: dict, model: nn.Module, p: Path, rules: Any, leaf_modules: Sequence[Any]) -> nn.Module:
+def _rebuild(recipe: dict, model: nn.Module, p: Path, rules: Any, leaf_modules: Sequence[Any], source: str) -> nn.Module:
     """The saved model's structure, made from ``model``: the conversion replayed, then the freeze."""
     from .convert import rebuild
     from .errors import ConversionError
@@ -203,7 +209,7 @@ def _rebuild(recipe: dict, model: nn.Module, p: Path, rules: Any, leaf_modules: 
     if found != recipe["structure"]:
         diff = first_difference(p, out)
         raise ValueError(
-            f"{p} was saved from a model of another structure than the one rebuilt from {_named(model, recipe)}"
+            f"{p} was saved from a model of another structure than the one rebuilt from {source}"
             f" ({'first difference: ' + diff if diff else 'the weights agree; the layers code or settings differ'}). {_HINT}"
         )
     if saved_record is not None:
@@ -212,11 +218,6 @@ def _rebuild(recipe: dict, model: nn.Module, p: Path, rules: Any, leaf_modules: 
 
 
 _HINT = "Hint: pass the original the file was converted from (and the same --model-arg)"
-
-
-def _named(model: nn.Module, recipe: dict) -> str:
-    spec = recipe.get("spec")
-    return spec if spec else type(model).__name__
 
 
 def _load_weights(model: nn.Module, p: Path) -> None:
@@ -259,17 +260,30 @@ def build_original(recipe: dict, p: Path) -> nn.Module:
     )
 
 
+def pickled_data(p: Path) -> Optional[str]:
+    """What a pickled file holds, in words, when ``torch.load(weights_only=True)`` reads it (tensors
+    and containers: no code runs); None when it holds more (a pickled model, say)."""
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 -- not readable without running code
+        return None
+    return _described(obj)
+
+
+def _described(obj: Any) -> str:
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return "a state_dict (a dict of tensors)"
+    if isinstance(obj, dict):
+        return f"a dict with keys {', '.join(map(str, list(obj)[:5]))}{', ...' if len(obj) > 5 else ''}"
+    return f"a {type(obj).__name__}"
+
+
 def _load_pickle(p: Path, map_location: Optional[Any]) -> nn.Module:
     """octify 0.1's format (trusted files only): ``torch.load(weights_only=False)``."""
     obj = torch.load(str(p), map_location=map_location, weights_only=False)
     if not isinstance(obj, nn.Module):
-        what = type(obj).__name__
-        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            what = "state_dict (a dict of tensors)"
-        elif isinstance(obj, dict):
-            what = f"dict with keys {', '.join(map(str, list(obj)[:5]))}{', ...' if len(obj) > 5 else ''}"
         raise TypeError(
-            f"{p} holds a {what}: expected a whole model saved with octify.save(model, path). "
+            f"{p} holds {_described(obj)}: expected a whole model saved with octify.save(model, path). "
             f"For a state_dict, build the model and call model.load_state_dict(torch.load(path))."
         )
     return obj

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import subprocess
@@ -52,6 +53,11 @@ def custom_cnn_class():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.CustomCNN
+
+
+def reload(path: Path, trusted: bool = False) -> torch.nn.Module:
+    """A file the CLI wrote, read as the CLI reads MODEL: rebuilt from the original its recipe names."""
+    return _load.load_model(str(path), trusted=trusted).model
 
 
 def assert_error(result, code: int, *needles: str) -> None:
@@ -111,7 +117,7 @@ def converted(tmp_path_factory):
     torch.save({"state_dict": state, "epoch": 3}, tmp / "ckpt.pth")
     result = run(
         "convert", CUSTOM, "--input-shape", SHAPE, "--weights", tmp / "ckpt.pth",
-        "-o", tmp / "out.pt", "--json", tmp / "out.json",
+        "-o", tmp / "out.safetensors", "--json", tmp / "out.json",
     )
     return tmp, state, result
 
@@ -140,21 +146,24 @@ def test_convert_writes_json(converted):
 
 
 def test_saved_model_reloads_with_identical_outputs(converted):
-    """The file equals an in-process conversion of the same weights, through octify.load and torch.load."""
+    """The file equals an in-process conversion of the same weights, through octify.load (given the
+    original's class) and through the command line's loader (which builds it from the recipe's spec)."""
     tmp, state, _ = converted
     net = custom_cnn_class()()
     net.load_state_dict(state)
     net.eval()
     x = torch.randn(1, 3, 32, 32)
-    loaded = octify.load(tmp / "out.pt")
-    plain_loaded = torch.load(tmp / "out.pt", weights_only=False)
+    loaded = octify.load(tmp / "out.safetensors", model=custom_cnn_class()())  # random weights: the file's replace them
+    from_spec = reload(tmp / "out.safetensors")
     with torch.no_grad():
         expected = octify.convert(net, 0.5, example_inputs=x)(x)
         assert torch.equal(loaded(x), expected)
-        assert torch.equal(plain_loaded(x), expected)
-    assert not loaded.training
-    # Pairs are still read through branch() and one-branch outputs through single() (pickling
-    # traces the code again, which must keep them as calls), so the reloaded model scripts.
+        assert torch.equal(from_spec(x), expected)
+    assert not loaded.training and not from_spec.training
+    from octify.recipe import file_kind, read_recipe
+
+    assert file_kind(tmp / "out.safetensors") == "safetensors" and read_recipe(tmp / "out.safetensors")["spec"] == str(CUSTOM)
+    # Pairs are read through branch() and one-branch outputs through single(), so the reloaded model scripts.
     expected_code = octify.convert(net, 0.5, example_inputs=x).code
     for call in ("branch(", "single("):
         assert loaded.code.count(call) == expected_code.count(call) > 0
@@ -166,14 +175,14 @@ def test_saved_model_reloads_with_identical_outputs(converted):
 
 def test_report_on_the_saved_model(converted):
     tmp, _, _ = converted
-    result = run("report", tmp / "out.pt", "-i", SHAPE, "--json", "-")
+    result = run("report", tmp / "out.safetensors", "-i", SHAPE, "--json", "-")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["macs"] > 0 and data["layers"]
+    assert data["macs"] > 0 and data["layers"] and data["source"] == f"OctCustomCNN saved in {tmp / 'out.safetensors'}, rebuilt from {CUSTOM}"
 
 
 def test_json_to_stdout_is_only_json(tmp_path):
-    result = run("convert", CUSTOM, "-i", SHAPE, "--alpha", "0.25", "-o", tmp_path / "m.pt", "--json", "-")
+    result = run("convert", CUSTOM, "-i", SHAPE, "--alpha", "0.25", "-o", tmp_path / "m.safetensors", "--json", "-")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)  # nothing else on stdout
     assert {"before", "after"} <= set(data)
@@ -185,18 +194,19 @@ def test_default_output_name_and_quiet(tmp_path, monkeypatch):
     result = run("convert", CUSTOM, "-i", SHAPE, "-q", "--no-verify", "--exclude", "stage3*", "--alpha-for", "stage1.*=0.25")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
-    assert (tmp_path / "custom_cnn_oct.pt").is_file()
-    rec = octify.record_of(octify.load(tmp_path / "custom_cnn_oct.pt"))
+    assert (tmp_path / "custom_cnn_oct.safetensors").is_file()
+    rec = octify.record_of(reload(tmp_path / "custom_cnn_oct.safetensors"))
     assert all(not c.converted for c in rec.convs if c.name.startswith("stage3"))
     assert any(c.alpha_out == 0.25 for c in rec.convs if c.name.startswith("stage1."))
 
 
 def test_leaf_by_class_name_keeps_the_block_whole(tmp_path):
-    result = run("convert", CUSTOM, "-i", SHAPE, "--leaf", "SqueezeExcite", "--leaf", "stage3.*", "-o", tmp_path / "leaf.pt")
+    result = run("convert", CUSTOM, "-i", SHAPE, "--leaf", "SqueezeExcite", "--leaf", "stage3.*", "-o", tmp_path / "leaf.safetensors")
     assert result.exit_code == 0, result.stderr
-    assert "keeps SqueezeExcite" in result.stdout  # the saved file needs custom_cnn importable
-    gm = octify.load(tmp_path / "leaf.pt")
-    assert type(gm.get_submodule("stage1.0.se")).__name__ == "SqueezeExcite"
+    gm = reload(tmp_path / "leaf.safetensors")  # the leaf type is found again among the original's modules
+    assert type(gm.get_submodule("stage1.0.se")).__name__ == "SqueezeExcite" and "stage1_0_se_" not in gm.code
+    options = octify.record_of(gm).options
+    assert options["leaf_globs"] == ["stage3.*"] and [t.rsplit(".", 1)[-1] for t in options["leaf_types"]] == ["SqueezeExcite"]
 
 
 def test_model_without_conv_converts_to_itself(tmp_path):
@@ -204,10 +214,10 @@ def test_model_without_conv_converts_to_itself(tmp_path):
         from torch import nn
         model = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
     """)
-    result = run("convert", model_py, "-i", "1,3,2,2", "-o", tmp_path / "mlp_oct.pt")
+    result = run("convert", model_py, "-i", "1,3,2,2", "-o", tmp_path / "mlp_oct.safetensors")
     assert result.exit_code == 0, result.stderr
     assert "Nothing changed: the model has no conv layer" in result.stdout
-    loaded = octify.load(tmp_path / "mlp_oct.pt")
+    loaded = reload(tmp_path / "mlp_oct.safetensors")
     assert isinstance(loaded[1], torch.nn.Linear)
 
 
@@ -266,9 +276,9 @@ def test_constructor_needs_arguments(tmp_path):
     assert_error(run("convert", net), 2, "Net() in", "needs arguments (depth)", "Hint: pass them with --model-arg", f"{net}:Net --model-arg depth=VALUE")
     assert_error(run("convert", f"{net}:Net"), 2, "needs arguments (depth)", "--model-arg depth=VALUE")
     # Given on the command line: values are Python literals, else text.
-    result = run("convert", net, "--model-arg", "depth=3", "--model-arg", "width=16", "-i", SHAPE, "-o", tmp_path / "n.pt", "-q")
+    result = run("convert", net, "--model-arg", "depth=3", "--model-arg", "width=16", "-i", SHAPE, "-o", tmp_path / "n.safetensors", "-q")
     assert result.exit_code == 0, result.stderr
-    assert octify.load(tmp_path / "n.pt").conv.out_channels == 16
+    assert reload(tmp_path / "n.safetensors").conv.out_channels == 16  # rebuilt with the recorded --model-arg
     result = run("report", f"{net}:Net", "--model-arg", "depth=3", "-i", SHAPE)
     assert result.exit_code == 0 and "Loaded class Net(depth=3)" in result.stdout, result.stderr
     assert_error(run("convert", net, "--model-arg", "depth=3", "--model-arg", "height=2"), 2,
@@ -307,10 +317,10 @@ def test_a_factory_that_raises_while_building_says_so_with_the_line(tmp_path):
 
 def test_timm_by_name_with_arguments(tmp_path):
     pytest.importorskip("timm", reason="the models extra is not installed")
-    result = run("convert", "timm:resnet18d", "--model-arg", "num_classes=10", "-i", SHAPE, "-o", tmp_path / "t.pt", "--json", tmp_path / "t.json")
+    result = run("convert", "timm:resnet18d", "--model-arg", "num_classes=10", "-i", SHAPE, "-o", tmp_path / "t.safetensors", "--json", tmp_path / "t.json")
     assert result.exit_code == 0, result.stderr
     assert "Loaded timm:resnet18d (pretrained=False, num_classes=10)" in result.stdout
-    assert octify.load(tmp_path / "t.pt")(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert octify.load(tmp_path / "t.safetensors")(torch.randn(1, 3, 32, 32)).shape == (1, 10)  # octify.load builds timm:NAME itself
     assert_error(run("convert", "timm:resnet50x"), 2, "unknown timm model 'resnet50x'", "Did you mean timm:resnet50")
     assert_error(run("convert", "timm:resnet18", "--model-arg", "pretrained=True"), 2, "octify builds models with random weights")
     assert_error(run("convert", "timm:"), 2, "'timm:' names no timm model: expected timm:NAME")
@@ -393,16 +403,16 @@ def test_untraceable_model(tmp_path):
                     return self.conv2(y)
                 return y
     """)
-    result = run("convert", dyn, "-i", SHAPE, "-o", tmp_path / "dyn_oct.pt")
+    result = run("convert", dyn, "-i", SHAPE, "-o", tmp_path / "dyn_oct.safetensors")
     assert_error(result, 1, "torch.fx cannot trace", "--leaf")
-    assert not (tmp_path / "dyn_oct.pt").exists()
+    assert not (tmp_path / "dyn_oct.safetensors").exists()
 
 
 def test_unknown_zoo_name():
     assert_error(run("convert", "torchvision:resnet19"), 2, "unknown torchvision model 'resnet19'", "torchvision:resnet18")
 
 
-@pytest.mark.parametrize("target", ["missing_dir/m.pt", "."])
+@pytest.mark.parametrize("target", ["missing_dir/m.safetensors", "."])
 def test_output_path_that_cannot_be_written(tmp_path, target):
     out = tmp_path / target
     assert_error(run("convert", CUSTOM, "-i", SHAPE, "-o", out), 1, "cannot write the converted model")
@@ -418,6 +428,31 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_state_dict_given_as_model(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "sd.pt")
     assert_error(run("report", tmp_path / "sd.pt"), 2, "state_dict", "--weights")
+
+
+def test_models_are_written_as_safetensors_and_pickles_read_only_when_trusted(converted, tmp_path):
+    tmp, _, _ = converted
+    assert_error(run("convert", CUSTOM, "-i", SHAPE, "-o", tmp_path / "x.pt"), 2,
+                 f"-o {tmp_path / 'x.pt'}: octify writes models as .safetensors files", "expected a path ending .safetensors, found .pt",
+                 f"Hint: -o {tmp_path / 'x.safetensors'}")
+    assert not (tmp_path / "x.pt").exists()
+    # A model pickled whole (octify 0.1's .pt, torch.save) runs code when read: refused, unless --trusted.
+    pickled = tmp_path / "old.pt"
+    torch.save(reload(tmp / "out.safetensors"), pickled)
+    assert_error(run("report", pickled, "-i", SHAPE), 2, f"{pickled} is a pickled model (octify 0.1 format, or torch.save): loading it runs "
+                 "code stored in the file", "--trusted", "octify.save(model, 'old.safetensors') to convert it")
+    result = run("report", pickled, "-i", SHAPE, "--trusted", "--json", "-")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["source"] == f"OctCustomCNN saved in {pickled}"
+    # ... and converted again from it, into the new format (its spec: the pickled file, read with --trusted).
+    conv = lambda c_in: torch.nn.Conv2d(c_in, 8, 3, padding=1)  # noqa: E731
+    torch.save(torch.nn.Sequential(conv(3), torch.nn.ReLU(), conv(8), conv(8)), tmp_path / "plain.pt")
+    result = run("convert", tmp_path / "plain.pt", "-i", SHAPE, "-o", tmp_path / "again.safetensors", "--trusted", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert isinstance(reload(tmp_path / "again.safetensors", trusted=True).get_submodule("2"), octify.OctConv2d)
+    assert_error(run("report", tmp_path / "again.safetensors", "-i", SHAPE), 2, "MODEL", "was converted from", "is a pickled model")
+    # --weights given a converted model says where it goes.
+    assert_error(run("report", CUSTOM, "--weights", tmp / "out.safetensors"), 2, "is a model saved by octify (give it as MODEL")
 
 
 def test_weights_that_do_not_fit(tmp_path):
@@ -468,18 +503,18 @@ def test_spec_parsing():
 
 def test_save_load_round_trip(tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
-    path = octify.save(net, tmp_path / "net.pt")
+    path = octify.save(net, tmp_path / "net.safetensors")
     x = torch.randn(2, 3, 8, 8)
-    back = octify.load(path)
+    back = octify.load(path, model=copy.deepcopy(net).train())
     assert torch.equal(back(x), net(x)) and not back.training
     torch.save(net.state_dict(), tmp_path / "sd.pt")
-    with pytest.raises(TypeError, match="state_dict"):
-        octify.load(tmp_path / "sd.pt")
+    with pytest.raises(TypeError, match=r"sd\.pt holds a state_dict \(a dict of tensors\): expected a whole model"):
+        octify.load(tmp_path / "sd.pt")  # read with weights_only=True: no code runs, so no need to trust it
 
 
 def test_policy_option(tmp_path, monkeypatch):
     assert_error(run("convert", CUSTOM, "--policy", "fast"), 2, "--policy", "one of 'default', 'latency', 'latency-rules'")
-    result = run("convert", "torchvision:mobilenet_v2", "-i", "1,3,64,64", "--policy", "latency-rules", "-o", tmp_path / "m.pt", "--json", "-")
+    result = run("convert", "torchvision:mobilenet_v2", "-i", "1,3,64,64", "--policy", "latency-rules", "-o", tmp_path / "m.safetensors", "--json", "-")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     # The static rules keep every depthwise block plain: no conv converted, MACs unchanged.
@@ -487,7 +522,7 @@ def test_policy_option(tmp_path, monkeypatch):
     assert all(c["alpha_out"] == 0.0 for c in data["conversion"]["convs"])
     # The measured plan: timed here, cached where OCTIFY_CACHE_DIR says, printed with its curve.
     monkeypatch.setenv("OCTIFY_CACHE_DIR", str(tmp_path / "cache"))
-    result = run("convert", "torchvision:resnet18", "-i", "1,3,64,64", "--policy", "latency", "--budget", "0.9", "-o", tmp_path / "r.pt",
+    result = run("convert", "torchvision:resnet18", "-i", "1,3,64,64", "--policy", "latency", "--budget", "0.9", "-o", tmp_path / "r.safetensors",
                  "--html", tmp_path / "r.html")
     assert result.exit_code == 0, result.stderr
     page = (tmp_path / "r.html").read_text()
@@ -495,7 +530,7 @@ def test_policy_option(tmp_path, monkeypatch):
     text = " ".join(result.stdout.split())
     assert "Latency plan (measured, " in text and "blocks at layer1.0 " in text and "trade-off (blocks' time against fidelity cost)" in text
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1
-    plan = octify.record_of(octify.load(tmp_path / "r.pt")).latency_plan
+    plan = octify.record_of(octify.load(tmp_path / "r.safetensors")).latency_plan  # rebuilt without timing: torchvision:resnet18 from the recipe
     assert plan["latency_budget"] == 0.9 and [u["unit"] for u in plan["units"]][:2] == ["layer1.0", "layer1.1"]
     assert_error(run("convert", CUSTOM, "--budget", "0.7"), 2, "a latency or fidelity budget needs policy='latency'")
 
@@ -512,7 +547,7 @@ def test_policy_option(tmp_path, monkeypatch):
 )
 def test_export_writes_reruns_and_prints_the_difference(converted, tmp_path, fmt, args, suffix):
     tmp, _, _ = converted
-    result = run("export", tmp / "out.pt", "-f", fmt, *args, "-o", tmp_path / f"m{suffix}", "--json", tmp_path / "e.json")
+    result = run("export", tmp / "out.safetensors", "-f", fmt, *args, "-o", tmp_path / f"m{suffix}", "--json", tmp_path / "e.json")
     assert result.exit_code == 0, result.stderr
     data = json.loads((tmp_path / "e.json").read_text())
     assert data["format"] == fmt and data["frozen"] == ("--no-freeze" not in args)
@@ -526,7 +561,7 @@ def test_export_writes_reruns_and_prints_the_difference(converted, tmp_path, fmt
 def test_export_default_output_name_and_input_shape(converted, tmp_path, monkeypatch):
     tmp, _, _ = converted
     monkeypatch.chdir(tmp_path)
-    result = run("export", tmp / "out.pt", "-f", "exported-program", "-i", "3,3,40,40", "--json", "-")
+    result = run("export", tmp / "out.safetensors", "-f", "exported-program", "-i", "3,3,40,40", "--json", "-")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["path"] == str(tmp_path / "out.pt2") and data["input_shapes"] == [[3, 3, 40, 40]]
@@ -536,7 +571,7 @@ def test_export_default_output_name_and_input_shape(converted, tmp_path, monkeyp
 
 def test_export_refuses_an_exported_program_path_torch_cannot_load(converted, tmp_path):
     tmp, _, _ = converted
-    result = run("export", tmp / "out.pt", "-f", "exported-program", "-o", tmp_path / "m.pt")
+    result = run("export", tmp / "out.safetensors", "-f", "exported-program", "-o", tmp_path / "m.pt")
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         "octify: error: octify.export: an ExportedProgram file must end in .pt2 (torch.export.load reads only those), "
@@ -548,7 +583,7 @@ def test_export_without_onnxruntime_says_what_to_install(converted, tmp_path, mo
     tmp, _, _ = converted
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
-    result = run("export", tmp / "out.pt", "-o", tmp_path / "m.onnx")
+    result = run("export", tmp / "out.safetensors", "-o", tmp_path / "m.onnx")
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         "octify: error: exporting to ONNX with the dynamo exporter needs onnxruntime, which is not installed. "

@@ -13,7 +13,7 @@ import torch
 import octify
 from octify.cli.commands import calibration_text
 from octify.tune.best import split_validation
-from test_cli import assert_error, run
+from test_cli import assert_error, reload, run
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTURES = ROOT / "examples" / "textures.py"
@@ -26,9 +26,9 @@ def converted_file(tmp_path_factory):
     d = tmp_path_factory.mktemp("finetune")
     torch.manual_seed(0)  # the weights the CLI would draw with --seed 0, saved as a user's checkpoint
     torch.save(textures.build_model().state_dict(), d / "tex.pth")
-    result = run("convert", TEXTURES, "--weights", d / "tex.pth", "-i", "1,3,32,32", "-o", d / "tex_oct.pt", "-q")
+    result = run("convert", TEXTURES, "--weights", d / "tex.pth", "-i", "1,3,32,32", "-o", d / "tex_oct.safetensors", "-q")
     assert result.exit_code == 0, result.stderr
-    return d / "tex_oct.pt"
+    return d / "tex_oct.safetensors"
 
 
 def weights(converted_file: Path) -> list:
@@ -36,7 +36,7 @@ def weights(converted_file: Path) -> list:
 
 
 def test_finetune_cli_tunes_saves_and_reports_before_and_after(converted_file, tmp_path):
-    out, report = tmp_path / "tuned.pt", tmp_path / "r.json"
+    out, report = tmp_path / "tuned.safetensors", tmp_path / "r.json"
     result = run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "--steps", "6",
                  "--batch-size", "32", "--holdout", "0.05", "-o", out, "--json", report)
     assert result.exit_code == 0, result.stderr
@@ -46,7 +46,7 @@ def test_finetune_cli_tunes_saves_and_reports_before_and_after(converted_file, t
     assert "Fidelity to the original on 205 held-out samples" in result.stdout and "after 6 steps" in result.stdout
     # The saved model is the one measured: its fidelity on the same held-out split, recomputed here.
     # (Whether distillation helps is test_tune's question, on a trained model; this original is random.)
-    tuned = octify.load(out)
+    tuned = reload(out)  # rebuilt from the original the file names (textures.py), the tuned weights loaded
     assert octify.record_of(tuned).alpha == 0.5
     torch.manual_seed(0)  # the CLI builds the original with --seed 0
     original = textures.build_model().eval()
@@ -63,7 +63,7 @@ def test_finetune_cli_tunes_saves_and_reports_before_and_after(converted_file, t
 def test_finetune_cli_distils_features_on_augmented_views(converted_file, tmp_path):
     report = tmp_path / "r.json"
     common = [TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "--steps", "2", "--batch-size", "16",
-              "--holdout", "0.05", "-o", tmp_path / "tuned.pt"]
+              "--holdout", "0.05", "-o", tmp_path / "tuned.safetensors"]
     result = run("finetune", *common, "--features", "auto", "--feature-weight", "2", "--augment", "--json", report)
     assert result.exit_code == 0, result.stderr
     data = json.loads(report.read_text())
@@ -74,22 +74,32 @@ def test_finetune_cli_distils_features_on_augmented_views(converted_file, tmp_pa
 
 
 def test_finetune_cli_says_what_it_expected(converted_file, tmp_path):
-    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", tmp_path / "nowhere", "-o", tmp_path / "t.pt"), 2,
+    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", tmp_path / "nowhere", "-o", tmp_path / "t.safetensors"), 2,
                  "--data", "expected a directory of images (one folder per class for labels) or file.py:FACTORY, found nothing there")
     assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "--holdout", "1.5"), 2,
                  "holdout must be a fraction in (0, 1), found 1.5")
-    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:nothing_here", "-o", tmp_path / "t.pt"), 2,
+    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:nothing_here", "-o", tmp_path / "t.safetensors"), 2,
                  "--data", "has no function nothing_here(): expected file.py:FACTORY, a function returning a torch Dataset")
     plain = tmp_path / "plain.pt"
     torch.save(torch.nn.Conv2d(3, 3, 1), plain)
-    assert_error(run("finetune", TEXTURES, plain, *weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "-o", tmp_path / "t.pt"), 2,
-                 "plain.pt: expected a model returned by octify.convert")
+    args = [*weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "-o", tmp_path / "t.safetensors"]
+    assert_error(run("finetune", TEXTURES, plain, *args), 2, f"CONVERTED {plain} is a pickled model (octify 0.1 format, or torch.save)", "--trusted")
+    assert_error(run("finetune", TEXTURES, plain, *args, "--trusted"), 2, "plain.pt: expected a model returned by octify.convert")
+    octify.save(torch.nn.Conv2d(3, 3, 1), tmp_path / "plain.safetensors")
+    assert_error(run("finetune", TEXTURES, tmp_path / "plain.safetensors", *args), 2,
+                 "plain.safetensors: expected a model returned by octify.convert, found a model with no conversion record")
+    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", f"{TEXTURES}:make_dataset", "-o", tmp_path / "t.pt"), 2,
+                 "-o", "octify writes models as .safetensors files")
+    # MODEL is another network than the one CONVERTED was made from: the file does not rebuild from it.
+    assert_error(run("finetune", f"{TEXTURES}:TextureNet", converted_file, "--model-arg", "width=16", *args[2:], "--allow-random-teacher"), 2,
+                 f"CONVERTED {converted_file} was saved from a model of another structure than the one rebuilt from the model given (TextureNet)",
+                 "first difference: stem.0.weight is 32x3x3x3 F32 in the file, 16x3x3x3 F32 in the model rebuilt", "Hint: pass the original")
     empty = tmp_path / "images"
     empty.mkdir()
-    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", empty, "-o", tmp_path / "t.pt"), 2,
+    assert_error(run("finetune", TEXTURES, converted_file, *weights(converted_file), "--data", empty, "-o", tmp_path / "t.safetensors"), 2,
                  "--data", "expected a directory of images (.jpg, .jpeg, .png", "found none in it or below it")
     # The teacher is the original: one with its constructor's random weights teaches nothing.
-    assert_error(run("finetune", TEXTURES, converted_file, "--data", f"{TEXTURES}:make_dataset", "-o", tmp_path / "t.pt"), 2,
+    assert_error(run("finetune", TEXTURES, converted_file, "--data", f"{TEXTURES}:make_dataset", "-o", tmp_path / "t.safetensors"), 2,
                  "MODEL has the random weights its constructor drew (no --weights given)", "--allow-random-teacher")
 
 
@@ -131,7 +141,7 @@ def test_finetune_cli_nproc_launches_processes_that_agree_with_one(converted_fil
     reports = []
     for k in (1, 2):
         report = tmp_path / f"r{k}.json"
-        proc = subprocess.run([sys.executable, "-m", "octify.cli", "finetune", *common, "--nproc", str(k), "-o", str(tmp_path / f"t{k}.pt"),
+        proc = subprocess.run([sys.executable, "-m", "octify.cli", "finetune", *common, "--nproc", str(k), "-o", str(tmp_path / f"t{k}.safetensors"),
                                "--json", str(report)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         reports.append(json.loads(report.read_text()))
@@ -148,7 +158,7 @@ def test_finetune_cli_nproc_launches_processes_that_agree_with_one(converted_fil
 
 def test_convert_cli_calibrates_and_measures_fidelity_on_data(tmp_path):
     report = tmp_path / "c.json"
-    result = run("convert", TEXTURES, "-i", "1,3,32,32", "-o", tmp_path / "c.pt", "--calibration", f"{TEXTURES}:make_dataset",
+    result = run("convert", TEXTURES, "-i", "1,3,32,32", "-o", tmp_path / "c.safetensors", "--calibration", f"{TEXTURES}:make_dataset",
                  "--fidelity", f"{TEXTURES}:make_dataset", "--data-samples", "100", "--json", report)
     assert result.exit_code == 0, result.stderr
     data = json.loads(report.read_text())
@@ -161,5 +171,5 @@ def test_convert_cli_calibrates_and_measures_fidelity_on_data(tmp_path):
     assert cal["batch_norms_corrected"] == (0 if cal["chosen"] == "uncalibrated" else 10)  # the original's 10 batch norms
     assert calibration_text(cal, 100) in " ".join(result.stdout.split())
     assert "Fidelity to the original on 100 samples: rel. error" in result.stdout
-    assert_error(run("convert", TEXTURES, "-i", "1,3,32,32", "-o", tmp_path / "d.pt", "--fidelity", tmp_path / "none"), 2,
+    assert_error(run("convert", TEXTURES, "-i", "1,3,32,32", "-o", tmp_path / "d.safetensors", "--fidelity", tmp_path / "none"), 2,
                  "expected a directory of images (one folder per class for labels) or file.py:FACTORY")

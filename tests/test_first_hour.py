@@ -23,7 +23,7 @@ from conftest import pipe_env
 from octify.cli.console import _describe, _without_fx_call_dumps
 from octify.errors import ConversionError
 from octify.record import model_name
-from test_cli import assert_error, run
+from test_cli import assert_error, reload, run
 
 MODEL_FILE = '''
 import torch
@@ -118,7 +118,7 @@ def octify_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 def test_the_path_a_newcomer_walks(project):
     d = project
     # 1. convert with the trained weights, calibrated on unlabelled images, measured on labelled ones
-    done = octify_cli(d, "convert", "mynet.py:SmallNet", "--weights", "w.pth", "-i", SHAPE, "-o", "oct.pt", "--calibration", "flat",
+    done = octify_cli(d, "convert", "mynet.py:SmallNet", "--weights", "w.pth", "-i", SHAPE, "-o", "oct.safetensors", "--calibration", "flat",
                       "--fidelity", "imgs", "--html", "convert.html", "--json", "convert.json")
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -133,8 +133,9 @@ def test_the_path_a_newcomer_walks(project):
     assert cal["samples"] == 30 and cal["rel_error"][cal["chosen"]] == min(cal["rel_error"].values())
     assert cal["batch_norms_corrected"] in (0, 2)  # the model has 2 batch norms
     # Prose reaches a pipe unwrapped: each message is one line, however long.
-    saved = next(line for line in out.splitlines() if line.startswith("Saved oct.pt"))
-    assert saved.endswith("Load it with octify.load('oct.pt').") and len(saved) > 80
+    saved = next(line for line in out.splitlines() if line.startswith("Saved oct.safetensors"))
+    assert saved.endswith("Load it with octify.load('oct.safetensors', model=SmallNet()), the original mynet.py:SmallNet builds, "
+                          "or give it as MODEL to octify commands.") and len(saved) > 80
     assert f"Fidelity to the original on 60 samples: rel. error {fid['rel_error']:.4f}, top-1 agreement {fid['agreement']:.2%}" in out
     next_line = next(line for line in out.splitlines() if line.startswith("Next:"))
     assert "--fidelity" not in next_line and "octify finetune" in next_line  # fidelity was measured just now
@@ -143,8 +144,8 @@ def test_the_path_a_newcomer_walks(project):
     assert "<h2>Calibration</h2>" in page and f"{cal['rel_error'][cal['chosen']]:.4f}" in page
 
     # 2. finetune: few held-out images are called too few; the kept weights are never worse
-    done = octify_cli(d, "finetune", "mynet.py:SmallNet", "oct.pt", "--weights", "w.pth", "--data", "imgs", "--steps", "20",
-                      "--batch-size", "16", "--lr", "0.001", "--holdout", "0.2", "-o", "tuned.pt", "--json", "tune.json")
+    done = octify_cli(d, "finetune", "mynet.py:SmallNet", "oct.safetensors", "--weights", "w.pth", "--data", "imgs", "--steps", "20",
+                      "--batch-size", "16", "--lr", "0.001", "--holdout", "0.2", "-o", "tuned.safetensors", "--json", "tune.json")
     assert done.returncode == 0, done.stderr
     assert "warning: only 12 held-out samples: one sample moves the agreement by 8.3%, too coarse" in done.stdout
     tune = json.loads((d / "tune.json").read_text())
@@ -155,9 +156,10 @@ def test_the_path_a_newcomer_walks(project):
     assert original_row.split() == ["original", "│", "│", "│", "│", "100.00%"]  # the original's accuracy, beside the converted model's
 
     # 3. export to ONNX with names of one's choosing, and run the file with a batch of 3
-    done = octify_cli(d, "export", "tuned.pt", "-o", "tuned.onnx", "--input-name", "image", "--output-name", "logits")
+    done = octify_cli(d, "export", "tuned.safetensors", "-o", "tuned.onnx", "--input-name", "image", "--output-name", "logits")
     assert done.returncode == 0, done.stderr
-    assert "Loaded OctSmallNet saved in tuned.pt" in done.stdout  # the converted class name, kept by the file
+    # the converted class name, kept by the file; the model made again from the original the file names
+    assert "Loaded OctSmallNet saved in tuned.safetensors, rebuilt from mynet.py:SmallNet" in done.stdout
     assert "Inputs: image (1x3x32x32, any batch); outputs: logits (--input-name, --output-name set them)" in done.stdout
     import onnxruntime as ort
 
@@ -166,11 +168,11 @@ def test_the_path_a_newcomer_walks(project):
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     (got,) = session.run(None, {"image": x.numpy()})
     with torch.no_grad():
-        want = octify.load(d / "tuned.pt")(x)
+        want = reload(d / "tuned.safetensors")(x)
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
 
     # 4. report, and its HTML page
-    done = octify_cli(d, "report", "tuned.pt", "--html", "tuned.html")
+    done = octify_cli(d, "report", "tuned.safetensors", "--html", "tuned.html")
     assert done.returncode == 0, done.stderr
     assert "OctSmallNet, input 1x3x32x32 float32 (batch 1)" in done.stdout
     assert (d / "tuned.html").read_text().startswith("<!DOCTYPE html>")
@@ -181,49 +183,50 @@ def test_the_path_a_newcomer_walks(project):
 
 @pytest.fixture(scope="module")
 def converted(project) -> Path:
-    result = run("convert", project / "mynet.py:SmallNet", "--weights", project / "w.pth", "-i", SHAPE, "-o", project / "c.pt", "-q")
+    result = run("convert", project / "mynet.py:SmallNet", "--weights", project / "w.pth", "-i", SHAPE, "-o", project / "c.safetensors", "-q")
     assert result.exit_code == 0, result.stderr
-    return project / "c.pt"
+    return project / "c.safetensors"
 
 
 def test_a_data_option_is_named_as_typed_and_a_folder_without_classes_is_data(project, converted):
     net, w = project / "mynet.py:SmallNet", project / "w.pth"
-    assert_error(run("convert", net, "--weights", w, "-i", SHAPE, "-o", project / "x.pt", "--fidelity", project / "dat"), 2,
+    assert_error(run("convert", net, "--weights", w, "-i", SHAPE, "-o", project / "x.safetensors", "--fidelity", project / "dat"), 2,
                  f"--fidelity {project / 'dat'}: expected a directory of images (one folder per class for labels) or file.py:FACTORY, found nothing there")
-    assert_error(run("convert", net, "--weights", w, "-i", SHAPE, "-o", project / "x.pt", "--calibration", project / "mynet.py"), 2,
+    assert_error(run("convert", net, "--weights", w, "-i", SHAPE, "-o", project / "x.safetensors", "--calibration", project / "mynet.py"), 2,
                  "--calibration", "has no function make_dataset()")
     empty = project / "empty"
     empty.mkdir(exist_ok=True)
-    assert_error(run("convert", net, "--weights", w, "-i", SHAPE, "-o", project / "x.pt", "--calibration", empty), 2,
+    assert_error(run("convert", net, "--weights", w, "-i", SHAPE, "-o", project / "x.safetensors", "--calibration", empty), 2,
                  f"--calibration {empty}: expected a directory of images (.jpg, .jpeg, .png", "found none in it or below it")
 
 
 def test_finetune_mistakes_say_what_to_do(project, converted):
     net, w, imgs = project / "mynet.py:SmallNet", project / "w.pth", project / "imgs"
-    common = ["--data", imgs, "--steps", "2", "-o", project / "t.pt"]
+    common = ["--data", imgs, "--steps", "2", "-o", project / "t.safetensors"]
     assert_error(run("finetune", net, converted, "--weights", w, *common, "--batch-size", "128"), 2,
                  f"--batch-size 128 is larger than the 54 training samples of {imgs}: expected at most 54. Hint: --batch-size 32, or more data.")
     state_dict = project / "w_as_model.pt"
     torch.save(torch.load(w), state_dict)
     assert_error(run("finetune", net, state_dict, "--weights", w, *common), 2,
-                 "CONVERTED.pt", "holds a state_dict (a dict of tensors)", "a state_dict goes to --weights, for MODEL")
+                 "CONVERTED", "holds a state_dict (a dict of tensors)", "a state_dict goes to --weights, for MODEL")
     assert_error(run("finetune", converted, net, "--weights", w, *common), 2,
-                 f"MODEL {converted} is a model converted by octify", "Hint: MODEL (the original) comes first, then CONVERTED.pt")
+                 f"MODEL {converted} is a model converted by octify", "Hint: MODEL (the original) comes first, then CONVERTED")
     assert_error(run("finetune", net, converted, "--model-arg", "classes=5", "--allow-random-teacher", *common), 2,
-                 f"MODEL {net} outputs [(1, 5)] where {converted} outputs [(1, 3)] on the same input",
-                 f"Hint: is MODEL the model {converted} was made from (with the same --model-arg)?")
+                 f"CONVERTED {converted} was saved from a model of another structure than the one rebuilt from the model given (SmallNet)",
+                 "(first difference: fc.weight is 3x256 F32 in the file, 5x256 F32 in the model rebuilt)",
+                 "Hint: pass the original the file was converted from (and the same --model-arg)")
     assert_error(run("finetune", net, converted, *common), 2,
                  "MODEL has the random weights its constructor drew (no --weights given)", "--allow-random-teacher for a dry run")
-    assert not (project / "t.pt").exists()
+    assert not (project / "t.safetensors").exists()
 
 
 def test_weights_and_shapes_that_cannot_be_right(project):
     net = project / "mynet.py:SmallNet"
-    assert_error(run("convert", net, "--weights", project / "imgs" / "checks" / "0.png", "-i", SHAPE, "-o", project / "x.pt"), 2,
+    assert_error(run("convert", net, "--weights", project / "imgs" / "checks" / "0.png", "-i", SHAPE, "-o", project / "x.safetensors"), 2,
                  "0.png is a PNG image: expected a checkpoint written by torch.save", "Hint: --weights takes the trained model's weights")
-    assert_error(run("convert", net, "--weights", project / "w.pth", "-i", "1,3,32", "-o", project / "x.pt"), 2,
+    assert_error(run("convert", net, "--weights", project / "w.pth", "-i", "1,3,32", "-o", project / "x.safetensors"), 2,
                  "--input-shape 1,3,32 has 3 dimensions: the model's first Conv2d takes 4 (N,C,H,W). Hint: pass --input-shape N,C,H,W")
-    assert not (project / "x.pt").exists()
+    assert not (project / "x.safetensors").exists()
 
 
 def test_no_verify_writes_only_a_model_that_runs(project, monkeypatch):
@@ -237,7 +240,7 @@ def test_no_verify_writes_only_a_model_that_runs(project, monkeypatch):
         return Broken()
 
     monkeypatch.setattr(commands, "convert_model", broken_convert)
-    out = project / "unverified.pt"
+    out = project / "unverified.safetensors"
     assert_error(run("convert", project / "mynet.py:SmallNet", "--weights", project / "w.pth", "-i", SHAPE, "-o", out, "--no-verify"), 1,
                  "the converted model does not run on the example input 1x3x32x32: RuntimeError: mat1 and mat2 shapes cannot be multiplied "
                  "(1x64 and 256x3); nothing was written. Hint: keep the part that fails plain with --exclude GLOB or --leaf GLOB.")
@@ -290,7 +293,7 @@ def test_a_plain_model_that_flattens_with_view_freezes_and_exports(tmp_path):
 def test_how_images_are_prepared_is_said_and_can_be_changed(project):
     from octify.cli.data import ImagePrep
 
-    result = run("convert", project / "mynet.py:SmallNet", "--weights", project / "w.pth", "-i", SHAPE, "-o", project / "p.pt",
+    result = run("convert", project / "mynet.py:SmallNet", "--weights", project / "w.pth", "-i", SHAPE, "-o", project / "p.safetensors",
                  "--calibration", project / "flat", "--resize", "40", "--normalize", "0.5/0.25")
     assert result.exit_code == 0, result.stderr
     assert ("Calibration data: " + str(project / "flat") + ": 30 images, no labels; shorter side resized to 40, centre-cropped to 32x32, "
@@ -306,16 +309,17 @@ def test_how_images_are_prepared_is_said_and_can_be_changed(project):
 
 def test_a_file_converted_from_random_weights_says_so_downstream(project, tmp_path):
     net, w = project / "mynet.py:SmallNet", project / "w.pth"
-    result = run("convert", net, "-i", SHAPE, "-o", tmp_path / "r.pt", "-q")
-    assert result.exit_code == 0 and octify.record_of(octify.load(tmp_path / "r.pt")).random_weights
-    assert not octify.record_of(octify.load(run_ok_convert(net, w, tmp_path / "t.pt"))).random_weights
-    exported = run("export", tmp_path / "r.pt", "-o", tmp_path / "r.onnx")
+    result = run("convert", net, "-i", SHAPE, "-o", tmp_path / "r.safetensors", "-q")
+    assert result.exit_code == 0 and octify.record_of(reload(tmp_path / "r.safetensors")).random_weights
+    assert not octify.record_of(reload(run_ok_convert(net, w, tmp_path / "t.safetensors"))).random_weights
+    exported = run("export", tmp_path / "r.safetensors", "-o", tmp_path / "r.onnx")
     assert exported.exit_code == 0, exported.stderr
-    assert "(its constructor's random weights)" in exported.stdout and "the file computes nothing useful" in " ".join(exported.stdout.split())
-    tuned = run("finetune", net, tmp_path / "r.pt", "--weights", w, "--data", project / "imgs", "--steps", "1", "--batch-size", "8",
-                "-o", tmp_path / "rt.pt")
+    text = " ".join(exported.stdout.split())
+    assert "(its constructor's random weights)" in text and "the file computes nothing useful" in text
+    tuned = run("finetune", net, tmp_path / "r.safetensors", "--weights", w, "--data", project / "imgs", "--steps", "1", "--batch-size", "8",
+                "-o", tmp_path / "rt.safetensors")
     assert tuned.exit_code == 0, tuned.stderr
-    assert f"{tmp_path / 'r.pt'} was converted from MODEL's random initial weights" in " ".join(tuned.stdout.split())
+    assert f"{tmp_path / 'r.safetensors'} was converted from MODEL's random initial weights" in " ".join(tuned.stdout.split())
 
 
 def run_ok_convert(net: Path, weights: Path, out: Path) -> Path:
@@ -326,10 +330,10 @@ def run_ok_convert(net: Path, weights: Path, out: Path) -> Path:
 
 def test_convert_reconstructs_on_unlabelled_images_and_says_what_it_did(project):
     d = project
-    result = run("convert", d / "mynet.py:SmallNet", "--weights", d / "w.pth", "-i", SHAPE, "-o", d / "rec.pt",
+    result = run("convert", d / "mynet.py:SmallNet", "--weights", d / "w.pth", "-i", SHAPE, "-o", d / "rec.safetensors",
                  "--reconstruct", d / "flat", "--fidelity", d / "imgs")
     assert result.exit_code == 0, result.stderr
-    rec = octify.record_of(octify.load(str(d / "rec.pt"))).reconstruction
+    rec = octify.record_of(reload(d / "rec.safetensors")).reconstruction
     assert rec["samples"] == 30 and rec["layers"] >= 2 and rec["kept"] == "reconstructed"
     assert rec["rel_error_after"] < rec["rel_error_before"]
     line = (f"Reconstructed {rec['layers']} octave layers on 30 samples: rel. error {rec['rel_error_before']:.4f} -> "

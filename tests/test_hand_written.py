@@ -165,7 +165,7 @@ def test_a_conversion_that_succeeds_prints_only_octifys_own_report(tmp_path):
     it decided in its own words."""
     model = tmp_path / "small_maps.py"
     model.write_text(_SMALL_MAPS)
-    proc = subprocess.run([sys.executable, "-m", "octify.cli", "convert", str(model), "-i", "1,3,16,16", "-o", str(tmp_path / "o.pt")],
+    proc = subprocess.run([sys.executable, "-m", "octify.cli", "convert", str(model), "-i", "1,3,16,16", "-o", str(tmp_path / "o.safetensors")],
                           capture_output=True, text=True, env=pipe_env(), timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""

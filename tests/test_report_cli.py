@@ -99,7 +99,7 @@ def conv_names(model_py: Path) -> list:
 
 @pytest.mark.parametrize("columns", [80, 100])
 def test_summary_and_layers_fit_the_width_and_never_cut_a_name(deep_net, tmp_path, columns):
-    result = run("convert", deep_net, "-i", "1,3,32,32", "--layers", "-o", tmp_path / "o.pt", columns=columns)
+    result = run("convert", deep_net, "-i", "1,3,32,32", "--layers", "-o", tmp_path / "o.safetensors", columns=columns)
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert max(len(line.rstrip()) for line in out.splitlines()) <= columns
@@ -127,7 +127,7 @@ def test_a_name_longer_than_its_column_wraps_whole(tmp_path):
         model.add_module("{long_name}", nn.Conv2d(8, 8, 3, padding=1))
         model.add_module("head", nn.Conv2d(8, 4, 1))
     """)
-    out = run("convert", model_py, "-i", "1,3,16,16", "--layers", "-o", tmp_path / "l.pt", columns=80).stdout
+    out = run("convert", model_py, "-i", "1,3,16,16", "--layers", "-o", tmp_path / "l.safetensors", columns=80).stdout
     lines = out.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith(long_name[:20]) and "OctConv2d" in line)
     head, tail = lines[at].split()[0], lines[at + 1].split()[0]
@@ -136,7 +136,7 @@ def test_a_name_longer_than_its_column_wraps_whole(tmp_path):
 
 
 def test_a_pipe_gets_the_tables_at_their_width_and_each_message_on_one_line(deep_net, tmp_path):
-    proc = subprocess.run([*OCTIFY, "convert", str(deep_net), "-i", "1,3,32,32", "-o", str(tmp_path / "o.pt")],
+    proc = subprocess.run([*OCTIFY, "convert", str(deep_net), "-i", "1,3,32,32", "-o", str(tmp_path / "o.safetensors")],
                           capture_output=True, text=True, env=pipe_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -144,22 +144,24 @@ def test_a_pipe_gets_the_tables_at_their_width_and_each_message_on_one_line(deep
     assert max(len(line.rstrip()) for line in table[: table.index(next(line for line in table if line.startswith("total"))) + 1]) <= 80
     # rich would wrap at 80 columns in a pipe; a message stays whole there, for grep and logs
     saved = [line for line in lines if line.startswith("Saved ")]
-    assert len(saved) == 1 and saved[0].endswith(f"Load it with octify.load({str(tmp_path / 'o.pt')!r}).") and len(saved[0]) > 80
+    o = str(tmp_path / "o.safetensors")
+    assert len(saved) == 1 and saved[0].endswith(f"Load it with octify.load({o!r}, model=Net()), the original {deep_net} builds, "
+                                                 "or give it as MODEL to octify commands.") and len(saved[0]) > 80
     total = next(line for line in proc.stdout.splitlines() if line.startswith("total"))
     # 36 block convs 16*16*9*32*32 = 2,359,296 MACs each + stem 3*16*9*1024 + head 160 = 85,377,184
     assert total.split() == ["total", "36/37", "85.38", "M", "38.04", "M", "0.446", "0.641"]
 
 
 def test_default_report_is_short_and_layers_adds_the_table(deep_net, tmp_path):
-    short = run("convert", deep_net, "-i", "1,3,32,32", "-o", tmp_path / "a.pt").stdout
-    full = run("convert", deep_net, "-i", "1,3,32,32", "--layers", "-o", tmp_path / "b.pt").stdout
+    short = run("convert", deep_net, "-i", "1,3,32,32", "-o", tmp_path / "a.safetensors").stdout
+    full = run("convert", deep_net, "-i", "1,3,32,32", "--layers", "-o", tmp_path / "b.safetensors").stdout
     assert "Layers with MACs" not in short and "stages.2.11.conv_expand" not in short
     assert len(short.splitlines()) < 40
     assert "encoder.stages.2.11.conv_expand" in full and "OctConv2d" in full and "0.5/0.5" in full
 
 
 def test_feature_maps_are_exact_when_nothing_changes(deep_net, tmp_path):
-    result = run("convert", deep_net, "-i", "1,3,32,32", "--alpha", "0", "-o", tmp_path / "z.pt", "--json", tmp_path / "z.json")
+    result = run("convert", deep_net, "-i", "1,3,32,32", "--alpha", "0", "-o", tmp_path / "z.safetensors", "--json", tmp_path / "z.json")
     assert result.exit_code == 0, result.stderr
     assert "Nothing changed: none of the 37 convs was converted; alpha is 0" in result.stdout
     data = json.loads((tmp_path / "z.json").read_text())
@@ -184,11 +186,11 @@ def test_headline_when_nothing_converts_says_why(tmp_path):
                 x = self.conv_proj(x).flatten(2).transpose(1, 2)
                 return self.head(self.encoder(x).mean(1))
     """)
-    result = run("convert", vit, "-i", "1,3,32,32", "-o", tmp_path / "v.pt")
+    result = run("convert", vit, "-i", "1,3,32,32", "-o", tmp_path / "v.safetensors")
     assert result.exit_code == 0, result.stderr
     assert ("Nothing changed: none of the 1 convs was converted; the model's only conv, conv_proj, stays plain: "
             "stem (first conv on the model input)") in " ".join(result.stdout.split())
-    mnv2 = run("convert", "torchvision:mobilenet_v2", "--policy", "latency-rules", "-i", "1,3,64,64", "-o", tmp_path / "m.pt")
+    mnv2 = run("convert", "torchvision:mobilenet_v2", "--policy", "latency-rules", "-i", "1,3,64,64", "-o", tmp_path / "m.safetensors")
     assert mnv2.exit_code == 0, mnv2.stderr
     assert "Nothing changed: none of the 52 convs was converted" in mnv2.stdout
     assert "latency policy: block features.1 has a depthwise conv" in mnv2.stdout  # the reasons, below it
@@ -206,14 +208,14 @@ def test_headline_when_nothing_converts_says_why(tmp_path):
     ],
 )
 def test_globs_that_match_no_conv_are_warned_about(tmp_path, option, value, says):
-    result = run("convert", "torchvision:resnet18", "-i", "1,3,64,64", option, value, "-o", tmp_path / "r.pt")
+    result = run("convert", "torchvision:resnet18", "-i", "1,3,64,64", option, value, "-o", tmp_path / "r.safetensors")
     assert result.exit_code == 0, result.stderr
     assert f"warning: octify: {says}" in " ".join(result.stdout.split())
 
 
 def test_globs_that_match_are_not_warned_about(tmp_path):
     result = run("convert", "torchvision:resnet18", "-i", "1,3,64,64", "--exclude", "layer4.*", "--alpha-for",
-                 "layer3.*=0.25", "-o", tmp_path / "r.pt")
+                 "layer3.*=0.25", "-o", tmp_path / "r.safetensors")
     assert result.exit_code == 0 and "warning" not in result.stdout
 
 
@@ -248,7 +250,7 @@ def test_latency_shows_the_spread_and_warns_when_busy(tmp_path, monkeypatch):
     import octify.report.comparison as comparison
 
     monkeypatch.setattr(comparison, "measure", lambda models, *a, **k: [busy, busy])
-    result = run("convert", CUSTOM, "-i", "1,3,32,32", "--latency", "-o", tmp_path / "c.pt")
+    result = run("convert", CUSTOM, "-i", "1,3,32,32", "--latency", "-o", tmp_path / "c.safetensors")
     assert result.exit_code == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert ("warning: the timed runs spread from 17.00 to 348.00 ms (median 20.00): the machine looks busy, "
@@ -256,8 +258,8 @@ def test_latency_shows_the_spread_and_warns_when_busy(tmp_path, monkeypatch):
 
 
 def test_report_of_a_saved_octave_model(tmp_path):
-    assert run("convert", CUSTOM, "-i", "1,3,40,40", "-o", tmp_path / "c.pt").exit_code == 0
-    result = run("report", tmp_path / "c.pt", "--json", tmp_path / "r.json")
+    assert run("convert", CUSTOM, "-i", "1,3,40,40", "-o", tmp_path / "c.safetensors").exit_code == 0
+    result = run("report", tmp_path / "c.safetensors", "--json", tmp_path / "r.json")
     assert result.exit_code == 0, result.stderr
     assert "15 OctConv2d and 8 Conv2d layers" in result.stdout  # not "1 Conv2d layer"
     assert "Input shape 1x3x40x40, the one the model was converted on" in result.stdout
@@ -269,7 +271,7 @@ def test_report_of_a_saved_octave_model(tmp_path):
 # --------------------------------------------------------------------------- HTML
 def _html(tmp_path: Path) -> Path:
     page = tmp_path / "report.html"
-    result = run("convert", CUSTOM, "-i", "1,3,32,32", "--html", page, "-o", tmp_path / "c.pt")
+    result = run("convert", CUSTOM, "-i", "1,3,32,32", "--html", page, "-o", tmp_path / "c.safetensors")
     assert result.exit_code == 0, result.stderr
     assert f"Wrote the HTML report to {page}" in "".join(result.stdout.splitlines())
     return page

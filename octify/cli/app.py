@@ -28,26 +28,26 @@ arXiv 1904.05049), with its weights, and report what it saves.
 [b]MODEL[/b] is [cyan]path/to/file.py[/] (its build_model()/get_model()/create_model(), else a
 module-level `model`, else the one nn.Module class that builds without arguments),
 [cyan]file.py:NAME[/] (a class, factory or instance), [cyan]torchvision:NAME[/] (weights=None),
-[cyan]timm:NAME[/] (pretrained=False), or a model saved whole as [cyan]file.pt[/]. Constructor
-arguments: [cyan]--model-arg KEY=VALUE[/], repeatable.
+[cyan]timm:NAME[/] (pretrained=False), or a model saved by octify as [cyan]file.safetensors[/].
+Constructor arguments: [cyan]--model-arg KEY=VALUE[/], repeatable.
 """
 
 _APP_EPILOG = """[b]Examples[/b]
 
-  octify convert torchvision:resnet50 --alpha 0.5 -o resnet50_oct.pt
+  octify convert torchvision:resnet50 --alpha 0.5 -o resnet50_oct.safetensors
 
   octify convert examples/custom_cnn.py --input-shape 1,3,64,64 --json report.json
 
   octify report torchvision:resnet18 --input-shape 1,3,224,224 --latency
 
-  octify export resnet50_oct.pt --format onnx -o resnet50_oct.onnx
+  octify export resnet50_oct.safetensors --format onnx -o resnet50_oct.onnx
 """
 
 _CONVERT_EPILOG = """[b]Examples[/b]
 
-  octify convert torchvision:resnet50                     [dim]# alpha 0.5, writes resnet50_oct.pt[/]
+  octify convert torchvision:resnet50                     [dim]# alpha 0.5, writes resnet50_oct.safetensors[/]
 
-  octify convert examples/model.py --alpha 0.25 --exclude 'layer4.*' -o oct.pt
+  octify convert examples/model.py --alpha 0.25 --exclude 'layer4.*' -o oct.safetensors
 
   octify convert vgg.py:VGG --model-arg vgg_name=VGG16 -i 1,3,32,32   [dim]# constructor arguments[/]
 
@@ -61,7 +61,8 @@ _CONVERT_EPILOG = """[b]Examples[/b]
 
   octify convert net.py --weights ckpt.pth -i 1,3,64,64 --calibration photos/ --fidelity held_out/   # folders of images
 
-Load the result with octify.load(PATH), or torch.load(PATH, weights_only=False) with octify installed.
+The file holds the weights and a recipe (no pickle, no code): octify commands take it as MODEL; in Python,
+octify.load(PATH) for torchvision/timm models, octify.load(PATH, model=ORIGINAL) for others.
 """
 
 _COUNTING = "\n\n[b]How octify counts[/b]\n\n" + header_text() + "\n"
@@ -72,17 +73,17 @@ _REPORT_EPILOG = """[b]Examples[/b]
 
   octify report examples/custom_cnn.py -i 1,3,64,64 --json -
 
-  octify report resnet50_oct.pt --latency          [dim]# a converted model saved by octify convert[/]
+  octify report resnet50_oct.safetensors --latency          [dim]# a converted model saved by octify convert[/]
 """
 
-_MODEL_HELP = "path/to/file.py, file.py:NAME, torchvision:NAME, timm:NAME, or a saved model file.pt."
+_MODEL_HELP = "path/to/file.py, file.py:NAME, torchvision:NAME, timm:NAME, or a model saved by octify (file.safetensors)."
 _EXPORT_EPILOG = """[b]Examples[/b]
 
-  octify export resnet50_oct.pt                          [dim]# ONNX, writes resnet50_oct.onnx[/]
+  octify export resnet50_oct.safetensors                 [dim]# ONNX, writes resnet50_oct.onnx[/]
 
-  octify export resnet50_oct.pt -f exported-program -o resnet50_oct.pt2
+  octify export resnet50_oct.safetensors -f exported-program -o resnet50_oct.pt2
 
-  octify export resnet50_oct.pt -f onnx --onnx-exporter legacy -i 8,3,224,224 --json -
+  octify export resnet50_oct.safetensors -f onnx --onnx-exporter legacy -i 8,3,224,224 --json -
 
 The input shape defaults to the one the model was converted on. The ONNX file's input and output names are printed (input_0, ...; --input-name, --output-name choose them). ONNX needs pip install 'octify\\[export]'.
 """
@@ -183,6 +184,7 @@ _Html = Annotated[Optional[str], typer.Option("--html", metavar="PATH", help="Al
 _Runs = Annotated[int, typer.Option(metavar="N", parser=opt.integer("runs", 1, "a number of timed runs >= 1, e.g. 20"), help="--latency: timed runs per model (after 3 warm-up runs).")]
 _Threads = Annotated[Optional[int], typer.Option(metavar="N", parser=opt.integer("threads", 1, "a number of threads >= 1, e.g. 4"), help="--latency: CPU threads while timing. \\[default: torch's current setting]", show_default=False)]
 _Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+_Trusted = Annotated[bool, typer.Option("--trusted", help="Read a pickled model file (.pt of octify 0.1, torch.save), which runs code stored in it: only for files you trust.")]
 _Resize = Annotated[Optional[int], typer.Option(
     metavar="PX", parser=opt.integer("resize", 1, "a number of pixels >= 1, e.g. 256"),
     help="Image files: resize the shorter side to PX before the centre crop to the input size. \\[default: the input's shorter side]", show_default=False,
@@ -214,7 +216,7 @@ def convert(
     leaf: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Do not trace into these submodules (qualified-name glob or class name; repeatable).")] = None,
     model_arg: _ModelArgs = None,
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) before converting.")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the converted model. \\[default: <model name>_oct.pt]", show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the converted model (.safetensors). \\[default: <model name>_oct.safetensors]", show_default=False)] = None,
     json_out: _Json = None,
     latency: Annotated[bool, typer.Option("--latency", help="Also time both models, alternated run by run (slower).")] = False,
     runs: _Runs = 20,
@@ -230,6 +232,7 @@ def convert(
     normalize: _Normalize = None,
     quiet: _Quiet = False,
     debug: _Debug = False,
+    trusted: _Trusted = False,
 ) -> None:
     """Convert MODEL to an octave network, save it, and compare it with the original."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
@@ -243,7 +246,7 @@ def convert(
             model_args=opt.model_kwargs(model_arg), weights=weights, output=output, json_out=json_out, latency=latency, verify=verify,
             calibration=calibration, fidelity_data=fidelity_data, data_samples=data_samples, resize=resize, normalize=normalize,
             reconstruct_data=reconstruct, latency_budget=budget, fidelity_budget=fidelity_budget,
-            runs=runs, threads=threads, layers=layers, html=html,
+            runs=runs, threads=threads, layers=layers, html=html, trusted=trusted,
         )
 
 
@@ -261,6 +264,7 @@ def report(
     html: _Html = None,
     quiet: _Quiet = False,
     debug: _Debug = False,
+    trusted: _Trusted = False,
 ) -> None:
     """Profile MODEL as it is (MACs, FLOPs, parameters, feature-map memory by stage); no conversion."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
@@ -270,13 +274,13 @@ def report(
         run_report(
             ui, spec=model, model_args=opt.model_kwargs(model_arg), input_shape=input_shape, weights=weights, json_out=json_out,
             latency=latency, runs=runs,
-            threads=threads, layers=layers, html=html,
+            threads=threads, layers=layers, html=html, trusted=trusted,
         )
 
 
 @app.command(epilog=_EXPORT_EPILOG)
 def export(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="A converted model saved by `octify convert` (file.pt), or " + _MODEL_HELP, show_default=False)],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A converted model saved by `octify convert` (file.safetensors), or " + _MODEL_HELP, show_default=False)],
     format: Annotated[str, typer.Option("--format", "-f", metavar="onnx|torchscript|exported-program", parser=opt.choice("format", EXPORT_FORMATS), help="The file format: ONNX (rerun in onnxruntime), TorchScript (torch.jit.trace), or a torch.export ExportedProgram (.pt2).")] = "onnx",
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write it. \\[default: <model name>.onnx | .torchscript.pt | .pt2]", show_default=False)] = None,
     model_arg: _ModelArgs = None,
@@ -288,6 +292,7 @@ def export(
     json_out: _Json = None,
     quiet: _Quiet = False,
     debug: _Debug = False,
+    trusted: _Trusted = False,
 ) -> None:
     """Export MODEL for deployment, load the file back, run it and print how far it is from MODEL."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
@@ -297,14 +302,15 @@ def export(
         run_export(
             ui, spec=model, model_args=opt.model_kwargs(model_arg), format=format, output=output, input_shape=input_shape, freeze=freeze,
             onnx_exporter=onnx_exporter, json_out=json_out, input_names=tuple(input_name or ()), output_names=tuple(output_name or ()),
+            trusted=trusted,
         )
 
 
 _FINETUNE_EPILOG = """[b]Examples[/b]
 
-  octify finetune torchvision:resnet50 resnet50_oct.pt --weights resnet50.pth --data ~/photos --steps 2000 -o resnet50_tuned.pt
+  octify finetune torchvision:resnet50 resnet50_oct.safetensors --weights resnet50.pth --data ~/photos --steps 2000 -o resnet50_tuned.safetensors
 
-  octify finetune examples/textures.py textures_oct.pt --weights textures.pth --data examples/textures.py:make_dataset --steps 200 --nproc 2
+  octify finetune examples/textures.py textures_oct.safetensors --weights textures.pth --data examples/textures.py:make_dataset --steps 200 --nproc 2
 
 MODEL and --weights give the trained original as for convert (without --weights, a MODEL that draws random weights is refused: it would teach nothing). --data is a folder of images -- no labels needed; class folders add accuracy -- prepared as for convert (resized and centre-cropped to the shape the model was converted on, ImageNet-normalised; --resize, --normalize), or file.py:FACTORY returning a Dataset. A --holdout share is kept out of training and measured before, during and after; the best weights measured there are kept. Under torchrun, or with --nproc K, it runs in DistributedDataParallel.
 """
@@ -313,7 +319,7 @@ MODEL and --weights give the trained original as for convert (without --weights,
 @app.command(epilog=_FINETUNE_EPILOG)
 def finetune(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="The original model: " + _MODEL_HELP, show_default=False)],
-    converted: Annotated[str, typer.Argument(metavar="CONVERTED.pt", help="Its converted model, saved by octify convert.", show_default=False)],
+    converted: Annotated[str, typer.Argument(metavar="CONVERTED", help="Its converted model, saved by octify convert (file.safetensors; rebuilt from MODEL).", show_default=False)],
     data: Annotated[str, typer.Option("--data", "-d", metavar="DATA", help="The training data: a folder of images (no labels needed), or file.py:FACTORY returning a Dataset.", show_default=False)],
     steps: Annotated[int, typer.Option(metavar="N", parser=opt.integer("steps", 1, "a number of optimizer steps >= 1, e.g. 1000"), help="Optimizer steps.")] = 1000,
     batch_size: Annotated[int, typer.Option(metavar="B", parser=opt.integer("batch_size", 1, "an integer >= 1, e.g. 64"), help="The global batch (split among processes).")] = 64,
@@ -333,10 +339,11 @@ def finetune(
     allow_random_teacher: Annotated[bool, typer.Option("--allow-random-teacher", help="Distil from MODEL even when it has its constructor's random weights (no --weights): a dry run of the pipeline, nothing learned.")] = False,
     checkpoint: Annotated[Optional[str], typer.Option(metavar="PATH", help="Save the run's state here (and resume from it when it exists).")] = None,
     checkpoint_every: Annotated[int, typer.Option(metavar="N", parser=opt.integer("checkpoint_every", 0, "an integer >= 0 (0: at the end only)"), help="Save a checkpoint every N steps.")] = 0,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the tuned model. \\[default: CONVERTED_tuned.pt]", show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the tuned model (.safetensors). \\[default: CONVERTED_tuned.safetensors]", show_default=False)] = None,
     json_out: _Json = None,
     quiet: _Quiet = False,
     debug: _Debug = False,
+    trusted: _Trusted = False,
 ) -> None:
     """Distil MODEL into its converted model on your data; print fidelity before and after."""
     ui = UI(json_to_stdout=json_out == "-", quiet=quiet, debug=debug)
@@ -352,7 +359,7 @@ def finetune(
         relaunch += ["--resize", str(resize)]
     if normalize is not None:
         relaunch += ["--normalize", "none" if normalize.mean is None else f"{','.join(map(repr, normalize.mean))}/{','.join(map(repr, normalize.std))}"]
-    relaunch += ["--quiet"] * quiet + ["--debug"] * debug + ["--allow-random-teacher"] * allow_random_teacher
+    relaunch += ["--quiet"] * quiet + ["--debug"] * debug + ["--allow-random-teacher"] * allow_random_teacher + ["--trusted"] * trusted
     with ui.boundary():
         from .finetune import run_finetune
 
@@ -361,7 +368,7 @@ def finetune(
             steps=steps, batch_size=batch_size, lr=lr, resize=resize, normalize=normalize,
             holdout=holdout, seed=seed, nproc=nproc, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
             output=output, json_out=json_out, relaunch_args=relaunch, allow_random_teacher=allow_random_teacher, loss=loss,
-            features=features, feature_weight=feature_weight, augment=augment, bf16=bf16,
+            features=features, feature_weight=feature_weight, augment=augment, bf16=bf16, trusted=trusted,
         )
 
 

@@ -32,7 +32,7 @@ from .data import ImagePrep, load_dataset
 from .options import Shape, check_writable
 from .weights import load_weights
 
-__all__ = ["run_convert", "run_report", "load_user_model", "headline", "image_prep", "example_input", "RANDOM_WEIGHTS"]
+__all__ = ["run_convert", "run_report", "load_user_model", "headline", "image_prep", "example_input", "check_saved_suffix", "load_text", "RANDOM_WEIGHTS"]
 
 def _random_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
@@ -75,9 +75,9 @@ def _same_outputs(a: Any, b: Any) -> Optional[str]:
     return None
 
 
-def load_user_model(ui: UI, spec: str, weights: Optional[str], model_args: Optional[dict] = None) -> loading.LoadedModel:
+def load_user_model(ui: UI, spec: str, weights: Optional[str], model_args: Optional[dict] = None, trusted: bool = False) -> loading.LoadedModel:
     with ui.step(f"Loading {spec}"):
-        loaded = loading.load_model(spec, model_args)
+        loaded = loading.load_model(spec, model_args, trusted=trusted)
         if weights is not None:
             with ui.step(f"Loading weights {weights}"):
                 loaded.source += f", weights from {load_weights(loaded.model, weights)}"
@@ -155,17 +155,19 @@ def run_convert(
     reconstruct_data: Optional[str] = None,
     latency_budget: Optional[float] = None,
     fidelity_budget: Optional[float] = None,
+    trusted: bool = False,
 ) -> None:
     if output is not None:
         check_writable(Path(output), "the converted model")
+        check_saved_suffix(output, "-o")
     _check_report_paths(json_out, html)
 
-    loaded = load_user_model(ui, spec, weights, model_args)
+    loaded = load_user_model(ui, spec, weights, model_args, trusted)
     original = loaded.model
     if loaded.random_weights:
         ui.note(f"{RANDOM_WEIGHTS}: the conversion and its report are right, but neither model has learned anything. "
                 "Hint: --weights CKPT converts your trained weights.")
-    out_path = Path(output) if output is not None else Path.cwd() / f"{loaded.name}_oct.pt"
+    out_path = Path(output) if output is not None else Path.cwd() / f"{loaded.name}_oct.safetensors"
     if output is None:
         check_writable(out_path, "the converted model")
     x = example_input(ui, original, input_shape)
@@ -244,12 +246,12 @@ def run_convert(
 
     with ui.step(f"Saving to {out_path}"):
         try:
-            save(converted, out_path)
+            save(converted, out_path, spec=spec, model_args=model_args)
         except OSError as e:
             raise CLIError(f"cannot write the converted model to {out_path}: {e.strerror or e}. Hint: choose another path with -o.") from e
     if verify:
         with ui.step(f"Checking that {out_path.name} reloads with identical outputs"):
-            _check_reload(converted, out_path, tuple(x.shape))
+            _check_reload(converted, original, out_path, tuple(x.shape))
 
     with ui.step("Profiling the original and the converted model" + (", timing both" if latency else "")):
         comparison = compare(original, converted, x, latency=latency, runs=runs, threads=threads)
@@ -273,13 +275,12 @@ def run_convert(
         if measured is not None:
             ui.say(escape(fidelity_text(measured)))
     _warn_if_busy(ui, comparison.before.latency, comparison.after.latency)
-    _note_user_classes(ui, converted, loaded)
     if html is not None:
         _write_html(ui, comparison.to_html(record, fidelity=measured), html)
     ui.say(
         f"Saved [cyan]{escape(str(out_path))}[/] ({nbytes(out_path.stat().st_size)})"
         + ("; reloading it gives the converted model's outputs bit for bit" if verify else "")
-        + f". Load it with octify.load({escape(repr(str(out_path)))})."
+        + f". {escape(load_text(out_path, spec, original, model_args))}"
     )
     if json_out is not None:
         data = comparison.to_dict()
@@ -366,9 +367,27 @@ def _samples(spec: str, prep: ImagePrep, n: int, option: str) -> Tuple[List[Any]
     return batches, f"{described}; {len(pick)} of them used (--data-samples)" if len(pick) < len(dataset) else described
 
 
-def _check_reload(model: torch.nn.Module, path: Path, shape: tuple) -> None:
+def check_saved_suffix(path: str, option: str) -> None:
+    """A model is written as .safetensors (weights and a recipe; no pickle): a usage error for another name."""
+    if Path(path).suffix.lower() != ".safetensors":
+        raise usage(f"{option} {path}: octify writes models as .safetensors files (the weights and a recipe to rebuild the model, "
+                    f"no pickle): expected a path ending .safetensors, found {Path(path).suffix or 'no suffix'}. "
+                    f"Hint: {option} {Path(path).with_suffix('.safetensors')}")
+
+
+def load_text(path: Path, spec: str, original: torch.nn.Module, model_args: Optional[dict] = None) -> str:
+    """How to load the file written in Python: octify.load builds torchvision and timm originals
+    itself; others are given (the command line rebuilds them all from the recorded spec)."""
+    kind, _, _ = loading.split_spec(spec)
+    if kind == "zoo":
+        return f"Load it with octify.load({str(path)!r})."
+    call = f"{type(original).__name__}({', '.join(f'{k}={v!r}' for k, v in (model_args or {}).items())})"
+    return f"Load it with octify.load({str(path)!r}, model={call}), the original {spec} builds, or give it as MODEL to octify commands."
+
+
+def _check_reload(model: torch.nn.Module, original: torch.nn.Module, path: Path, shape: tuple) -> None:
     try:
-        reloaded = load(path)
+        reloaded = load(path, model=original)
     except Exception as e:
         raise CLIError(f"the saved model {path} does not load back: {loading.describe_exception(e)}") from e
     x = _random_input(shape, seed=1)
@@ -379,31 +398,13 @@ def _check_reload(model: torch.nn.Module, path: Path, shape: tuple) -> None:
         raise CLIError(f"the model reloaded from {path} gives different outputs from the converted one: {diff}")
 
 
-def _note_user_classes(ui: UI, model: torch.nn.Module, loaded: loading.LoadedModel) -> None:
-    """A saved model that keeps classes of the model file needs that file importable to load."""
-    if loaded.module_name is None:
-        return
-    names = sorted({type(m).__name__ for m in model.modules() if type(m).__module__ == loaded.module_name})
-    if not names:
-        return
-    if loaded.module_name.startswith("_octify_model_"):
-        ui.note(
-            f"the saved model keeps {', '.join(names)} from the model file, which was imported under a private "
-            "name: it loads again only in this process. Hint: rename the file to a valid module name."
-        )
-    else:
-        ui.note(
-            f"the saved model keeps {', '.join(names)} from {loaded.module_name}.py: to load it elsewhere, "
-            f"make `{loaded.module_name}` importable (run from its directory, or put it on PYTHONPATH)."
-        )
-
-
 def run_report(
     ui: UI, *, spec: str, input_shape: Optional[Shape], weights: Optional[str], json_out: Optional[str], latency: bool,
     runs: int = 20, threads: Optional[int] = None, layers: bool = False, html: Optional[str] = None, model_args: Optional[dict] = None,
+    trusted: bool = False,
 ) -> None:
     _check_report_paths(json_out, html)
-    loaded = load_user_model(ui, spec, weights, model_args)
+    loaded = load_user_model(ui, spec, weights, model_args, trusted)
     x = example_input(ui, loaded.model, input_shape)
     with ui.step("Profiling" + (" and timing" if latency else "")):
         prof = profile(loaded.model, x, latency=latency, runs=runs, threads=threads)

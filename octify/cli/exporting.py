@@ -25,19 +25,20 @@ EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported-
 def run_export(
     ui: UI, *, spec: str, format: str, output: Optional[str], input_shape: Optional[Shape], freeze: bool,
     onnx_exporter: str, json_out: Optional[str], model_args: Optional[dict] = None,
-    input_names: Sequence[str] = (), output_names: Sequence[str] = (),
+    input_names: Sequence[str] = (), output_names: Sequence[str] = (), trusted: bool = False,
 ) -> None:
     if output is not None:
         check_writable(Path(output), "the exported model")
     if json_out not in (None, "-"):
         check_writable(Path(json_out), "the JSON report")
-    loaded = load_user_model(ui, spec, None, model_args)
+    loaded = load_user_model(ui, spec, None, model_args, trusted)
     if find_record(loaded.model) is None:
         ui.note("MODEL is not a model converted by octify: it is exported as it is. Hint: octify convert MODEL first, "
                 "then export the file it writes.")
     if loaded.random_weights:
         ui.note(f"{RANDOM_WEIGHTS}: the file computes nothing useful. Hint: export the model octify convert --weights CKPT wrote.")
-    stem = Path(spec).stem if Path(spec).suffix in (".pt", ".pth") else loaded.name  # resnet50_oct.pt -> resnet50_oct.onnx
+    saved = Path(spec).suffix in (".safetensors", ".pt", ".pth")
+    stem = Path(spec).stem if saved else loaded.name  # resnet50_oct.safetensors -> resnet50_oct.onnx
     out_path = Path(output) if output is not None else Path.cwd() / f"{stem}{EXPORT_SUFFIXES[format]}"
     if output is None:
         check_writable(out_path, "the exported model")

@@ -21,7 +21,7 @@ from ..record import record_of
 from ..tune.best import split_validation
 from ..tune.distill import StepInfo, finetune
 from ..tune.distributed import init_from_env, rank_and_world
-from .commands import RANDOM_WEIGHTS, image_prep, load_user_model
+from .commands import RANDOM_WEIGHTS, check_saved_suffix, image_prep, load_user_model
 from .console import UI, CLIError, one_line, usage, write_json
 from .data import load_dataset
 from .options import check_writable
@@ -54,12 +54,14 @@ def run_finetune(
     ui: UI, *, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int,
     lr: float, holdout: float, seed: int, nproc: int, checkpoint: Optional[str], checkpoint_every: int,
     output: Optional[str], json_out: Optional[str], relaunch_args: List[str], resize: Optional[int] = None, normalize: Any = None,
-    allow_random_teacher: bool = False, loss: str = "auto", **tune: Any,
+    allow_random_teacher: bool = False, loss: str = "auto", trusted: bool = False, **tune: Any,
 ) -> None:
     """``tune``: more of :func:`octify.finetune`'s options (features, feature_weight, augment, bf16)."""
-    out_path = Path(output) if output is not None else Path(converted_path).with_name(Path(converted_path).stem + "_tuned.pt")
+    out_path = Path(output) if output is not None else Path(converted_path).with_name(Path(converted_path).stem + "_tuned.safetensors")
     if int(os.environ.get("RANK", "0")) == 0:
         check_writable(out_path, "the fine-tuned model")
+        if output is not None:
+            check_saved_suffix(output, "-o")
         if json_out not in (None, "-"):
             check_writable(Path(json_out), "the JSON report")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -71,7 +73,7 @@ def run_finetune(
     distributed = init_from_env()
     try:
         _finetune(ui, spec, model_args, converted_path, data, weights, steps, batch_size, lr, holdout, seed, checkpoint, checkpoint_every,
-                  out_path, json_out, resize, normalize, allow_random_teacher, loss, tune)
+                  out_path, json_out, resize, normalize, allow_random_teacher, loss, tune, trusted)
     finally:
         if distributed:
             torch.distributed.destroy_process_group()
@@ -81,25 +83,29 @@ def _finetune(
     ui: UI, spec: str, model_args: dict, converted_path: str, data: str, weights: Optional[str], steps: int, batch_size: int, lr: float,
     holdout: float, seed: int, checkpoint: Optional[str], checkpoint_every: int, out_path: Path, json_out: Optional[str],
     resize: Optional[int], normalize: Any, allow_random_teacher: bool, loss: str = "auto", tune: Optional[Dict[str, Any]] = None,
+    trusted: bool = False,
 ) -> None:
     rank, world = rank_and_world()
     quiet_rank = rank != 0
     if quiet_rank:
         ui.out.quiet = True
-    with ui.step(f"Loading the converted model {converted_path}"):
-        check_swapped(spec, converted_path)
-        converted, record = load_converted(converted_path, spec)
+    with ui.step(f"Checking the converted model {converted_path}"):
+        check_swapped(spec, converted_path, trusted)
+        converted, record = load_converted(converted_path, spec, None, trusted)  # the record; the model is made from MODEL below
     if record.random_weights and weights is not None:
         ui.warn(f"{converted_path} was converted from MODEL's random initial weights (octify convert without --weights): "
                 "fine-tuning starts it from those, not from the trained original. Hint: octify convert MODEL --weights CKPT first.")
     torch.manual_seed(seed)  # a model built with random weights is then the same in every run and process
-    loaded = load_user_model(ui, spec, weights, model_args)
+    loaded = load_user_model(ui, spec, weights, model_args, trusted)
     if loaded.random_weights:
         if not allow_random_teacher:
             raise usage(f"{RANDOM_WEIGHTS}: fine-tuning would teach the converted model to imitate an untrained network. "
                         "Hint: pass --weights CKPT (the trained original's state_dict), or --allow-random-teacher for a dry run.")
         ui.note(f"{RANDOM_WEIGHTS}, and --allow-random-teacher: the converted model learns to imitate an untrained network.")
     original = loaded.model
+    if converted is None:
+        with ui.step(f"Loading the converted model {converted_path}, rebuilt from MODEL"):
+            converted, record = load_converted(converted_path, spec, original, trusted)
     check_made_from(original, converted, spec, converted_path)
     if world > 1:  # and every process distils from rank 0's original, whatever its constructor draws
         for t in list(original.parameters()) + list(original.buffers()):
@@ -143,7 +149,7 @@ def _finetune(
     seconds = time.perf_counter() - started
     if rank != 0:
         return
-    save(tuned, out_path)
+    save(tuned, out_path, spec=spec, model_args=model_args)
     ft = record_of(tuned).finetune
     before, last, after = ft["start"], ft["end"], ft["best"]
     table = Table(title=f"Fidelity to the original on {len(held)} held-out samples", title_justify="left")

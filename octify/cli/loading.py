@@ -9,7 +9,10 @@ MODEL is one of
   (``NAME`` may be dotted: ``file.py:zoo.small``).
 - ``torchvision:NAME``: a ``torchvision.models`` builder, called with ``weights=None``.
 - ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)`` (timm installed).
-- ``path/to/file.pt``: a whole model saved with ``octify.save`` or ``torch.save(model)``.
+- ``path/to/file.safetensors``: a model saved by ``octify convert`` / ``octify.save``, made again
+  from the original its recipe names (through this same loader: a model file is imported again)
+  with the saved weights. A pickled ``file.pt`` (octify 0.1, ``torch.save(model)``) runs code
+  stored in it when loaded: only with ``--trusted``.
 
 Constructor arguments (``--model-arg KEY=VALUE``) go to the class or factory, the torchvision
 builder or ``timm.create_model``; a file with several candidates takes the one they fit.
@@ -35,17 +38,16 @@ from typing import Any, Callable, Iterator, Optional
 
 from torch import nn
 
-from ..record import find_record, model_name
 from .console import LoadError, SpecError, describe_exception
 from .initial_weights import draws_its_weights
 from .libraries import from_timm, from_torchvision
 
-__all__ = ["LoadError", "SpecError", "LoadedModel", "load_model", "split_spec", "describe_exception", "FACTORY_NAMES"]
+__all__ = ["LoadError", "SpecError", "LoadedModel", "load_model", "split_spec", "describe_exception", "check_file", "path_first", "FACTORY_NAMES"]
 
 FACTORY_NAMES = ("build_model", "get_model", "create_model")
 INSTANCE_NAME = "model"
-SAVED_SUFFIXES = (".pt", ".pth", ".pkl")
-_FORMS = "expected path/to/file.py, file.py:NAME, torchvision:NAME, timm:NAME or a model saved as file.pt"
+SAVED_SUFFIXES = (".safetensors", ".pt", ".pth", ".pkl")
+_FORMS = "expected path/to/file.py, file.py:NAME, torchvision:NAME, timm:NAME or a model saved as file.safetensors"
 _LIBRARIES = {"torchvision": "torchvision", "tv": "torchvision", "timm": "timm"}
 
 
@@ -81,9 +83,9 @@ def split_spec(spec: str) -> tuple[str, str, Optional[str]]:
     return "file", spec, None
 
 
-def load_model(spec: str, kwargs: Optional[dict] = None) -> LoadedModel:
+def load_model(spec: str, kwargs: Optional[dict] = None, *, trusted: bool = False) -> LoadedModel:
     """Resolve ``spec`` (see the module docstring) to a model, in whatever mode it builds in;
-    ``kwargs`` are constructor arguments."""
+    ``kwargs`` are constructor arguments; ``trusted`` lets a pickled file load (it runs code stored in it)."""
     kwargs = dict(kwargs or {})
     kind, where, name = split_spec(spec)
     if kind == "zoo":
@@ -96,40 +98,16 @@ def load_model(spec: str, kwargs: Optional[dict] = None) -> LoadedModel:
                 f"--model-arg {', '.join(kwargs)}: {spec} is a saved model, built already. "
                 "Hint: give constructor arguments with a class, factory or library model."
             )
-        return _from_saved(where)
+        from .saved import from_saved  # (saved.py builds the original of a saved file through load_model)
+
+        return from_saved(where, trusted)
     return _from_file(where, name, kwargs)
-
-
-# --------------------------------------------------------------------------- saved whole models
-
-
-def _from_saved(path: str) -> LoadedModel:
-    p = Path(path)
-    _check_file(p, "a model saved with octify.save or torch.save(model)")
-    from ..io import load
-
-    try:
-        # classes of a model file it refers to: importable from the cwd or from beside the file
-        with _path_first(os.getcwd()), _path_first(str(p.resolve().parent)):
-            model = load(p)
-    except (TypeError, ValueError) as e:  # load() names what it found instead of a model
-        raise SpecError(f"{e} Hint: give the model's code as MODEL and pass this file with --weights.") from e
-    except ModuleNotFoundError as e:
-        raise LoadError(
-            f"loading {path} failed: the model refers to classes of the module '{e.name}', which is not importable. "
-            f"Hint: run from the directory of {e.name}.py, or add it to PYTHONPATH."
-        ) from e
-    except Exception as e:
-        raise LoadError(f"loading {path} failed: {describe_exception(e)}") from e
-    stem = p.stem[:-4] if p.stem.endswith("_oct") else p.stem
-    record = find_record(model)  # a converted model says whether it was converted from random weights
-    return LoadedModel(model, stem, f"{model_name(model)} saved in {path}", random_weights=record is not None and record.random_weights)
 
 
 # --------------------------------------------------------------------------- python files
 
 
-def _check_file(p: Path, what: str) -> None:
+def check_file(p: Path, what: str) -> None:
     if not p.exists():
         hint = ""
         if p.suffix == "" and p.name and "/" not in str(p):
@@ -171,7 +149,7 @@ def _free_name(name: str, p: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _path_first(directory: str) -> Iterator[None]:
+def path_first(directory: str) -> Iterator[None]:
     sys.path.insert(0, directory)
     try:
         yield
@@ -183,7 +161,7 @@ def _path_first(directory: str) -> Iterator[None]:
 def import_file(path: str) -> ModuleType:
     """Import a python file as a module, with its directory on sys.path while it runs."""
     p = Path(path)
-    _check_file(p, "a python file")
+    check_file(p, "a python file")
     if p.suffix != ".py":
         raise SpecError(f"{p} is not a python file: {_FORMS}.")
     resolved = p.resolve()
@@ -194,7 +172,7 @@ def import_file(path: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        with _path_first(str(resolved.parent)):
+        with path_first(str(resolved.parent)):
             spec.loader.exec_module(module)
     except SyntaxError as e:
         sys.modules.pop(name, None)

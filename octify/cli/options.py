@@ -187,7 +187,7 @@ def check_writable(path: Path, what: str) -> None:
     from .console import CLIError
 
     if path.is_dir():
-        raise CLIError(f"cannot write {what} to {path}: it is a directory. Hint: give a file name, e.g. -o {path / 'model_oct.pt'}.")
+        raise CLIError(f"cannot write {what} to {path}: it is a directory. Hint: give a file name, e.g. -o {path / 'model_oct.safetensors'}.")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise CLIError(f"cannot write {what} to {path}: the directory {parent} does not exist.")

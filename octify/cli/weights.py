@@ -106,8 +106,20 @@ def _not_a_checkpoint(p: Path) -> str | None:
     if not head:
         return "empty"
     if head[8:9] == b"{":  # safetensors: the JSON header's length, then the header
+        if _has_recipe(p):
+            return "a model saved by octify (give it as MODEL; --weights takes a state_dict)"
         return "a safetensors file (not read by --weights; load it with safetensors.torch.load_file and torch.save the dict)"
     return "not a file torch.save wrote (it starts with " + repr(head[:4])[1:] + ")"
+
+
+def _has_recipe(p: Path) -> bool:
+    from ..recipe import read_recipe
+
+    try:
+        read_recipe(p)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_state_dict(obj: Mapping) -> bool:
