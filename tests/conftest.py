@@ -20,6 +20,8 @@ from torch import Tensor, nn
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if hasattr(ctypes, "CDLL") else None
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs one worker per core: one thread each
+    torch.set_num_threads(1)
 _THREADS = torch.get_num_threads()
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _collected_at = [0]

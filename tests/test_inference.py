@@ -167,14 +167,14 @@ def test_frozen_model_matches_the_converted_one_and_runs_no_batch_norm(name: str
         ))
 
 
-def test_fused_pair_with_a_hook_runs_both_modules() -> None:
+def test_a_hook_on_a_converted_batch_norm_sees_its_output() -> None:
     model = torchvision.models.resnet18().eval()
     x = torch.randn(1, 3, 64, 64)
-    fused = octify.convert(model, alpha=0.5, example_inputs=x).eval()
+    converted = octify.convert(model, alpha=0.5, example_inputs=x).eval()
     seen = []
-    fused.get_submodule("layer1.0.bn1").register_forward_hook(lambda m, i, o: seen.append(tuple(o[0].shape)))
+    converted.get_submodule("layer1.0.bn1").register_forward_hook(lambda m, i, o: seen.append(tuple(o[0].shape)))
     with torch.no_grad():
-        fused(x)
+        converted(x)
     assert seen == [(1, 32, 16, 16)]
 
 

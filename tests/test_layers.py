@@ -903,9 +903,9 @@ def test_torch_compile_matches_eager():
     assert torch.allclose(got, want, atol=1e-5)
 
 
-def test_inference_reuses_the_fused_low_weight_until_a_weight_changes():
-    # In eval mode without autograd the [hl | ll] weight comes from a cache, not a copy per call;
-    # an optimizer step (an in-place update) must be seen at once.
+def test_an_in_place_weight_update_is_seen_at_once_in_every_mode():
+    # The layer keeps no cache: the same outputs with and without autograd, and an optimizer step
+    # (an in-place update) changes the next eval-mode output.
     torch.manual_seed(0)
     layer = OctConv2d(16, 16, 3, padding=1, alpha=0.5).eval()
     pair = (torch.randn(2, 8, 12, 12), torch.randn(2, 8, 6, 6))

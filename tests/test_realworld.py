@@ -8,32 +8,49 @@ Run alone with ``pytest -m realworld``; installed by ``make test`` through the `
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import pytest
 import torch
+import torchvision
 
 import octify
 
 from conftest import randomize_bn, rel_err
 
 pytestmark = pytest.mark.realworld
-smp = pytest.importorskip("segmentation_models_pytorch", reason="the models extra is not installed")
-timm = pytest.importorskip("timm", reason="the models extra is not installed")
-transformers = pytest.importorskip("transformers", reason="the models extra is not installed")
-import torchvision  # noqa: E402
+
+
+def _library(name: str):
+    """The model library a test needs: skips that test alone when it is missing (the torchvision
+    tests here need none of them)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pytest.skip(f"{name} is not installed (the models extra: pip install '.[models]')")
+
 
 RTOL = 1e-4
 # Ops at which a merge would mean a rule is missing where real decoders need one.
 NO_MERGE_AT = ("F.interpolate", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "pair_size", "getattr", ".size()", ".dim()")
 
 
-def _first_tensor(out):
+def _tensors(out, where: str = "output") -> dict:
+    """{path: tensor} for every tensor of an output (a tensor, a tuple or list, a dict or a
+    ModelOutput, nested): an FPN's five levels, each field of a ModelOutput."""
+    if isinstance(out, torch.Tensor):
+        return {where: out}
     if isinstance(out, dict):
-        out = next(iter(out.values()))
-    if isinstance(out, (tuple, list)):
-        out = out[-1]
-    return out
+        items = out.items()
+    elif isinstance(out, (tuple, list)):
+        items = enumerate(out)
+    else:
+        return {}
+    found: dict = {}
+    for key, value in items:
+        found.update(_tensors(value, f"{where}[{key!r}]"))
+    return found
 
 
 def _check(model: torch.nn.Module, x: torch.Tensor, *, min_converted: int = 1) -> octify.ConversionRecord:
@@ -51,9 +68,11 @@ def _check(model: torch.nn.Module, x: torch.Tensor, *, min_converted: int = 1) -
     if isinstance(want, dict):  # the same mapping type (OrderedDict, ModelOutput), the same keys
         assert type(got) is type(want) and type(octave) is type(want)
         assert list(got) == list(want) and list(octave) == list(want)
-    w, g, o = _first_tensor(want), _first_tensor(got), _first_tensor(octave)
-    assert g.shape == w.shape == o.shape and torch.isfinite(o).all()
-    assert rel_err(g, w) <= RTOL, rel_err(g, w)
+    want, got, octave = _tensors(want), _tensors(got), _tensors(octave)
+    assert want and list(got) == list(want) and list(octave) == list(want)
+    for path, w in want.items():  # every output tensor holds the oracle, not only the first
+        assert got[path].shape == w.shape == octave[path].shape and torch.isfinite(octave[path]).all(), path
+        assert rel_err(got[path], w) <= RTOL, (path, rel_err(got[path], w))
     rec = octify.record_of(converted)
     assert len(rec.converted) >= min_converted
     bad = [m for m in rec.merges if m.kind == "merge" and m.target in NO_MERGE_AT]
@@ -76,6 +95,7 @@ CONVERTS_NOTHING = {
 @pytest.mark.parametrize("encoder", ["resnet18", "efficientnet-b0"])
 @pytest.mark.parametrize("arch", SMP_ARCHS)
 def test_segmentation_models_pytorch(arch, encoder):
+    smp = _library("segmentation_models_pytorch")
     torch.manual_seed(0)
     model = getattr(smp, arch)(encoder_name=encoder, encoder_weights=None, classes=3)
     size = 128 if arch == "PAN" else 64  # PAN's pyramid pools a 64x64 input below 1x1: the original fails
@@ -99,6 +119,7 @@ PATTERNS_NO_MERGE = {"ecaresnet26t", "poolformer_s12", "mixnet_s", "dpn68b", "co
 
 @pytest.mark.parametrize("name", TIMM)
 def test_timm(name):
+    timm = _library("timm")
     torch.manual_seed(0)
     rec = _check(timm.create_model(name, pretrained=False), torch.randn(1, 3, 96, 96))
     if name in NORM_ACT_NO_MERGE:
@@ -135,7 +156,7 @@ def test_torchvision_detection_backbones_with_fpn(backbone):
 
 
 def _hf(name):
-    T = transformers
+    T = _library("transformers")
     return {
         "ResNet": lambda: T.ResNetModel(T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1])),
         "ResNetForImageClassification": lambda: T.ResNetForImageClassification(
@@ -162,6 +183,8 @@ def test_transformers_vision_cnns(name):
 @pytest.mark.parametrize("encoder", ["tu-efficientnet_b0", "tu-mobilenetv3_small_100"])
 def test_smp_unet_with_a_timm_encoder(encoder):
     # The case that merged 47 times before: timm's norm-act encoder under smp's decoder.
+    smp = _library("segmentation_models_pytorch")
+    _library("timm")
     torch.manual_seed(0)
     rec = _check(smp.Unet(encoder_name=encoder, encoder_weights=None, classes=3), torch.randn(1, 3, 64, 64))
     assert rec.count("merge") == 0, rec.merges
