@@ -1,5 +1,5 @@
 """What the report counts and how: stated once here, in every JSON report, in ``--help`` and in
-README; the printed report carries a one-line pointer (:data:`POINTER`).
+the docs (``docs/report.md``); the printed report carries a one-line pointer (:data:`POINTER`).
 
 Free of torch, so that the command line's help can show it before torch is imported.
 """
@@ -37,7 +37,7 @@ CONVENTIONS: Dict[str, str] = {
 
 POINTER = (
     "MACs: multiply-adds of conv, linear, matmul (FLOPs / 2). Maps: layer outputs.\n"
-    "How octify counts: octify convert --help, or README."
+    "How octify counts: octify convert --help, or docs/report.md (How octify counts)."
 )
 
 
