@@ -430,31 +430,6 @@ def test_state_dict_given_as_model(tmp_path):
     assert_error(run("report", tmp_path / "sd.pt"), 2, "state_dict", "--weights")
 
 
-def test_models_are_written_as_safetensors_and_pickles_read_only_when_trusted(converted, tmp_path):
-    tmp, _, _ = converted
-    assert_error(run("convert", CUSTOM, "-i", SHAPE, "-o", tmp_path / "x.pt"), 2,
-                 f"-o {tmp_path / 'x.pt'}: octify writes models as .safetensors files", "expected a path ending .safetensors, found .pt",
-                 f"Hint: -o {tmp_path / 'x.safetensors'}")
-    assert not (tmp_path / "x.pt").exists()
-    # A model pickled whole (octify 0.1's .pt, torch.save) runs code when read: refused, unless --trusted.
-    pickled = tmp_path / "old.pt"
-    torch.save(reload(tmp / "out.safetensors"), pickled)
-    assert_error(run("report", pickled, "-i", SHAPE), 2, f"{pickled} is a pickled model (octify 0.1 format, or torch.save): loading it runs "
-                 "code stored in the file", "--trusted", "octify.save(model, 'old.safetensors') to convert it")
-    result = run("report", pickled, "-i", SHAPE, "--trusted", "--json", "-")
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["source"] == f"OctCustomCNN saved in {pickled}"
-    # ... and converted again from it, into the new format (its spec: the pickled file, read with --trusted).
-    conv = lambda c_in: torch.nn.Conv2d(c_in, 8, 3, padding=1)  # noqa: E731
-    torch.save(torch.nn.Sequential(conv(3), torch.nn.ReLU(), conv(8), conv(8)), tmp_path / "plain.pt")
-    result = run("convert", tmp_path / "plain.pt", "-i", SHAPE, "-o", tmp_path / "again.safetensors", "--trusted", "-q")
-    assert result.exit_code == 0, result.stderr
-    assert isinstance(reload(tmp_path / "again.safetensors", trusted=True).get_submodule("2"), octify.OctConv2d)
-    assert_error(run("report", tmp_path / "again.safetensors", "-i", SHAPE), 2, "MODEL", "was converted from", "is a pickled model")
-    # --weights given a converted model says where it goes.
-    assert_error(run("report", CUSTOM, "--weights", tmp / "out.safetensors"), 2, "is a model saved by octify (give it as MODEL")
-
-
 def test_weights_that_do_not_fit(tmp_path):
     torch.save({"model": {"stem.0.weight": torch.zeros(1), "extra.bias": torch.zeros(1)}}, tmp_path / "w.pth")
     assert_error(run("report", CUSTOM, "--weights", tmp_path / "w.pth"), 2, "do not fit the model", "missing keys", "1 unexpected key (extra.bias)")

@@ -267,6 +267,13 @@ def test_torchvision_models_rebuild_from_the_spec_and_refuse_another_original(tm
     with pytest.raises(ValueError, match=r"another structure than the one rebuilt from the model given \(ResNet\) \(first difference: fc.weight is 10x512 .* 1000x512"):
         octify.load(path, model=torchvision.models.resnet18())
 
+    def other_args(recipe, tensors):
+        recipe["model_args"] = {"num_classes": 20}
+
+    _edit_recipe(path, other_args)
+    with pytest.raises(ValueError, match=r"another structure than the one rebuilt from torchvision:resnet18 \(first difference: fc.weight is 10x512 F32 in the file, 20x512"):
+        octify.load(path)
+
 
 def test_a_file_converted_from_code_needs_the_original(tmp_path):
     path = octify.save(octify.convert(_net(), example_inputs=X), tmp_path / "n.safetensors", spec="net.py:Net")
@@ -358,3 +365,53 @@ def test_pickles_are_refused_unless_trusted_and_save_writes_safetensors_only(tmp
     save_file(net.state_dict(), str(tmp_path / "bare.safetensors"))
     with pytest.raises(ValueError, match="a safetensors file without an octify recipe: expected a file written by octify.save"):
         octify.load(tmp_path / "bare.safetensors", model=net)
+
+
+# --------------------------------------------------------------------------- the command line
+
+NET_PY = """
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, width=8):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1), nn.Conv2d(width, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+"""
+
+
+def test_the_command_line_writes_safetensors_and_reads_pickles_only_when_trusted(tmp_path):
+    from test_cli import assert_error, reload, run
+
+    net_py = tmp_path / "net.py"
+    net_py.write_text(NET_PY)
+    shape = "1,3,32,32"
+    assert_error(run("convert", net_py, "-i", shape, "-o", tmp_path / "x.pt"), 2,
+                 f"-o {tmp_path / 'x.pt'}: octify writes models as .safetensors files", "expected a path ending .safetensors, found .pt",
+                 f"Hint: -o {tmp_path / 'x.safetensors'}")
+    assert not (tmp_path / "x.pt").exists()
+    out = tmp_path / "n.safetensors"
+    result = run("convert", net_py, "--model-arg", "width=16", "-i", shape, "-o", out, "-q")
+    assert result.exit_code == 0, result.stderr
+    converted = reload(out)  # the original made again from net.py with width=16, as the recipe says
+    assert converted.get_submodule("b").weight_hh.shape == (8, 16, 3, 3)  # 16 in (from the plain stem), 8 of 16 out high
+    # A model pickled whole (octify 0.1's .pt, torch.save) runs code when read: refused, unless --trusted.
+    pickled = tmp_path / "old.pt"
+    torch.save(converted, pickled)
+    assert_error(run("report", pickled, "-i", shape), 2, f"{pickled} is a pickled model (octify 0.1 format, or torch.save): loading it runs "
+                 "code stored in the file", "--trusted", "octify.save(model, 'old.safetensors') to convert it")
+    result = run("report", pickled, "-i", shape, "--trusted", "--json", "-")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["source"] == f"OctNet saved in {pickled}"
+    # ... and converted from, into the new format (its spec: the pickled file, read again with --trusted).
+    conv = lambda c_in: nn.Conv2d(c_in, 8, 3, padding=1)  # noqa: E731
+    torch.save(nn.Sequential(conv(3), nn.ReLU(), conv(8), conv(8)), tmp_path / "plain.pt")
+    result = run("convert", tmp_path / "plain.pt", "-i", shape, "-o", tmp_path / "again.safetensors", "--trusted", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert isinstance(reload(tmp_path / "again.safetensors", trusted=True).get_submodule("2"), octify.OctConv2d)
+    assert_error(run("report", tmp_path / "again.safetensors", "-i", shape), 2, "MODEL", "was converted from", "is a pickled model")
+    # --weights given a converted model says where it goes.
+    assert_error(run("report", net_py, "--weights", out), 2, "is a model saved by octify (give it as MODEL")
