@@ -242,7 +242,10 @@ def build_original(recipe: dict, p: Path) -> nn.Module:
     if prefix.lower() in ("torchvision", "tv") and name:
         import torchvision.models as tvm
 
-        builder = tvm.get_model_builder(name)
+        try:
+            builder = tvm.get_model_builder(name)
+        except ValueError as e:
+            raise ValueError(f"{p} was converted from {spec}, which this torchvision does not have ({e}): expected model=, the original") from None
         if "weights_backbone" in inspect.signature(builder).parameters:
             kwargs["weights_backbone"] = None
         return builder(weights=None, **kwargs)

@@ -145,7 +145,7 @@ def check_swapped(model_spec: str, converted_path: str, trusted: bool = False) -
 def load_converted(path: str, model_spec: str, original: Optional[nn.Module], trusted: bool = False) -> tuple[nn.Module, ConversionRecord]:
     """The model octify convert saved at ``path``, and its record: made again from ``original``
     (MODEL) for a .safetensors file; with ``original`` None, only checked (a model of None)."""
-    from ..recipe import file_kind
+    from ..recipe import file_kind, read_recipe
 
     p = Path(path)
     if not p.is_file():
@@ -158,8 +158,6 @@ def load_converted(path: str, model_spec: str, original: Optional[nn.Module], tr
             record = find_record(converted)
         else:
             converted = None
-            from ..recipe import read_recipe
-
             rec = read_recipe(p).get("record")
             record = ConversionRecord.from_dict(rec) if rec is not None else None
             if record is not None and original is not None:
