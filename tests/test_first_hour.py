@@ -134,7 +134,7 @@ def test_the_path_a_newcomer_walks(project):
     assert cal["batch_norms_corrected"] in (0, 2)  # the model has 2 batch norms
     # Prose reaches a pipe unwrapped: each message is one line, however long.
     saved = next(line for line in out.splitlines() if line.startswith("Saved oct.safetensors"))
-    assert saved.endswith("Load it with octify.load('oct.safetensors', model=SmallNet()), the original mynet.py:SmallNet builds, "
+    assert saved.endswith("Load it with octify.load('oct.safetensors', model=SmallNet()) (the original, as mynet.py:SmallNet builds it), "
                           "or give it as MODEL to octify commands.") and len(saved) > 80
     assert f"Fidelity to the original on 60 samples: rel. error {fid['rel_error']:.4f}, top-1 agreement {fid['agreement']:.2%}" in out
     next_line = next(line for line in out.splitlines() if line.startswith("Next:"))

@@ -145,7 +145,7 @@ def test_a_pipe_gets_the_tables_at_their_width_and_each_message_on_one_line(deep
     # rich would wrap at 80 columns in a pipe; a message stays whole there, for grep and logs
     saved = [line for line in lines if line.startswith("Saved ")]
     o = str(tmp_path / "o.safetensors")
-    assert len(saved) == 1 and saved[0].endswith(f"Load it with octify.load({o!r}, model=Net()), the original {deep_net} builds, "
+    assert len(saved) == 1 and saved[0].endswith(f"Load it with octify.load({o!r}, model=Net()) (the original, as {deep_net} builds it), "
                                                  "or give it as MODEL to octify commands.") and len(saved[0]) > 80
     total = next(line for line in proc.stdout.splitlines() if line.startswith("total"))
     # 36 block convs 16*16*9*32*32 = 2,359,296 MACs each + stem 3*16*9*1024 + head 160 = 85,377,184

@@ -297,7 +297,7 @@ def run_convert(
         measure = "" if measured is not None else "measure how close it is (--fidelity DATA), "
         ui.say(
             f"[dim]Next: the converted model is not the original; {measure}"
-            "win accuracy back (octify finetune), deploy it (octify export). README: What next.[/]"
+            "win accuracy back (octify finetune), deploy it (octify export). Docs: getting-started.md, What next.[/]"
         )
 
 
@@ -382,7 +382,7 @@ def load_text(path: Path, spec: str, original: torch.nn.Module, model_args: Opti
     if kind == "zoo":
         return f"Load it with octify.load({str(path)!r})."
     call = f"{type(original).__name__}({', '.join(f'{k}={v!r}' for k, v in (model_args or {}).items())})"
-    return f"Load it with octify.load({str(path)!r}, model={call}), the original {spec} builds, or give it as MODEL to octify commands."
+    return f"Load it with octify.load({str(path)!r}, model={call}) (the original, as {spec} builds it), or give it as MODEL to octify commands."
 
 
 def _check_reload(model: torch.nn.Module, original: torch.nn.Module, path: Path, shape: tuple) -> None:
