@@ -28,7 +28,8 @@ _EXPORTS = {
     "fidelity": ".tune.fidelity",
     "finetune": ".tune.distill",
     "reconstruct": ".tune.reconstruct",
-    "FinetuneOptions": ".tune.distill",
+    "ConvertOptions": ".options",
+    "FinetuneOptions": ".options",
     "StepInfo": ".tune.distill",
     "ExportResult": ".export",
     "ExportError": ".errors",
@@ -59,7 +60,7 @@ _EXPORTS = {
 
 __all__ = [*_EXPORTS, "__version__"]
 
-_SUBPACKAGES = ("nn", "fx", "report", "tune", "utils", "cli", "rules", "record", "io", "errors")
+_SUBPACKAGES = ("nn", "fx", "report", "tune", "utils", "cli", "rules", "record", "io", "errors", "options")
 
 
 def __getattr__(name: str) -> Any:

@@ -33,7 +33,7 @@ from .fx.graph_builder import GraphBuilder
 from .fx.inplace import inplace_adds
 from .fx.layout import contiguous_before_layout_reads, to_channels_last
 from .fx.narrow import narrow_outputs
-from .fx.options import ConvertOptions
+from .options import ConvertOptions
 from .fx.globs import warn_unmatched_globs
 from .fx.plain_regions import keep_plain_regions
 from .fx.plan import AlphaFor, plan
@@ -58,27 +58,27 @@ __all__ = ["convert", "rebuild"]
 
 def convert(
     model: nn.Module,
-    alpha: float = 0.5,
+    alpha: float = ConvertOptions.alpha,
     *,
     example_inputs: Any = None,
-    octave: int = 2,
-    stride_mode: str = "conv",
-    min_size: int = 8,
-    exclude: Union[str, Sequence[str]] = (),
-    alpha_for: AlphaFor = None,
-    leaf_modules: Sequence[LeafSpec] = (),
-    rules: Optional[Mapping[RuleKey, Optional[Rule]]] = None,
-    transfer_weights: bool = True,
-    verify: bool = True,
-    inplace: bool = False,
-    policy: str = "default",
-    memory_format: str = "channels_last",
+    octave: int = ConvertOptions.octave,
+    stride_mode: str = ConvertOptions.stride_mode,
+    min_size: int = ConvertOptions.min_size,
+    exclude: Union[str, Sequence[str]] = ConvertOptions.exclude,
+    alpha_for: AlphaFor = ConvertOptions.alpha_for,
+    leaf_modules: Sequence[LeafSpec] = ConvertOptions.leaf_modules,
+    rules: Optional[Mapping[RuleKey, Optional[Rule]]] = ConvertOptions.rules,
+    transfer_weights: bool = ConvertOptions.transfer_weights,
+    verify: bool = ConvertOptions.verify,
+    inplace: bool = ConvertOptions.inplace,
+    policy: str = ConvertOptions.policy,
+    memory_format: str = ConvertOptions.memory_format,
     calibration: Optional[Iterable[Any]] = None,
-    calibration_split: str = "best",
+    calibration_split: str = ConvertOptions.calibration_split,
     reconstruct: Optional[Iterable[Any]] = None,
-    latency_budget: Optional[float] = None,
-    fidelity_budget: Optional[float] = None,
-    latency_cache: Any = True,
+    latency_budget: Optional[float] = ConvertOptions.latency_budget,
+    fidelity_budget: Optional[float] = ConvertOptions.fidelity_budget,
+    latency_cache: Any = ConvertOptions.latency_cache,
     progress: Optional[Progress] = None,
 ) -> fx.GraphModule:
     """Turn ``model``'s Conv2d layers into OctConv2d layers, threading (high, low) pairs between them

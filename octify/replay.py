@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .fx.options import ConvertOptions
+from .options import ConvertOptions
 from .fx.plan import ConvPlan
 from .fx.tracer import split_leaf_specs
 

@@ -127,7 +127,7 @@ def test_convert_prints_the_report(converted):
     assert result.exit_code == 0, (result.stdout, result.stderr)
     out = result.stdout
     assert "Loaded class CustomCNN()" in out and "ckpt.pth['state_dict']" in out
-    assert "Loaded" in out and "23 Conv2d layers" in out
+    assert "23 Conv2d layers" in " ".join(out.split())  # the line may wrap at 200 columns: a long temporary path before it
     assert "Converted 15 of 23 convs to octave convs at alpha=0.5" in out
     assert "Left plain: 8 of 23 convs" in out
     assert "stem.0: stem (first conv on the model input)" in out  # the stem stays plain, with its reason

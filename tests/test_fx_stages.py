@@ -30,7 +30,7 @@ from octify.fx.fold import bn_affine, conv_bn_pairs, fold_affine
 from octify.fx.fuse import conv_bn, unfuse_conv_bn
 from octify.fx.graph_builder import GraphBuilder
 from octify.fx.inplace import inplace_adds
-from octify.fx.options import ConvertOptions
+from octify.options import ConvertOptions
 from octify.fx.plan import plan
 from octify.fx.recorder import Recorder
 from octify.fx.rewrite import rewrite
@@ -808,7 +808,7 @@ def test_freeze_stores_the_low_weight_once_and_runs_1x1_convs_as_matrix_products
     assert not kept.c3.weight_low.is_contiguous(memory_format=torch.channels_last) and not kept.c1.runs_as_matmul
     auto = octify.freeze(gm, example_inputs=x)  # each 1x1 octave conv timed both ways: c1 is the only one
     assert [n for n, m in auto.named_modules() if isinstance(m, OctConv2d) and m.pointwise] == ["c1"]
-    with pytest.raises(ValueError, match=re.escape("octify.freeze: matmul_1x1 must be True, False or 'auto', found 'yes'")):
+    with pytest.raises(ValueError, match=re.escape("octify.freeze: matmul_1x1 must be True, False, 'auto' or a list of layer names, found 'yes'")):
         octify.freeze(gm, matmul_1x1="yes")
     with torch.no_grad():
         for m in (frozen, mm, kept, auto):

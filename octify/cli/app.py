@@ -12,6 +12,7 @@ from typing import Annotated, Any, List, Optional
 import typer
 from typer.core import TyperGroup
 
+from ..options import ConvertOptions, FinetuneOptions
 from ..utils.conventions import header_text
 from ..utils.choices import EXPORT_FORMATS, FINETUNE_LOSSES, ONNX_EXPORTERS, POLICIES, STRIDE_MODES
 from . import options as opt
@@ -203,14 +204,14 @@ _ModelArgs = Annotated[Optional[List[opt.ModelArg]], typer.Option(
 @app.command(epilog=_CONVERT_EPILOG + _COUNTING)
 def convert(
     model: Annotated[str, typer.Argument(metavar="MODEL", help=_MODEL_HELP, show_default=False)],
-    alpha: Annotated[float, typer.Option("--alpha", "-a", metavar="A", parser=opt.alpha("alpha"), help="Fraction of channels in the low-frequency branch, in [0, 1].")] = 0.5,
-    octave: Annotated[int, typer.Option(metavar="N", parser=opt.integer("octave", 1, "an integer >= 1, e.g. 2 (1: same resolution, same outputs)"), help="Resolution ratio between the two branches.")] = 2,
+    alpha: Annotated[float, typer.Option("--alpha", "-a", metavar="A", parser=opt.alpha("alpha"), help="Fraction of channels in the low-frequency branch, in [0, 1].")] = ConvertOptions.alpha,
+    octave: Annotated[int, typer.Option(metavar="N", parser=opt.integer("octave", 1, "an integer >= 1, e.g. 2 (1: same resolution, same outputs)"), help="Resolution ratio between the two branches.")] = ConvertOptions.octave,
     input_shape: _Shape = None,
-    stride_mode: Annotated[str, typer.Option(metavar="conv|pool", parser=opt.choice("stride_mode", STRIDE_MODES), help="Strided convs: keep the stride in the conv, or pool first (the paper).")] = "conv",
-    min_size: Annotated[int, typer.Option(metavar="PX", parser=opt.integer("min_size", 0, "a number of pixels >= 0, e.g. 8"), help="Keep a conv's output all high (alpha_out 0) where its output map is smaller than PX in height or width; the last octave layer before such maps merges back to full resolution.")] = 8,
-    policy: Annotated[str, typer.Option(metavar="|".join(POLICIES), parser=opt.choice("policy", POLICIES), help="'latency' times each block plain and at alphas 0.25/0.5/0.75 on this machine (the -i shape, --threads) and keeps the fastest plan, never slower than the plain model; 'latency-rules' keeps plain, without timing, the blocks where octave layers rarely pay on a CPU (depthwise, thin groups, small maps).")] = "default",
-    budget: Annotated[Optional[float], typer.Option(metavar="F", parser=opt.number("budget", 0.0, above=True, example="e.g. 0.7"), help="With --policy latency: the least fidelity loss within F x the plain blocks' time.")] = None,
-    fidelity_budget: Annotated[Optional[float], typer.Option(metavar="F", parser=opt.number("fidelity_budget", 0.0, example="e.g. 0.05"), help="With --policy latency: the fastest plan whose fidelity cost (energy lost an octave down, summed over blocks) is at most F.")] = None,
+    stride_mode: Annotated[str, typer.Option(metavar="conv|pool", parser=opt.choice("stride_mode", STRIDE_MODES), help="Strided convs: keep the stride in the conv, or pool first (the paper).")] = ConvertOptions.stride_mode,
+    min_size: Annotated[int, typer.Option(metavar="PX", parser=opt.integer("min_size", 0, "a number of pixels >= 0, e.g. 8"), help="Keep a conv's output all high (alpha_out 0) where its output map is smaller than PX in height or width; the last octave layer before such maps merges back to full resolution.")] = ConvertOptions.min_size,
+    policy: Annotated[str, typer.Option(metavar="|".join(POLICIES), parser=opt.choice("policy", POLICIES), help="'latency' times each block plain and at alphas 0.25/0.5/0.75 on this machine (the -i shape, --threads) and keeps the fastest plan, never slower than the plain model; 'latency-rules' keeps plain, without timing, the blocks where octave layers rarely pay on a CPU (depthwise, thin groups, small maps).")] = ConvertOptions.policy,
+    budget: Annotated[Optional[float], typer.Option(metavar="F", parser=opt.number("budget", 0.0, above=True, example="e.g. 0.7"), help="With --policy latency: the least fidelity loss within F x the plain blocks' time.")] = ConvertOptions.latency_budget,
+    fidelity_budget: Annotated[Optional[float], typer.Option(metavar="F", parser=opt.number("fidelity_budget", 0.0, example="e.g. 0.05"), help="With --policy latency: the fastest plan whose fidelity cost (energy lost an octave down, summed over blocks) is at most F.")] = ConvertOptions.fidelity_budget,
     exclude: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Keep the convs whose names match GLOB plain (repeatable).")] = None,
     alpha_for: Annotated[Optional[List[opt.GlobAlpha]], typer.Option(metavar="GLOB=A", parser=opt.glob_alpha, help="Alpha for the convs whose names match GLOB (repeatable).")] = None,
     leaf: Annotated[Optional[List[str]], typer.Option(metavar="GLOB", help="Do not trace into these submodules (qualified-name glob or class name; repeatable).")] = None,
@@ -322,23 +323,23 @@ def finetune(
     converted: Annotated[str, typer.Argument(metavar="CONVERTED", help="Its converted model, saved by octify convert (file.safetensors; rebuilt from MODEL).", show_default=False)],
     data: Annotated[str, typer.Option("--data", "-d", metavar="DATA", help="The training data: a folder of images (no labels needed), or file.py:FACTORY returning a Dataset.", show_default=False)],
     steps: Annotated[int, typer.Option(metavar="N", parser=opt.integer("steps", 1, "a number of optimizer steps >= 1, e.g. 1000"), help="Optimizer steps.")] = 1000,
-    batch_size: Annotated[int, typer.Option(metavar="B", parser=opt.integer("batch_size", 1, "an integer >= 1, e.g. 64"), help="The global batch (split among processes).")] = 64,
-    lr: Annotated[float, typer.Option(metavar="LR", parser=opt.number("lr", 0.0, above=True, example="e.g. 0.01"), help="Peak learning rate (SGD, Nesterov momentum 0.9; 5% warm-up, then cosine).")] = 0.01,
+    batch_size: Annotated[int, typer.Option(metavar="B", parser=opt.integer("batch_size", 1, "an integer >= 1, e.g. 64"), help="The global batch (split among processes).")] = FinetuneOptions.batch_size,
+    lr: Annotated[float, typer.Option(metavar="LR", parser=opt.number("lr", 0.0, above=True, example="e.g. 0.01"), help="Peak learning rate (SGD, Nesterov momentum 0.9; 5% warm-up, then cosine).")] = FinetuneOptions.lr,
     model_arg: _ModelArgs = None,
     weights: Annotated[Optional[str], typer.Option(metavar="CKPT", help="Load this state_dict (or checkpoint holding one) into MODEL first.")] = None,
-    holdout: Annotated[float, typer.Option(metavar="F", parser=opt.fraction("holdout"), help="Share of the data held out to measure fidelity on.")] = 0.1,
-    loss: Annotated[str, typer.Option(metavar="|".join(FINETUNE_LOSSES), parser=opt.choice("loss", FINETUNE_LOSSES), help="Distillation loss: 'auto' picks one per output (KL for class scores, cosine for embeddings, variance-scaled MSE for maps).")] = "auto",
+    holdout: Annotated[float, typer.Option(metavar="F", parser=opt.fraction("holdout"), help="Share of the data held out to measure fidelity on.")] = FinetuneOptions.holdout,
+    loss: Annotated[str, typer.Option(metavar="|".join(FINETUNE_LOSSES), parser=opt.choice("loss", FINETUNE_LOSSES), help="Distillation loss: 'auto' picks one per output (KL for class scores, cosine for embeddings, variance-scaled MSE for maps).")] = FinetuneOptions.loss,
     features: Annotated[Optional[str], typer.Option(metavar="auto|NAMES", help="Also distil these module outputs of MODEL (comma-separated names), or 'auto': the end of each stage that runs octave layers.")] = None,
-    feature_weight: Annotated[float, typer.Option(metavar="W", parser=opt.number("feature_weight", 0.0, example="e.g. 1.0"), help="Weight of the feature loss (variance-scaled MSE, averaged over --features) against the output loss.")] = 1.0,
-    augment: Annotated[bool, typer.Option("--augment", help="Random resized crops and left-right flips of the training images (for small sets).")] = False,
-    bf16: Annotated[bool, typer.Option("--bf16", help="Run both models under bfloat16 autocast (faster on CPUs with AMX or AVX-512 BF16, and on GPUs).")] = False,
+    feature_weight: Annotated[float, typer.Option(metavar="W", parser=opt.number("feature_weight", 0.0, example="e.g. 1.0"), help="Weight of the feature loss (variance-scaled MSE, averaged over --features) against the output loss.")] = FinetuneOptions.feature_weight,
+    augment: Annotated[bool, typer.Option("--augment", help="Random resized crops and left-right flips of the training images (for small sets).")] = FinetuneOptions.augment,
+    bf16: Annotated[bool, typer.Option("--bf16", help="Run both models under bfloat16 autocast (faster on CPUs with AMX or AVX-512 BF16, and on GPUs).")] = FinetuneOptions.bf16,
     resize: _Resize = None,
     normalize: _Normalize = None,
-    seed: Annotated[int, typer.Option(metavar="S", parser=opt.integer("seed", 0, "an integer >= 0"), help="Seed of the split, the data order and the run.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="S", parser=opt.integer("seed", 0, "an integer >= 0"), help="Seed of the split, the data order and the run.")] = FinetuneOptions.seed,
     nproc: Annotated[int, typer.Option(metavar="K", parser=opt.integer("nproc", 1, "a number of processes >= 1, e.g. 2"), help="Run K local processes (DistributedDataParallel) through torch.distributed.run.")] = 1,
     allow_random_teacher: Annotated[bool, typer.Option("--allow-random-teacher", help="Distil from MODEL even when it has its constructor's random weights (no --weights): a dry run of the pipeline, nothing learned.")] = False,
     checkpoint: Annotated[Optional[str], typer.Option(metavar="PATH", help="Save the run's state here (and resume from it when it exists).")] = None,
-    checkpoint_every: Annotated[int, typer.Option(metavar="N", parser=opt.integer("checkpoint_every", 0, "an integer >= 0 (0: at the end only)"), help="Save a checkpoint every N steps.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(metavar="N", parser=opt.integer("checkpoint_every", 0, "an integer >= 0 (0: at the end only)"), help="Save a checkpoint every N steps.")] = FinetuneOptions.checkpoint_every,
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Where to write the tuned model (.safetensors). \\[default: CONVERTED_tuned.safetensors]", show_default=False)] = None,
     json_out: _Json = None,
     quiet: _Quiet = False,

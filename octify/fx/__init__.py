@@ -1,7 +1,6 @@
 """The conversion pass, one file per stage (run in this order by :func:`octify.convert`).
 
 ============== =====================================================================
-``options``    :class:`ConvertOptions`: every option, validated before any work
 ``tracer``     1. the torch.fx graph (octify's layers, leaf and rule-keyed modules whole)
 ``shape_prop`` 2. each node's value on fake tensors, in ``node.meta["val"]``
 ``plan``       3. each conv's output alpha and why (``latency``: the static latency rules;
@@ -18,8 +17,7 @@
 ``fold``       batch norms folded into convs (``octify.fold_bn``; part of ``freeze``)
 ``fuse``       ``conv_bn``, which models saved by octify 0.1.0 call
 ============== =====================================================================
+
+The options of a conversion, validated before any work, are :class:`octify.ConvertOptions`
+(``octify/options.py``).
 """
-
-from .options import ConvertOptions
-
-__all__ = ["ConvertOptions"]

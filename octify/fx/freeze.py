@@ -36,7 +36,7 @@ from ..nn import OctConv2d
 from ..nn.octconv import OctConvNd
 from ..record import attach_record, find_record, recorded_inputs
 from ..nn.onednn import OneDNNConv3d
-from ..utils.choices import CONV3D_KERNELS
+from ..utils.choices import CONV3D_KERNELS, MEMORY_FORMATS
 from ..utils.inputs import default_inputs, normalize_inputs
 from ..utils.validate import check_choice, check_module
 from .fold import as_graph_module, fold_graph
@@ -44,9 +44,8 @@ from .kernel_choice import choose_matmul
 from .layout import contiguous_before_layout_reads, to_channels_last
 from .narrow import narrow_outputs
 
-__all__ = ["freeze", "FREEZE_MEMORY_FORMATS", "FREEZE_META"]
+__all__ = ["freeze", "FREEZE_META"]
 
-FREEZE_MEMORY_FORMATS = ("channels_last", "preserve")
 FREEZE_META = "octify.freeze"  # gm.meta key of a frozen plain model's settings (a converted one keeps them in its record)
 
 
@@ -80,7 +79,7 @@ def freeze(
     False
     """
     check_module(model, "octify.freeze: model")
-    check_choice(memory_format, "octify.freeze: memory_format", FREEZE_MEMORY_FORMATS)
+    check_choice(memory_format, "octify.freeze: memory_format", MEMORY_FORMATS)
     check_choice(conv3d, "octify.freeze: conv3d", CONV3D_KERNELS)
     names = _matmul_names(matmul_1x1)
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]

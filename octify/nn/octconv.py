@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.utils import _ntuple
 
+from ..utils.choices import STRIDE_MODES
 from ..utils.validate import check_choice, check_int, check_octave
 from ._common import conv_out, depthwise_shape, low_size, resolve_padding
 from ._octconv_forms import InferenceForms
@@ -91,7 +92,7 @@ class OctConvNd(PathWeights, Kernels, InferenceForms, nn.Module):
                 f"{who}: in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
             )
         check_octave(octave, f"{who}: octave")
-        check_choice(stride_mode, f"{who}: stride_mode", ("conv", "pool"))
+        check_choice(stride_mode, f"{who}: stride_mode", STRIDE_MODES)
         check_choice(padding_mode, f"{who}: padding_mode", PADDING_MODES)
         alpha_in, alpha_out = parse_alpha(alpha)
         self.in_channels = in_channels

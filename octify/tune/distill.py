@@ -32,85 +32,18 @@ from torch import Tensor, nn
 
 from ..fx.shape_prop import eval_mode
 from ..record import record_of
-from ..utils.choices import FINETUNE_LOSSES, KEEP_BEST
-from ..utils.validate import check_bool, check_choice, check_int, check_module, check_number
+from ..utils.validate import check_module
+from ..options import FinetuneOptions
 from .best import BestKeeper, split_validation
 from .checkpoint import check_same_run, load_checkpoint, save_run
 from .augment import augment_batch
 from .data import device_of, float_outputs, split_batch, to_device
-from .features import FeatureTaps, check_features
+from .features import FeatureTaps
 from .losses import OutputLoss, kl_loss
 from .sync_bn import from_global_bn, to_global_bn
 from .distributed import EpochShardSampler, all_reduce_sum, barrier, is_main, rank_and_world
 
 __all__ = ["finetune", "FinetuneOptions", "StepInfo", "distill_loss"]
-
-OPTIMIZERS = ("sgd", "adamw")
-
-
-@dataclass(frozen=True)
-class FinetuneOptions:
-    """The options of one fine-tuning run (see :func:`finetune`); invalid values raise here.
-
-    >>> FinetuneOptions(steps=100).lr
-    0.01
-    >>> FinetuneOptions(steps=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: steps must be an integer >= 1, found 0
-    """
-
-    steps: int
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup: float = 0.05
-    temperature: float = 4.0
-    label_weight: float = 0.0
-    batch_size: int = 64
-    seed: int = 0
-    checkpoint: Optional[str] = None
-    checkpoint_every: int = 0
-    resume: bool = True
-    sync_bn: bool = True
-    keep_best: str = "auto"
-    eval_every: int = 0
-    holdout: float = 0.1
-    loss: Any = "auto"
-    features: Any = None
-    feature_weight: float = 1.0
-    augment: bool = False
-    bf16: bool = False
-
-    def __post_init__(self) -> None:
-        check_int(self.steps, "steps", 1)
-        check_number(self.lr, "lr", 0.0, above=True)
-        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
-        check_number(self.momentum, "momentum", 0.0)
-        check_number(self.weight_decay, "weight_decay", 0.0)
-        if check_number(self.warmup, "warmup", 0.0) >= 1.0:
-            raise ValueError(f"warmup is a fraction of the steps, in [0, 1), found {self.warmup:g}")
-        check_number(self.temperature, "temperature", 0.0, above=True)
-        check_number(self.label_weight, "label_weight", 0.0)
-        check_int(self.batch_size, "batch_size", 1)
-        check_int(self.seed, "seed", 0)
-        check_int(self.checkpoint_every, "checkpoint_every", 0)
-        check_choice(self.keep_best, "keep_best", KEEP_BEST)
-        check_int(self.eval_every, "eval_every", 0)
-        if not 0.0 <= check_number(self.holdout, "holdout", 0.0) < 1.0:
-            raise ValueError(f"holdout is a fraction of the samples, in [0, 1), found {self.holdout:g}")
-        if not callable(self.loss):
-            check_choice(self.loss, "loss", FINETUNE_LOSSES)
-        object.__setattr__(self, "features", check_features(self.features))
-        check_number(self.feature_weight, "feature_weight", 0.0)
-        check_bool(self.augment, "augment")
-        check_bool(self.bf16, "bf16")
-
-    def evaluations(self) -> int:
-        """Steps between two measurements on the held-out data (``eval_every``, or a tenth of the run)."""
-        return self.eval_every or max(1, math.ceil(self.steps / 10))
-
 
 @dataclass(frozen=True)
 class StepInfo:

@@ -4,7 +4,7 @@ Kept free of torch so that the command line can declare its options (and answer 
 before torch is imported.
 """
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZE_HELP", "POLICIES", "STRIDE_MODES", "MEMORY_FORMATS", "CALIBRATION_SPLITS", "KEEP_BEST", "EXPORT_FORMATS", "ONNX_EXPORTERS", "CONV3D_KERNELS", "FINETUNE_LOSSES"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZE_HELP", "POLICIES", "STRIDE_MODES", "MEMORY_FORMATS", "CALIBRATION_SPLITS", "KEEP_BEST", "EXPORT_FORMATS", "ONNX_EXPORTERS", "CONV3D_KERNELS", "FINETUNE_LOSSES", "OPTIMIZERS"]
 
 POLICIES = ("default", "latency", "latency-rules")
 STRIDE_MODES = ("conv", "pool")
@@ -15,6 +15,7 @@ CALIBRATION_SPLITS = ("best", "measured", "default")
 KEEP_BEST = ("auto", "agreement", "rel_error", "cosine", "accuracy", "last")
 # The distillation loss: chosen per output from what the original returns, or one for every output.
 FINETUNE_LOSSES = ("auto", "kl", "cosine", "mse")
+OPTIMIZERS = ("sgd", "adamw")
 EXPORT_FORMATS = ("onnx", "torchscript", "exported-program")
 ONNX_EXPORTERS = ("dynamo", "legacy")
 # Which kernel a frozen model's 3-D convs run: torch's own choice (exports everywhere) or oneDNN always (eager CPU).
