@@ -1,6 +1,7 @@
 """convert(): the pass that turns a CNN into an octave network, stage by stage.
 
-The stages live in :mod:`octify.fx`, one file each, and run in this order:
+The stages live in :mod:`octify.fx`, one file each, and run in this order (the list itself is
+``octify.fx.stages.STAGES``, which this module runs):
 
 1. ``tracer``: torch.fx graph of the model (octify's layers, leaf modules and rule-keyed
    module types kept whole);
@@ -20,34 +21,21 @@ The result is a plain model: no cache, the same code in training and in eval. ``
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
-import torch
 import torch.fx as fx
 from torch import nn
 
-from .fx.context import ConversionContext
-from .fx.graph_builder import GraphBuilder
-from .fx.inplace import inplace_adds
-from .fx.layout import contiguous_before_layout_reads, to_channels_last
-from .fx.narrow import narrow_outputs
 from .options import ConvertOptions
-from .fx.globs import warn_unmatched_globs
-from .fx.plain_regions import keep_plain_regions
-from .fx.plan import AlphaFor, plan
-from .fx.recorder import Recorder
-from .fx.rewrite import rewrite
-from .fx.taps import module_taps
+from .fx.plan import AlphaFor
 from .fx.measure import Progress
 from .fx.measured import measured_plan
-from .fx.shape_prop import eval_mode, fake_mode, propagate, quiet_probes
-from .fx.tracer import SPECIALIZED, LeafSpec, is_user_leaf, placeholder_values, trace
-from .fx.verify import verify as verify_outputs
-from .record import ConversionRecord, attach_record
-from .replay import plan_dict, recorded_plans, replay_inputs, replay_options
-from .rules import Rule, RuleKey, registry
+from .fx.shape_prop import quiet_probes
+from .fx.stages import PassState, run_stages
+from .fx.tracer import LeafSpec
+from .replay import recorded_plans, replay_inputs, replay_options
+from .rules import Rule, RuleKey
 from .tune.calibrate import calibrate, check_reiterable
 from .tune.reconstruct import reconstruct as fit_layers
 from .utils.inputs import default_inputs, split_example_inputs
@@ -162,34 +150,14 @@ def convert(
 
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions, calibration: Any = None) -> fx.GraphModule:
-    gm, fm, rules_in_force = _traced(model, args, kwargs, opts)  # 1-2
-    plans = plan(  # 3
-        gm, alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, min_size=opts.min_size,
-        exclude=opts.exclude, alpha_for=opts.alpha_for, policy=opts.policy,
-    )
-    keep_plain_regions(gm, plans)  # 3d
-    warn_unmatched_globs([str(n.target) for n in plans], dict(model.named_modules()), opts.exclude, opts.alpha_for)  # 3c
-    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-    replay = replay_options(opts, args, kwargs)
+    state = PassState(model, args, kwargs, opts, inplace=opts.inplace, replay=replay_options(opts, args, kwargs))
+    run_stages(state, last="plan")  # 1-3
     if calibration is None:
-        return _build(model, gm, fm, plans, opts, rules_in_force, shapes, replay, inplace=opts.inplace)
+        return run_stages(state, first="rewrite").out  # 4-7
     return calibrate(  # 3b, then 4-7 once per candidate split
-        model, gm, plans, calibration, opts.octave, opts.calibration_split,
-        lambda source, candidate: _build(source, gm, fm, candidate, opts, rules_in_force, shapes, replay, inplace=True),
+        model, state.gm, state.plans, calibration, opts.octave, opts.calibration_split,
+        lambda source, candidate: run_stages(state.with_plans(candidate, source, inplace=True), first="rewrite").out,
     )
-
-
-def _traced(model: nn.Module, args: tuple, kwargs: dict, opts: ConvertOptions) -> tuple[fx.GraphModule, Any, Mapping]:
-    """Stages 1-2, shared by a conversion and its replay: the traced graph with every node's fake
-    value, the fake mode, and the rules in force."""
-    rules_in_force = registry(opts.rules)
-    # Module types that have a rule are traced as leaves, so their rule sees them whole.
-    rule_types = tuple(k for k in rules_in_force if isinstance(k, type) and not k.__module__.startswith("torch.nn"))
-    rule_classes = tuple(k for k in rules_in_force if isinstance(k, str) and "." in k)
-    fm = fake_mode()
-    gm = trace(model, opts.leaf_types + rule_types, opts.leaf_globs, fm, args, kwargs, rule_classes)  # 1
-    propagate(gm, fm)  # 2: what the trace could not evaluate, with the node that fails
-    return gm, fm, rules_in_force
 
 
 def rebuild(
@@ -216,58 +184,6 @@ def rebuild(
     opts, args, kwargs = replay_inputs(model, record, rules, leaf_modules)
     with quiet_probes(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="octify: ")  # said when it was converted; the record says so
-        gm, fm, rules_in_force = _traced(model, args, kwargs, opts)
-        plans = recorded_plans(gm, record)
-        shapes = [tuple(s) for s in record.get("input_shapes", [])]
-        return _build(model, gm, fm, plans, opts, rules_in_force, shapes, dict(record.get("options") or {}), inplace=False)
-
-
-def _build(
-    model: nn.Module, gm: fx.GraphModule, fm: Any, plans: Mapping, opts: ConvertOptions, rules_in_force: Mapping,
-    input_shapes: list, replay: dict, *, inplace: bool,
-) -> fx.GraphModule:
-    """Stages 4-7 for one plan: ``model`` is copied first unless ``inplace``. The record keeps the
-    plan and ``replay`` (what :func:`rebuild` needs to make the same model again)."""
-    fake_inputs = placeholder_values(gm)
-    record = ConversionRecord(
-        alpha=opts.alpha, octave=opts.octave, stride_mode=opts.stride_mode, specialized=gm.meta.get(SPECIALIZED, []),
-        input_shapes=input_shapes, plan=plan_dict(plans), options=dict(replay),
-    )
-    recorder = Recorder(record, dict(gm.named_modules()))
-    training = {name: m.training for name, m in model.named_modules()}
-    root = model if inplace else copy.deepcopy(model)
-    builder = GraphBuilder(root, fm, training)
-    ctx = ConversionContext(
-        builder, recorder, dict(gm.named_modules()), plans, octave=opts.octave, transfer_weights=opts.transfer_weights
-    )
-    with eval_mode(root):
-        values: dict = {}
-        graph = rewrite(gm, ctx, rules_in_force, values)  # 4
-    record.taps = module_taps(gm, values)
-    recorder.unconverted_convs(model, gm, lambda m, name: is_user_leaf(m, name, opts.leaf_types, opts.leaf_globs))
-    _warn_if_nothing_converted(record)
-
-    record.class_name = f"Oct{type(model).__name__}"
-    out = fx.GraphModule(root, graph, class_name=record.class_name)
-    builder.restore_training_flags(out)
-    out.training = model.training
-    inplace_adds(out)  # 5
-    narrow_outputs(out)  # (what TorchScript needs: one-branch octave outputs typed as Tensors)
-    contiguous_before_layout_reads(out, record)  # 6: view-style code stays valid in either layout
-    if opts.memory_format == "channels_last":
-        to_channels_last(out)
-    attach_record(out, record)
-    if opts.verify:
-        verify_outputs(gm, out, fm, fake_inputs)  # 7
-    return out
-
-
-def _warn_if_nothing_converted(record: ConversionRecord) -> None:
-    if record.convs and not record.converted:
-        reasons = list(dict.fromkeys(c.plain_reason for c in record.convs))
-        shown = "; ".join(str(r) for r in reasons[:3]) + ("; ..." if len(reasons) > 3 else "")
-        warnings.warn(
-            f"octify: none of the {len(record.convs)} convs was converted ({shown}); "
-            "the result computes what the original does, with no saving",
-            stacklevel=3,
-        )
+        state = run_stages(PassState(model, args, kwargs, opts, replay=dict(record.get("options") or {})), last="shape_prop")
+        state.plans = recorded_plans(state.gm, record)  # in place of stage 3: the plan the file recorded
+        return run_stages(state, first="rewrite").out

@@ -104,6 +104,25 @@ class ConversionRecord:
     def plain(self) -> list[ConvRecord]:
         return [c for c in self.convs if not c.converted]
 
+    def nothing_converted(self) -> Optional[str]:
+        """"none of the N convs was converted; why" when the model has convs and none was
+        converted (the one wording of the library's warning and the command line's headline);
+        None otherwise."""
+        if not self.convs or self.converted:
+            return None
+        reasons = list(dict.fromkeys(str(c.plain_reason) for c in self.convs))
+        if self.alpha == 0:
+            why = "alpha is 0, so every channel stays in the high-frequency branch"
+        elif self.alpha == 1:
+            why = "alpha 1 leaves no high-frequency channel, and an octave conv needs both branches"
+        elif len(self.convs) == 1:
+            why = f"the model's only conv, {self.convs[0].name}, stays plain: {reasons[0]}"
+        elif len(reasons) == 1:
+            why = f"every conv stays plain: {reasons[0]}"
+        else:
+            why = "no conv qualifies: " + "; ".join(reasons[:3]) + ("; ..." if len(reasons) > 3 else "")
+        return f"none of the {len(self.convs)} convs was converted; {why}"
+
     def count(self, kind: str = "merge") -> int:
         return sum(1 for m in self.merges if m.kind == kind)
 

@@ -125,9 +125,14 @@ def test_the_layout_parser_catches_drift(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- the stages of the pass
 
 def _convert_stages() -> list:
-    """The stage modules ``octify/convert.py``'s docstring lists, in order (1. ``tracer``, ...)."""
+    """The stage modules of the pass, in the order it runs them (``octify.fx.stages.STAGES``);
+    ``octify/convert.py``'s docstring lists the same (1. ``tracer``, ...)."""
+    from octify.fx.stages import STAGES
+
+    modules = [s.module for s in STAGES]
     doc = ast.get_docstring(ast.parse((PACKAGE / "convert.py").read_text()))
-    return re.findall(r"^\d+\. ``(\w+)``", doc, re.M)
+    assert re.findall(r"^\d+\. ``(\w+)``", doc, re.M) == modules, "octify/convert.py's docstring lists other stages than STAGES"
+    return modules
 
 
 def _stated_stage_lists() -> list:

@@ -25,20 +25,18 @@ from torch._subclasses.fake_tensor import FakeTensor
 import octify
 import octify.rules
 from conftest import randomize_bn, rel_err
-from octify.fx.context import ConversionContext
 from octify.fx.fold import bn_affine, conv_bn_pairs, fold_affine
 from octify.fx.fuse import conv_bn, unfuse_conv_bn
-from octify.fx.graph_builder import GraphBuilder
 from octify.fx.inplace import inplace_adds
 from octify.options import ConvertOptions
 from octify.fx.plan import plan
-from octify.fx.recorder import Recorder
-from octify.fx.rewrite import rewrite
-from octify.fx.shape_prop import eval_mode, fake_mode, fakeify, propagate
+from octify.fx.shape_prop import fake_mode, fakeify, propagate
+from octify.fx.stages import PassState, run_stages
+from octify.replay import replay_options
 from octify.fx.tracer import split_leaf_specs, trace
 from octify.fx.verify import verify
 from octify.nn import ChannelMerge, OctaveMerge, OctaveSplit, OctBatchNorm2d, OctConv2d, Realign
-from octify.record import ConversionRecord, MergeRecord
+from octify.record import MergeRecord
 from octify.rules import Decline, per_branch
 
 ATOL = RTOL = 1e-5
@@ -580,25 +578,25 @@ def test_convert_validates_before_any_work():
 # =============================================================================================
 # 5. Rewrite and rules
 # =============================================================================================
-def _rewrite_by_hand(model: nn.Module, x: torch.Tensor, rules=None, **plan_kw):
-    """Stages 1-4 as ``convert._run`` runs them, without fusion: (traced gm, new graph, root, record)."""
-    gm = trace(model, (), ())
-    fm = fake_mode()
-    fake_inputs = fakeify(fm, (x,))
-    propagate(gm, fm, fake_inputs)
-    args = dict(alpha=0.5, octave=1, stride_mode="conv", min_size=8, exclude=(), alpha_for=None)
-    args.update(plan_kw)
-    plans = plan(gm, **args)
-    record = ConversionRecord(alpha=args["alpha"], octave=args["octave"], stride_mode="conv")
-    root = copy.deepcopy(model)
-    builder = GraphBuilder(root, fm, {n: m.training for n, m in model.named_modules()})
-    ctx = ConversionContext(
-        builder, Recorder(record, dict(gm.named_modules())), dict(gm.named_modules()), plans,
-        octave=args["octave"], transfer_weights=True,
-    )
-    with eval_mode(root):
-        graph = rewrite(gm, ctx, octify.rules.registry(rules))
-    return gm, graph, root, record, builder
+def _rewrite_by_hand(model: nn.Module, x: torch.Tensor, rules=None, **options):
+    """Stages 1-4 of the pass, as convert runs them: (traced gm, new graph, root, record, builder)."""
+    opts = ConvertOptions(**{"octave": 1, "rules": rules, **options})
+    state = run_stages(PassState(model, (x,), {}, opts), last="rewrite")
+    return state.gm, state.graph, state.root, state.record, state.builder
+
+
+def test_the_stages_of_the_pass_run_in_order_and_each_leaves_its_result():
+    model = _make(Chain)
+    x = _x(*X)
+    opts = ConvertOptions()
+    state = run_stages(PassState(model, (x,), {}, opts, replay=replay_options(opts, (x,), {})), last="shape_prop")
+    assert state.gm is not None and state.plans is None and all("val" in n.meta for n in state.gm.graph.nodes if n.op != "output")
+    run_stages(state, first="plan", last="plan")
+    assert state.out is None and {str(n.target): p.alpha_out for n, p in state.plans.items()}["conv1"] == 0.5
+    out = run_stages(state, first="rewrite").out
+    assert octify.record_of(out).to_dict() == octify.record_of(octify.convert(model, example_inputs=x)).to_dict()
+    with pytest.raises(ValueError, match="a stage of the pass must be one of 'trace', 'shape_prop', .* found 'fold'"):
+        run_stages(state, first="fold")
 
 
 def test_rewrite_by_hand_chain():

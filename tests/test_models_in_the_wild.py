@@ -119,7 +119,7 @@ def test_conv1d_and_conv3d_models_convert_where_the_grid_allows_and_hold_the_ora
     # Conv1d / Conv3d have octave forms (tests/test_video_audio.py); the unpadded kernel-3 Conv1d
     # would take its low branch off the octave grid, so it stays plain and says why.
     audio, xa = Audio().eval(), torch.randn(2, 1, 64)
-    with pytest.warns(UserWarning, match="none of the 2 convs was converted .*padding does not keep the low branch on the octave grid"):
+    with pytest.warns(UserWarning, match="none of the 2 convs was converted; no conv qualifies: .*padding does not keep the low branch on the octave grid"):
         out = octify.convert(audio, example_inputs=xa)  # channels-last must not choke on 3-D / 5-D weights
     with torch.no_grad():
         torch.testing.assert_close(out(xa), audio(xa))

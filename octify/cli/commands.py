@@ -311,19 +311,8 @@ def headline(record: Any) -> str:
             f"{record.count('merge')} merge{'s' * (record.count('merge') != 1)} and "
             f"{record.count('split')} split{'s' * (record.count('split') != 1)} inserted"
         )
-    reasons = list(dict.fromkeys(str(c.plain_reason) for c in record.convs))
-    if record.alpha == 0:
-        why = "alpha is 0, so every channel stays in the high-frequency branch"
-    elif record.alpha == 1:
-        why = "alpha 1 leaves no high-frequency channel, and an octave conv needs both branches"
-    elif total == 1:
-        why = f"the model's only conv, {record.convs[0].name}, stays plain: {reasons[0]}"
-    elif len(reasons) == 1:
-        why = f"every conv stays plain: {reasons[0]}"
-    else:
-        why = "no conv qualifies (the reasons are listed below)"
     return (
-        f"[bold]Nothing changed[/]: none of the {total} convs was converted; {escape(why)}. "
+        f"[bold]Nothing changed[/]: {escape(record.nothing_converted() or 'the model has no conv octify converts')}. "
         "The saved model computes what the original does, with no saving."
     )
 

@@ -18,6 +18,6 @@
 ``fuse``       ``conv_bn``, which models saved by octify 0.1.0 call
 ============== =====================================================================
 
-The options of a conversion, validated before any work, are :class:`octify.ConvertOptions`
-(``octify/options.py``).
+``stages`` holds the stages as a list (``STAGES``), which ``octify.convert`` runs. The options
+of a conversion, validated before any work, are :class:`octify.ConvertOptions` (``octify/options.py``).
 """
