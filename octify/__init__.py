@@ -36,6 +36,7 @@ _EXPORTS = {
     "MissingDependency": ".errors",
     "record_of": ".record",
     "ConversionError": ".errors",
+    "OptionError": ".errors",
     "ConversionRecord": ".record",
     "ConvRecord": ".record",
     "MergeRecord": ".record",

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import torch.fx as fx
 from torch import nn
 
+from .errors import OptionError
 from .options import ConvertOptions
 from .fx.plan import AlphaFor
 from .fx.measure import Progress
@@ -135,7 +136,7 @@ def convert(
     if calibration is not None:
         check_reiterable(calibration, "octify.convert: calibration")
     if reconstruct is not None and inplace:
-        raise ValueError("octify.convert: reconstruct fits the converted model to the original, which inplace=True consumes. Hint: inplace=False.")
+        raise OptionError("octify.convert: reconstruct fits the converted model to the original, which inplace=True consumes. Hint: inplace=False.")
     with quiet_probes():
         if options.policy == "latency":
             converted = measured_plan(

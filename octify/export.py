@@ -26,7 +26,7 @@ import torch
 import torch.utils._pytree as pytree
 from torch import Tensor, nn
 
-from .errors import ExportError, MissingDependency
+from .errors import ExportError, MissingDependency, OptionError, OptionTypeError
 from .fx.freeze import freeze as freeze_model
 from .record import recorded_inputs
 from .utils.choices import EXPORT_FORMATS, ONNX_EXPORTERS
@@ -77,7 +77,7 @@ def _example(model: nn.Module, example_inputs: Any) -> Tuple[Tensor, ...]:
         inputs = recorded_inputs(model) or default_inputs(model)
     if not inputs or not all(isinstance(t, Tensor) and t.dim() >= 1 for t in inputs):
         found = ", ".join(type(t).__name__ for t in inputs) or "nothing"
-        raise TypeError(f"octify.export: expected example_inputs of one or more Tensors with a batch dimension, found {found}")
+        raise OptionTypeError(f"octify.export: expected example_inputs of one or more Tensors with a batch dimension, found {found}")
     return inputs
 
 
@@ -95,7 +95,7 @@ def _names(given: Sequence[str], prefix: str, n: int, what: str) -> List[str]:
     if not given:
         return [f"{prefix}_{i}" for i in range(n)]
     if len(given) != n or len(set(given)) != n:
-        raise ValueError(f"octify.export: expected {n} distinct {what} names (the model has {n} {what}{'s' * (n != 1)}), found {list(given)}")
+        raise OptionError(f"octify.export: expected {n} distinct {what} names (the model has {n} {what}{'s' * (n != 1)}), found {list(given)}")
     return list(given)
 
 
@@ -186,7 +186,7 @@ def export(
     target = freeze_model(reference) if freeze else reference
     path = Path(path)
     if format == "exported-program" and path.suffix != ".pt2":
-        raise ValueError(f"octify.export: an ExportedProgram file must end in .pt2 (torch.export.load reads only those), found {str(path)!r}")
+        raise OptionError(f"octify.export: an ExportedProgram file must end in .pt2 (torch.export.load reads only those), found {str(path)!r}")
     with warnings.catch_warnings():
         # The file is run and compared below, which is the check that matters: the exporters'
         # own notices (TorchScript's deprecation, tracer warnings on shape checks) are noise here.

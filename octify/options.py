@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from .utils.choices import CALIBRATION_SPLITS, FINETUNE_LOSSES, KEEP_BEST, MEMORY_FORMATS, OPTIMIZERS, POLICIES, STRIDE_MODES
+from .errors import OptionError, OptionTypeError
 from .utils.validate import check_alpha, check_bool, check_choice, check_globs, check_int, check_number, check_octave
 
 __all__ = ["ConvertOptions", "FinetuneOptions"]
@@ -32,7 +33,7 @@ class ConvertOptions:
     >>> ConvertOptions(policy="fast")
     Traceback (most recent call last):
     ...
-    ValueError: policy must be one of 'default', 'latency', 'latency-rules', found 'fast'
+    octify.errors.OptionError: policy must be one of 'default', 'latency', 'latency-rules', found 'fast'
     """
 
     alpha: float = 0.5
@@ -72,16 +73,16 @@ class ConvertOptions:
         if self.fidelity_budget is not None:
             check_number(self.fidelity_budget, "fidelity_budget", 0.0)
         if self.latency_budget is not None and self.fidelity_budget is not None:
-            raise ValueError("latency_budget and fidelity_budget: give one budget, found both")
+            raise OptionError("latency_budget and fidelity_budget: give one budget, found both")
         if (self.latency_budget is not None or self.fidelity_budget is not None) and self.policy != "latency":
-            raise ValueError(f"a latency or fidelity budget needs policy='latency' (the measured plan), found policy={self.policy!r}")
+            raise OptionError(f"a latency or fidelity budget needs policy='latency' (the measured plan), found policy={self.policy!r}")
         if self.policy == "latency" and self.alpha_for is not None:
-            raise ValueError("policy='latency' chooses each block's alpha itself; found alpha_for as well. Hint: drop one of them.")
+            raise OptionError("policy='latency' chooses each block's alpha itself; found alpha_for as well. Hint: drop one of them.")
         if not (isinstance(self.latency_cache, (bool, str)) or hasattr(self.latency_cache, "__fspath__")):
-            raise TypeError(f"latency_cache must be True (the user cache), False or a directory, found {type(self.latency_cache).__name__}")
+            raise OptionTypeError(f"latency_cache must be True (the user cache), False or a directory, found {type(self.latency_cache).__name__}")
         alpha_for = self.alpha_for
         if alpha_for is not None and not (callable(alpha_for) or isinstance(alpha_for, Mapping)):
-            raise TypeError(f"alpha_for must be a dict of glob -> alpha or a callable, found {type(alpha_for).__name__}")
+            raise OptionTypeError(f"alpha_for must be a dict of glob -> alpha or a callable, found {type(alpha_for).__name__}")
         if isinstance(alpha_for, Mapping):
             for pattern, a in alpha_for.items():
                 check_alpha(a, f"alpha_for[{pattern!r}]")
@@ -101,7 +102,7 @@ class FinetuneOptions:
     >>> FinetuneOptions(steps=0)
     Traceback (most recent call last):
     ...
-    ValueError: steps must be an integer >= 1, found 0
+    octify.errors.OptionError: steps must be an integer >= 1, found 0
     """
 
     steps: int
@@ -134,7 +135,7 @@ class FinetuneOptions:
         check_number(self.momentum, "momentum", 0.0)
         check_number(self.weight_decay, "weight_decay", 0.0)
         if check_number(self.warmup, "warmup", 0.0) >= 1.0:
-            raise ValueError(f"warmup is a fraction of the steps, in [0, 1), found {self.warmup:g}")
+            raise OptionError(f"warmup is a fraction of the steps, in [0, 1), found {self.warmup:g}")
         check_number(self.temperature, "temperature", 0.0, above=True)
         check_number(self.label_weight, "label_weight", 0.0)
         check_int(self.batch_size, "batch_size", 1)
@@ -143,7 +144,7 @@ class FinetuneOptions:
         check_choice(self.keep_best, "keep_best", KEEP_BEST)
         check_int(self.eval_every, "eval_every", 0)
         if not 0.0 <= check_number(self.holdout, "holdout", 0.0) < 1.0:
-            raise ValueError(f"holdout is a fraction of the samples, in [0, 1), found {self.holdout:g}")
+            raise OptionError(f"holdout is a fraction of the samples, in [0, 1), found {self.holdout:g}")
         if not callable(self.loss):
             check_choice(self.loss, "loss", FINETUNE_LOSSES)
         from .tune.features import check_features  # torch: only when options are built, not to declare them

@@ -21,7 +21,7 @@ from PIL import Image
 import octify
 from conftest import pipe_env
 from octify.cli.console import _describe, _without_fx_call_dumps
-from octify.errors import ConversionError
+from octify.errors import ConversionError, OptionError
 from octify.record import model_name
 from test_cli import assert_error, reload, run
 
@@ -248,8 +248,11 @@ def test_no_verify_writes_only_a_model_that_runs(project, monkeypatch):
 
 
 def test_the_command_line_gives_its_own_hint_and_hides_torch_fx_dumps(capsys):
-    code, message = _describe(ConversionError("it fails. Hint: pass verify=False.", cli_hint="pass --no-verify."))
-    assert (code, message) == (1, "it fails. Hint: pass --no-verify.")
+    e = ConversionError("it fails.", hint="pass verify=False.", cli_hint="pass --no-verify.")
+    assert str(e) == "it fails. Hint: pass verify=False."  # the library's words in Python
+    assert _describe(e) == (1, "it fails. Hint: pass --no-verify.")  # the flags' on the command line
+    assert _describe(ConversionError("it fails.", hint="pass verify=False.")) == (1, "it fails. Hint: pass verify=False.")
+    assert _describe(OptionError("alpha must be a number in [0, 1], found 2")) == (2, "alpha must be a number in [0, 1], found 2")
     gm = torch.fx.symbolic_trace(torch.nn.Linear(4, 2))
     with _without_fx_call_dumps(enabled=True), pytest.raises(RuntimeError):
         gm(torch.randn(1, 3))

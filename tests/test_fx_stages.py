@@ -31,6 +31,7 @@ from octify.fx.inplace import inplace_adds
 from octify.options import ConvertOptions
 from octify.fx.plan import plan
 from octify.fx.shape_prop import fake_mode, fakeify, propagate
+from octify.errors import OptionError, OptionTypeError
 from octify.fx.stages import PassState, run_stages
 from octify.replay import replay_options
 from octify.fx.tracer import split_leaf_specs, trace
@@ -566,7 +567,8 @@ def test_options_normalise():
 def test_options_reject(kwargs, exc, message):
     with pytest.raises(exc) as e:
         ConvertOptions(**kwargs)
-    assert type(e.value) is exc
+    # Typed: an OptionError (a usage error on the command line), and a ValueError or TypeError as Python's are.
+    assert type(e.value) is {ValueError: OptionError, TypeError: OptionTypeError}[exc]
     assert str(e.value) == message
 
 

@@ -14,7 +14,7 @@ import torch
 from rich.markup import escape
 
 from ..convert import convert as convert_model
-from ..errors import ConversionError, first_line
+from ..errors import first_line
 from ..io import load, save
 from ..record import record_of, recorded_inputs
 from ..report import compare, profile
@@ -213,16 +213,13 @@ def run_convert(
                      + (", fitting each octave layer to the original's" if fit_batches is not None else "")) as advance:
             if policy == "latency":
                 kwargs["progress"] = advance
-            warnings.filterwarnings("ignore", message="octify: none of the")  # the headline says it
+            # The headline says it (a filter of this step's own warnings context: ui.step restores them).
+            warnings.filterwarnings("ignore", message="octify: none of the")
             threads_before = torch.get_num_threads()
             if threads is not None and policy == "latency":  # the plan is timed at the threads it will run on
                 torch.set_num_threads(threads)
             try:
                 converted = convert_model(original, alpha, **kwargs)
-            except ConversionError:
-                raise
-            except (ValueError, TypeError) as e:  # convert's argument checks
-                raise usage(one_line(str(e))) from e
             finally:
                 torch.set_num_threads(threads_before)
         converted.eval()

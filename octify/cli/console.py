@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import ConversionError, ExportError, MissingDependency
+from ..errors import ConversionError, ExportError, MissingDependency, OptionError
 
 __all__ = ["CLIError", "LoadError", "SpecError", "usage", "UI", "one_line", "describe_exception", "write_json", "print_error"]
 
@@ -208,13 +208,11 @@ def _without_fx_call_dumps(enabled: bool) -> Iterator[None]:
 def _describe(e: BaseException) -> tuple[int, str]:
     if isinstance(e, (CLIError, LoadError)):
         return e.exit_code, one_line(str(e))
-    if isinstance(e, ConversionError):
-        msg = one_line(str(e))
-        if e.cli_hint:  # the library's hint names its arguments; the command line's, its flags
-            msg = msg.split(" Hint: ")[0] + " Hint: " + e.cli_hint
-        elif "Hint" not in msg:
-            msg += " Hint: keep the part torch.fx cannot trace whole with --leaf GLOB; its convs then stay plain."
-        return 1, msg
+    if isinstance(e, OptionError):  # a value given to the library that it cannot use: the command line's
+        return 2, one_line(str(e))
+    if isinstance(e, ConversionError):  # the library's hint names its arguments; the command line's, its flags
+        hint = e.cli_hint or e.hint or "keep the part torch.fx cannot trace whole with --leaf GLOB; its convs then stay plain."
+        return 1, one_line(f"{e.message} Hint: {hint}")
     if isinstance(e, (MissingDependency, ExportError)):
         return 1, one_line(str(e))
     if isinstance(e, OSError):

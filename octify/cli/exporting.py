@@ -13,7 +13,7 @@ from ..record import find_record, recorded_inputs
 from ..utils.formatting import nbytes
 from ..utils.formatting import shape as shape_text
 from .commands import RANDOM_WEIGHTS, example_input, load_user_model
-from .console import UI, one_line, usage, write_json
+from .console import UI, write_json
 from .options import Shape, check_writable
 
 __all__ = ["run_export", "EXPORT_SUFFIXES"]
@@ -47,11 +47,8 @@ def run_export(
     how = f"the {onnx_exporter} exporter" if format == "onnx" else {"torchscript": "torch.jit.trace", "exported-program": "torch.export"}[format]
     what = "frozen " if freeze else ""
     with ui.step(f"Exporting the {what}model to {format} with {how}, then running the file"):
-        try:
-            result = export_model(loaded.model, out_path, format=format, example_inputs=x, freeze=freeze, onnx_exporter=onnx_exporter,
-                                  input_names=input_names, output_names=output_names)
-        except (ValueError, TypeError) as e:  # export's argument checks (failures inside are ExportError)
-            raise usage(one_line(str(e))) from e
+        result = export_model(loaded.model, out_path, format=format, example_inputs=x, freeze=freeze, onnx_exporter=onnx_exporter,
+                              input_names=input_names, output_names=output_names)
     shapes_text = ", ".join(shape_text(s) for s in result.input_shapes)
     if json_out != "-":
         ui.say(

@@ -22,7 +22,7 @@ from ..tune.best import split_validation
 from ..tune.distill import StepInfo, finetune
 from ..tune.distributed import init_from_env, rank_and_world
 from .commands import RANDOM_WEIGHTS, check_saved_suffix, image_prep, load_user_model
-from .console import UI, CLIError, one_line, usage, write_json
+from .console import UI, CLIError, usage, write_json
 from .data import load_dataset
 from .options import check_writable
 from .saved import check_made_from, check_swapped, load_converted
@@ -138,14 +138,11 @@ def _finetune(
         progress.update(task, **fields)
 
     started = time.perf_counter()
-    try:
-        with progress:
-            tuned = finetune(
-                original, converted, train, validation=held, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                checkpoint=checkpoint, checkpoint_every=checkpoint_every, callback=on_step, loss=loss, **(tune or {}),
-            )
-    except ValueError as e:  # finetune's argument checks (the batch does not divide, too few samples)
-        raise usage(one_line(str(e))) from e
+    with progress:  # finetune's argument checks are OptionErrors: usage errors at the boundary
+        tuned = finetune(
+            original, converted, train, validation=held, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, callback=on_step, loss=loss, **(tune or {}),
+        )
     seconds = time.perf_counter() - started
     if rank != 0:
         return

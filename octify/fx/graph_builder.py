@@ -51,7 +51,7 @@ class GraphBuilder:
             new = self.emit(node.op, node.target, args, kwargs)
         except EmitError as e:
             raise ConversionError(
-                f"re-emitting `{node.format_node()}` failed: {e}. Hint: keep that part plain with exclude=[...] or leaf_modules=[...].",
+                f"re-emitting `{node.format_node()}` failed: {e}.", hint="keep that part plain with exclude=[...] or leaf_modules=[...].",
                 cli_hint="keep that part plain with --exclude GLOB or --leaf GLOB.",
             ) from e
         if node.meta.get("is_wrapped") and getattr(node.target, "__module__", "").startswith("octify."):

@@ -16,6 +16,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from ..errors import OptionError
 from ..nn._common import conv_out, conv_padding, is_depthwise, low_size, same_padding
 from ..nn._resample import octave_axes
 from ..nn.functional import rebuild_mapping
@@ -149,7 +150,7 @@ def plan(
             if chosen is not None:
                 a = float(chosen)
                 if not 0.0 <= a <= 1.0:
-                    raise ValueError(f"alpha_for gave alpha={chosen!r} for conv '{name}'; expected a number in [0, 1]")
+                    raise OptionError(f"alpha_for gave alpha={chosen!r} for conv '{name}'; expected a number in [0, 1]")
                 if a == 0.0:
                     reason = "alpha_for sets alpha 0"
         if chosen is None and node in last_layers and a > 0.0:

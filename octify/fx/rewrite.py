@@ -92,8 +92,8 @@ class _Walk:
                 reason = f"{kind} rule declined: {d}"
             except EmitError as e:
                 raise ConversionError(
-                    f"the octave rule {entry.rule.__name__} failed on `{node.format_node()}`: {e}. "
-                    "Hint: the rule should raise octify.rules.Decline for inputs it cannot handle; "
+                    f"the octave rule {entry.rule.__name__} failed on `{node.format_node()}`: {e}.",
+                    hint="the rule should raise octify.rules.Decline for inputs it cannot handle; "
                     "override it with rules={...: None} to merge there instead."
                 ) from e
         elif flattens_to_vectors(node):

@@ -134,8 +134,8 @@ def propagate(gm: fx.GraphModule, fm: FakeTensorMode, fake_inputs: tuple = ()) -
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder" and "val" not in n.meta]
     if len(fake_inputs) > len(placeholders):
         raise ConversionError(
-            f"example_inputs has {len(fake_inputs)} tensors but {type(gm).__name__}.forward takes {len(placeholders)} inputs. "
-            "Hint: pass a tuple with one tensor per positional input of forward()."
+            f"example_inputs has {len(fake_inputs)} tensors but {type(gm).__name__}.forward takes {len(placeholders)} inputs.",
+            hint="pass a tuple with one tensor per positional input of forward()."
         )
     inputs = iter(fake_inputs)
     with eval_mode(gm):
@@ -148,8 +148,8 @@ def propagate(gm: fx.GraphModule, fm: FakeTensorMode, fake_inputs: tuple = ()) -
                 except StopIteration:
                     if not node.args:
                         raise ConversionError(
-                            f"{type(gm).__name__}.forward needs an input '{node.target}' that example_inputs does not give. "
-                            "Hint: pass a tuple with one tensor per positional input of forward()."
+                            f"{type(gm).__name__}.forward needs an input '{node.target}' that example_inputs does not give.",
+                            hint="pass a tuple with one tensor per positional input of forward()."
                         ) from None
                     node.meta["val"] = node.args[0]
             elif node.op == "output":
@@ -159,6 +159,6 @@ def propagate(gm: fx.GraphModule, fm: FakeTensorMode, fake_inputs: tuple = ()) -
                     node.meta["val"] = run_node(fm, modules, node, gm)
                 except Exception as e:
                     raise ConversionError(
-                        f"running the model on example_inputs failed at node `{node.format_node()}`: {type(e).__name__}: {e}. "
-                        "Hint: check that example_inputs has the shape the model expects (N, C, H, W)."
+                        f"running the model on example_inputs failed at node `{node.format_node()}`: {type(e).__name__}: {e}.",
+                        hint="check that example_inputs has the shape the model expects (N, C, H, W)."
                     ) from e

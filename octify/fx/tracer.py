@@ -30,7 +30,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx import _symbolic_trace
 from torch.fx.proxy import Attribute, TraceError
 
-from ..errors import ConversionError
+from ..errors import ConversionError, OptionTypeError
 from ..nn.functional import assert_none, rebuild_mapping, shape_guard, to_int
 from ..record import Specialization
 from ..rules import class_name
@@ -247,7 +247,7 @@ def split_leaf_specs(leaf_modules: Sequence[LeafSpec]) -> tuple[tuple[type, ...]
         elif isinstance(spec, str):
             globs.append(spec)
         else:
-            raise TypeError(
+            raise OptionTypeError(
                 f"leaf_modules entries must be nn.Module subclasses or qualified-name globs, found {spec!r}"
             )
     return tuple(types), tuple(globs)
@@ -262,8 +262,8 @@ def _bind(model: nn.Module, args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], 
         bound = sig.bind_partial(*args, **kwargs)
     except TypeError as e:
         raise ConversionError(
-            f"example_inputs do not fit {type(model).__name__}.forward{sig}: {e}. "
-            "Hint: pass a tuple with one tensor per positional input of forward(), or a dict of keyword inputs."
+            f"example_inputs do not fit {type(model).__name__}.forward{sig}: {e}.",
+            hint="pass a tuple with one tensor per positional input of forward(), or a dict of keyword inputs."
         ) from None
     values: Dict[str, Any] = {}
     concrete: Dict[str, Any] = {}
@@ -361,18 +361,15 @@ def _trace_error(model: nn.Module, tracer: Tracer, e: BaseException) -> Conversi
     where, code = _user_frame(e.__traceback__)
     at = f" at {where} (`{code}`)" if where != "?" else ""
     if path:
-        hint = (
-            f"Hint: pass leaf_modules=[{type_name}] (its type; or the glob '{path}') to keep it whole; "
-            "its convs then stay plain."
-        )
+        hint = f"pass leaf_modules=[{type_name}] (its type; or the glob '{path}') to keep it whole; its convs then stay plain."
         cli_hint = f"pass --leaf {type_name} (its type; or --leaf '{path}') to keep it whole; its convs then stay plain."
     else:
         hint = (
-            f"Hint: this is {type(model).__name__}'s own forward, which leaf_modules cannot keep whole: "
+            f"this is {type(model).__name__}'s own forward, which leaf_modules cannot keep whole: "
             "make that line depend on shapes only, or convert the submodules that hold the convs."
         )
         cli_hint = (
             f"this is {type(model).__name__}'s own forward, which --leaf cannot keep whole: "
             "make that line depend on shapes only, or convert the submodules that hold the convs."
         )
-    return ConversionError(f"torch.fx cannot trace {type(model).__name__}{where_module}{at}: {type(e).__name__}: {e}. {hint}", cli_hint)
+    return ConversionError(f"torch.fx cannot trace {type(model).__name__}{where_module}{at}: {type(e).__name__}: {e}.", hint, cli_hint)

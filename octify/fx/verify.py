@@ -48,15 +48,15 @@ def verify(original: fx.GraphModule, converted: fx.GraphModule, fm: FakeTensorMo
             got = _FakeRun(converted, fm).run(*fake_inputs)
     except Exception as e:
         raise ConversionError(
-            f"the converted model fails on example_inputs: {first_line(e)}. "
-            "Hint: keep the part that fails plain with exclude=[...] or leaf_modules=[...], or pass verify=False "
+            f"the converted model fails on example_inputs: {first_line(e)}.",
+            hint="keep the part that fails plain with exclude=[...] or leaf_modules=[...], or pass verify=False "
             "to get the model anyway and inspect it.",
             cli_hint="keep the part that fails plain with --exclude GLOB or --leaf GLOB, or pass --no-verify, which "
             "writes the model only if it runs on the example input.",
         ) from e
     if _structure(got) != _structure(expected):
         raise ConversionError(
-            f"the converted model's outputs {_structure(got)} differ from the original's {_structure(expected)}. "
-            "Hint: keep the convs around the mismatch plain with exclude=[...].",
+            f"the converted model's outputs {_structure(got)} differ from the original's {_structure(expected)}.",
+            hint="keep the convs around the mismatch plain with exclude=[...].",
             cli_hint="keep the convs around the mismatch plain with --exclude GLOB.",
         )

@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
+from ..errors import OptionError
 from ..fx.shape_prop import eval_mode
 from .data import batches_of, float_outputs, to_device
 from .fidelity import FidelityMeter
@@ -57,12 +58,12 @@ def _resolve(measure: str, first: Dict[str, Any], preferred: Optional[str] = Non
             return preferred
         return "agreement_floor" if first["agreement"] is not None else "rel_error"
     if measure == "agreement" and first["agreement"] is None:
-        raise ValueError(
+        raise OptionError(
             f"{WHO}: keep_best='agreement' needs class scores (outputs with a class dim 1), found outputs without one. "
             "Hint: keep_best='rel_error'."
         )
     if measure == "accuracy" and "accuracy" not in first:
-        raise ValueError(
+        raise OptionError(
             f"{WHO}: keep_best='accuracy' needs labels in the validation data, found inputs only. "
             "Hint: give (input, label) batches, or keep_best='agreement'."
         )

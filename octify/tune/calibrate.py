@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..errors import OptionTypeError
 from ..fx.assign import assign_low_channels
 from ..fx.plan import ConvPlan
 from ..fx.shape_prop import eval_mode
@@ -32,9 +33,9 @@ def check_reiterable(data: Any, who: str) -> None:
     try:
         once = iter(data) is data
     except TypeError:
-        raise TypeError(f"{who}: expected an iterable of batches (a DataLoader, a list of Tensors), found {type(data).__name__}") from None
+        raise OptionTypeError(f"{who}: expected an iterable of batches (a DataLoader, a list of Tensors), found {type(data).__name__}") from None
     if once:
-        raise TypeError(
+        raise OptionTypeError(
             f"{who}: expected data that can be iterated more than once, found a one-shot {type(data).__name__}. "
             "Hint: pass a list of batches or a DataLoader."
         )

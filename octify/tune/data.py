@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils._pytree import tree_leaves
 
+from ..errors import OptionError, OptionTypeError
+
 __all__ = ["split_batch", "batches_of", "to_device", "float_outputs"]
 
 
@@ -23,7 +25,7 @@ def split_batch(batch: Any, who: str) -> Tuple[Tensor, Optional[Tensor]]:
     found = type(batch).__name__ if not isinstance(batch, (tuple, list)) else (
         f"a {type(batch).__name__} of " + ", ".join(type(b).__name__ for b in batch[:3]) if batch else f"an empty {type(batch).__name__}"
     )
-    raise TypeError(
+    raise OptionTypeError(
         f"{who}: expected batches that are an input Tensor or an (input, label) pair of Tensors, found {found}. "
         "Hint: pass a DataLoader, or a list of Tensors."
     )
@@ -33,11 +35,11 @@ def batches_of(data: Iterable[Any], who: str, max_batches: Optional[int] = None)
     """Each batch of ``data`` split by :func:`split_batch`, at most ``max_batches`` of them; an
     error that says so when ``data`` gives none."""
     if isinstance(data, Tensor):
-        raise TypeError(f"{who}: expected an iterable of batches, found one Tensor. Hint: pass [tensor] for a single batch.")
+        raise OptionTypeError(f"{who}: expected an iterable of batches, found one Tensor. Hint: pass [tensor] for a single batch.")
     try:
         it = iter(data)
     except TypeError:
-        raise TypeError(f"{who}: expected an iterable of batches (a DataLoader, a list of Tensors), found {type(data).__name__}") from None
+        raise OptionTypeError(f"{who}: expected an iterable of batches (a DataLoader, a list of Tensors), found {type(data).__name__}") from None
     n = 0
     for batch in it:
         if max_batches is not None and n >= max_batches:
@@ -45,7 +47,7 @@ def batches_of(data: Iterable[Any], who: str, max_batches: Optional[int] = None)
         yield split_batch(batch, who)
         n += 1
     if n == 0:
-        raise ValueError(f"{who}: the data gave no batch. Hint: check that the dataset or DataLoader is not empty.")
+        raise OptionError(f"{who}: the data gave no batch. Hint: check that the dataset or DataLoader is not empty.")
 
 
 def float_outputs(out: Any) -> list:

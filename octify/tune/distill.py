@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import OptionError, OptionTypeError
 from ..fx.shape_prop import eval_mode
 from ..record import record_of
 from ..utils.validate import check_module
@@ -65,18 +66,18 @@ def _probe(data: Any) -> Tensor:
     """One input of ``data`` (a Dataset's first sample as a batch of one, or the first batch)."""
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__") and not isinstance(data, torch.utils.data.IterableDataset):
         if len(data) == 0:
-            raise ValueError("octify.finetune: the data holds no sample. Hint: check that the dataset is not empty.")
+            raise OptionError("octify.finetune: the data holds no sample. Hint: check that the dataset is not empty.")
         x, _ = split_batch(data[0], "octify.finetune")
         return x.unsqueeze(0)
     for batch in data:
         return split_batch(batch, "octify.finetune")[0]
-    raise ValueError("octify.finetune: the data gave no batch. Hint: check that the dataset or DataLoader is not empty.")
+    raise OptionError("octify.finetune: the data gave no batch. Hint: check that the dataset or DataLoader is not empty.")
 
 
 def _first(out: Any) -> Tensor:
     leaves = float_outputs(out)
     if not leaves:
-        raise TypeError(f"octify.finetune: expected the model to return floating-point Tensors, found {type(out).__name__}")
+        raise OptionTypeError(f"octify.finetune: expected the model to return floating-point Tensors, found {type(out).__name__}")
     return leaves[0]
 
 
@@ -116,7 +117,7 @@ def _schedule(opts: FinetuneOptions) -> Callable[[int], float]:
 def _optimizer(model: nn.Module, opts: FinetuneOptions) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("octify.finetune: the converted model has no trainable parameter. Hint: check requires_grad.")
+        raise OptionError("octify.finetune: the converted model has no trainable parameter. Hint: check requires_grad.")
     if opts.optimizer == "sgd":
         return torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay, nesterov=opts.momentum > 0)
     return torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
@@ -128,11 +129,11 @@ def _stream(data: Any, opts: FinetuneOptions, epoch: int, offset: int, held: int
     rank, world = rank_and_world()
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__") and not isinstance(data, torch.utils.data.IterableDataset):
         if opts.batch_size % world:
-            raise ValueError(f"octify.finetune: batch_size {opts.batch_size} is the global batch and must divide among {world} processes")
+            raise OptionError(f"octify.finetune: batch_size {opts.batch_size} is the global batch and must divide among {world} processes")
         per = opts.batch_size // world
         if len(data) < opts.batch_size:
             given = f"{len(data) + held} samples, {len(data)} after {held} held out for validation" if held else f"{len(data)} samples"
-            raise ValueError(f"octify.finetune: the dataset has {given}, fewer than one batch of {opts.batch_size}")
+            raise OptionError(f"octify.finetune: the dataset has {given}, fewer than one batch of {opts.batch_size}")
         while True:
             sampler = EpochShardSampler(len(data), per, opts.seed, epoch, rank, world, skip=offset)
             # Its own generator: a DataLoader draws a seed from the global one per epoch, which
@@ -148,7 +149,7 @@ def _stream(data: Any, opts: FinetuneOptions, epoch: int, offset: int, held: int
             if i >= offset:
                 yield epoch, i, batch
         if n == 0:
-            raise ValueError("octify.finetune: the data gave no batch. Hint: check that the dataset or DataLoader is not empty.")
+            raise OptionError("octify.finetune: the data gave no batch. Hint: check that the dataset or DataLoader is not empty.")
         epoch, offset = epoch + 1, 0
 
 
@@ -216,9 +217,9 @@ def finetune(
     check_module(converted, "octify.finetune: converted")
     opts = FinetuneOptions(steps=steps, **options)
     if isinstance(data, Tensor):
-        raise TypeError("octify.finetune: expected a Dataset or an iterable of batches, found one Tensor. Hint: pass [tensor].")
+        raise OptionTypeError("octify.finetune: expected a Dataset or an iterable of batches, found one Tensor. Hint: pass [tensor].")
     if isinstance(validation, Tensor):
-        raise TypeError("octify.finetune: validation: expected a Dataset or an iterable of batches, found one Tensor. Hint: pass [tensor].")
+        raise OptionTypeError("octify.finetune: validation: expected a Dataset or an iterable of batches, found one Tensor. Hint: pass [tensor].")
     held_from = "none (keep_best='last')" if opts.keep_best == "last" else "given (validation=)"
     held = 0
     if validation is None and opts.keep_best != "last":

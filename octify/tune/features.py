@@ -18,6 +18,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from ..errors import OptionError
 from ..nn.partition import Partition
 from ..nn.split_merge import OctaveMerge
 from ..record import record_of
@@ -38,7 +39,7 @@ def check_features(features: Any) -> Optional[Union[str, tuple[str, ...]]]:
 
 
 def _bad_features(features: Any) -> Any:
-    raise ValueError(
+    raise OptionError(
         f"features must be None, 'auto' or module names of the original (['layer2', 'layer3']), found {features!r}"
     )
 
@@ -106,23 +107,23 @@ class FeatureTaps:
         except ValueError:
             record = None
         if record is None or not record.taps or not isinstance(converted, fx.GraphModule):
-            raise ValueError(
+            raise OptionError(
                 f"{who}: features= needs a model from octify.convert, whose record says where the original's modules end; "
                 f"found a {type(converted).__name__} without one. Hint: pass features=None, or convert with this octify version."
             )
         taps = record.taps
         names = [n for n, t in taps.items() if t["stage"]] if features == "auto" else list(features)
         if not names:
-            raise ValueError(f"{who}: features='auto' found no stage with octave layers to distil. Hint: pass module names.")
+            raise OptionError(f"{who}: features='auto' found no stage with octave layers to distil. Hint: pass module names.")
         unknown = [n for n in names if n not in taps]
         if unknown:
             known = ", ".join(list(taps)[:12]) + (", ..." if len(taps) > 12 else "")
-            raise ValueError(f"{who}: features: no module output named {', '.join(unknown)} in the converted model (known: {known}). "
+            raise OptionError(f"{who}: features: no module output named {', '.join(unknown)} in the converted model (known: {known}). "
                              "Hint: name modules of the original that return one tensor; features='auto' picks the stage ends.")
         nodes = {n.name for n in converted.graph.nodes}
         stale = [n for n in names if taps[n]["high"] not in nodes or (taps[n]["low"] is not None and taps[n]["low"] not in nodes)]
         if stale:
-            raise ValueError(f"{who}: features: the converted graph has changed since conversion ({', '.join(stale)} no longer found). "
+            raise OptionError(f"{who}: features: the converted graph has changed since conversion ({', '.join(stale)} no longer found). "
                              "Hint: distil features on the model octify.convert returned, before freeze or other graph passes.")
         self.names = names
         self.student = _Tapped(converted, [taps[n] for n in names], record.octave)
@@ -130,7 +131,7 @@ class FeatureTaps:
         modules = dict(original.named_modules())
         missing = [n for n in names if n not in modules]
         if missing:
-            raise ValueError(f"{who}: features: the original has no module {', '.join(missing)}. Hint: pass the original the model was converted from.")
+            raise OptionError(f"{who}: features: the original has no module {', '.join(missing)}. Hint: pass the original the model was converted from.")
         self._hooks = [modules[n].register_forward_hook(self._keep(n)) for n in names]
 
     def _keep(self, name: str):
@@ -144,7 +145,7 @@ class FeatureTaps:
             v = self._seen.get(n)
             if not isinstance(v, Tensor):
                 found = "nothing (it did not run)" if v is None else type(v).__name__
-                raise ValueError(f"octify.finetune: features: the original's module {n} returned {found}, not one tensor. "
+                raise OptionError(f"octify.finetune: features: the original's module {n} returned {found}, not one tensor. "
                                  "Hint: name modules that return one tensor.")
             values.append(v)
         self._seen.clear()
@@ -154,7 +155,7 @@ class FeatureTaps:
         terms = []
         for name, s, t in zip(self.names, student, teacher):
             if s.shape != t.shape:
-                raise ValueError(f"octify.finetune: features: {name} is {tuple(s.shape)} in the converted model and {tuple(t.shape)} in the "
+                raise OptionError(f"octify.finetune: features: {name} is {tuple(s.shape)} in the converted model and {tuple(t.shape)} in the "
                                  "original. Hint: the module's output is not its last value; name another module.")
             terms.append(scaled_mse(s, t))
         return torch.stack(terms).mean()

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
+from ..errors import OptionError, OptionTypeError
+
 __all__ = ["normalize_inputs", "split_example_inputs", "default_shape", "default_inputs", "tensors_of", "describe", "batch_of"]
 
 _SCALARS = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
@@ -30,7 +32,7 @@ def _check_leaf(value: Any, where: str, who: str) -> None:
         for k, v in value.items():
             _check_leaf(v, f"{where}[{k!r}]", who)
         return
-    raise TypeError(
+    raise OptionTypeError(
         f"{who}: example_inputs{where} must be a Tensor, a tuple/list/dict of Tensors or a plain Python value, "
         f"found {type(value).__name__}"
     )
@@ -41,20 +43,20 @@ def normalize_inputs(example_inputs: Any, who: str) -> Tuple[Any, ...]:
     if isinstance(example_inputs, Tensor):
         return (example_inputs,)
     if isinstance(example_inputs, list):
-        raise TypeError(
+        raise OptionTypeError(
             f"{who}: example_inputs must be a Tensor or a tuple of positional inputs, found a list of "
             f"{len(example_inputs)}; pass tuple(inputs) for positional inputs, or (inputs,) for one list argument"
         )
     if not isinstance(example_inputs, tuple):
-        raise TypeError(
+        raise OptionTypeError(
             f"{who}: example_inputs must be a Tensor or a tuple of positional inputs "
             f"(an OctConv2d alone takes ((high, low),)), found {type(example_inputs).__name__}"
         )
     if len(example_inputs) == 0:
-        raise ValueError(f"{who}: example_inputs must hold at least one input Tensor, found an empty tuple")
+        raise OptionError(f"{who}: example_inputs must hold at least one input Tensor, found an empty tuple")
     _check_leaf(example_inputs, "", who)
     if not tensors_of(example_inputs):
-        raise ValueError(
+        raise OptionError(
             f"{who}: example_inputs must hold at least one Tensor, found only "
             f"{', '.join(type(v).__name__ for v in example_inputs)}"
         )
@@ -66,10 +68,10 @@ def split_example_inputs(example_inputs: Any, who: str) -> Tuple[Tuple[Any, ...]
     through :func:`normalize_inputs`."""
     if isinstance(example_inputs, dict):
         if not example_inputs or not all(isinstance(k, str) for k in example_inputs):
-            raise TypeError(f"{who}: example_inputs as a dict must map forward()'s parameter names to inputs, found {example_inputs!r}")
+            raise OptionTypeError(f"{who}: example_inputs as a dict must map forward()'s parameter names to inputs, found {example_inputs!r}")
         _check_leaf(example_inputs, "", who)
         if not tensors_of(example_inputs):
-            raise ValueError(f"{who}: example_inputs must hold at least one Tensor, found none in {list(example_inputs)}")
+            raise OptionError(f"{who}: example_inputs must hold at least one Tensor, found none in {list(example_inputs)}")
         return (), dict(example_inputs)
     return normalize_inputs(example_inputs, who), {}
 

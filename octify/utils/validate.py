@@ -12,6 +12,8 @@ import math
 from fractions import Fraction
 from typing import Any, Sequence
 
+from ..errors import OptionError, OptionTypeError
+
 __all__ = ["check_alpha", "check_number", "check_int", "check_bool", "check_octave", "check_choice", "check_globs", "check_module"]
 
 
@@ -23,13 +25,13 @@ def check_alpha(value: Any, what: str = "alpha") -> float:
     >>> check_alpha(1.5)
     Traceback (most recent call last):
     ...
-    ValueError: alpha must be a number in [0, 1], found 1.5
+    octify.errors.OptionError: alpha must be a number in [0, 1], found 1.5
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
-        raise TypeError(f"{what} must be a number in [0, 1], found {value!r} ({type(value).__name__})")
+        raise OptionTypeError(f"{what} must be a number in [0, 1], found {value!r} ({type(value).__name__})")
     number = float(value)
     if math.isnan(number) or not 0.0 <= number <= 1.0:
-        raise ValueError(f"{what} must be a number in [0, 1], found {number:g}")
+        raise OptionError(f"{what} must be a number in [0, 1], found {number:g}")
     return number
 
 
@@ -39,30 +41,30 @@ def check_number(value: Any, what: str, minimum: float, *, above: bool = False) 
     >>> check_number(0.0, "lr", 0.0, above=True)
     Traceback (most recent call last):
     ...
-    ValueError: lr must be a number > 0, found 0
+    octify.errors.OptionError: lr must be a number > 0, found 0
     """
     bound = f"{'>' if above else '>='} {minimum:g}"
     if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
-        raise TypeError(f"{what} must be a number {bound}, found {value!r} ({type(value).__name__})")
+        raise OptionTypeError(f"{what} must be a number {bound}, found {value!r} ({type(value).__name__})")
     number = float(value)
     if math.isnan(number) or math.isinf(number) or number < minimum or (above and number == minimum):
-        raise ValueError(f"{what} must be a number {bound}, found {number:g}")
+        raise OptionError(f"{what} must be a number {bound}, found {number:g}")
     return number
 
 
 def check_int(value: Any, what: str, minimum: int) -> int:
     """An integer (not a bool, not a float that happens to be whole) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an integer >= {minimum}, found {value!r} ({type(value).__name__})")
+        raise OptionTypeError(f"{what} must be an integer >= {minimum}, found {value!r} ({type(value).__name__})")
     if value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, found {value}")
+        raise OptionError(f"{what} must be an integer >= {minimum}, found {value}")
     return value
 
 
 def check_bool(value: Any, what: str) -> bool:
     """True or False, not a truthy stand-in ("no" is truthy)."""
     if not isinstance(value, bool):
-        raise TypeError(f"{what} must be True or False, found {value!r} ({type(value).__name__})")
+        raise OptionTypeError(f"{what} must be True or False, found {value!r} ({type(value).__name__})")
     return value
 
 
@@ -72,7 +74,7 @@ def check_octave(value: Any, what: str = "octave") -> int:
     >>> check_octave(2.0)
     Traceback (most recent call last):
     ...
-    TypeError: octave must be an integer >= 1, found 2.0 (float)
+    octify.errors.OptionTypeError: octave must be an integer >= 1, found 2.0 (float)
     """
     return check_int(value, what, 1)
 
@@ -80,7 +82,7 @@ def check_octave(value: Any, what: str = "octave") -> int:
 def check_choice(value: Any, what: str, choices: Sequence[str]) -> str:
     if value not in choices:
         names = " or ".join(repr(c) for c in choices) if len(choices) == 2 else ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{what} must be {'one of ' if len(choices) > 2 else ''}{names}, found {value!r}")
+        raise OptionError(f"{what} must be {'one of ' if len(choices) > 2 else ''}{names}, found {value!r}")
     return value
 
 
@@ -89,7 +91,7 @@ def check_globs(value: Any, what: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{what} must be glob strings over qualified module names, found {value!r}")
+        raise OptionTypeError(f"{what} must be glob strings over qualified module names, found {value!r}")
     return tuple(value)
 
 
@@ -98,5 +100,5 @@ def check_module(value: Any, what: str = "model") -> Any:
     from torch import nn
 
     if not isinstance(value, nn.Module):
-        raise TypeError(f"{what} must be a torch.nn.Module, found {type(value).__name__}")
+        raise OptionTypeError(f"{what} must be a torch.nn.Module, found {type(value).__name__}")
     return value
