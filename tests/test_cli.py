@@ -7,24 +7,20 @@ import importlib.util
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from conftest import cli_env
+from conftest import assert_error, reload, run, write
 
 import octify
 from octify.cli import loading as _load
-from octify.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOM = ROOT / "examples" / "custom_cnn.py"
 SHAPE = "1,3,32,32"
 
-runner = CliRunner(env=cli_env(200))
 
 
 @pytest.fixture(autouse=True)
@@ -38,37 +34,11 @@ def _forget_model_files(tmp_path_factory):
             del sys.modules[name]
 
 
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def write(tmp_path: Path, name: str, source: str) -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(source))
-    return path
-
-
 def custom_cnn_class():
     spec = importlib.util.spec_from_file_location("_test_custom_cnn", CUSTOM)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.CustomCNN
-
-
-def reload(path: Path, trusted: bool = False) -> torch.nn.Module:
-    """A file the CLI wrote, read as the CLI reads MODEL: rebuilt from the original its recipe names."""
-    return _load.load_model(str(path), trusted=trusted).model
-
-
-def assert_error(result, code: int, *needles: str) -> None:
-    """Exit code, a one-line message on stderr that names the problem, and no traceback."""
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    err = result.stderr.strip()
-    assert err.startswith("octify: error:"), err
-    assert "\n" not in err, err
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in err, (needle, err)
 
 
 # --------------------------------------------------------------------------- help and version

@@ -13,7 +13,7 @@ import torch
 import octify
 from octify.cli.commands import calibration_text
 from octify.tune.best import split_validation
-from test_cli import assert_error, reload, run
+from conftest import assert_error, reload, run
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTURES = ROOT / "examples" / "textures.py"

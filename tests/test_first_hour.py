@@ -19,11 +19,10 @@ import torch
 from PIL import Image
 
 import octify
-from conftest import pipe_env
+from conftest import assert_error, pipe_env, reload, run
 from octify.cli.console import _describe, _without_fx_call_dumps
 from octify.errors import ConversionError, OptionError
 from octify.record import model_name
-from test_cli import assert_error, reload, run
 
 MODEL_FILE = '''
 import torch

@@ -9,35 +9,21 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
-from conftest import cli_env, pipe_env
+from conftest import pipe_env, run, write
 
 import octify
-from octify.cli import app
 from octify.report._stages import stages
 from octify.report._timing import Latency
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOM = ROOT / "examples" / "custom_cnn.py"
 OCTIFY = [sys.executable, "-m", "octify.cli"]
-
-
-def run(*args, columns: int = 200):
-    runner = CliRunner(env=cli_env(columns))
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def write(tmp_path: Path, name: str, source: str) -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(source))
-    return path
 
 
 DEEP_NET = """

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import NUMERICS, cpu_numerics, randomize_bn, rel_err
+from conftest import SpecNet, cnn_specs, NUMERICS, cpu_numerics, randomize_bn, rel_err
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_convert import SpecNet, cnn_specs
 from torch import nn
 
 import octify
