@@ -30,7 +30,7 @@ docs: $(STAMP)
 
 # The docs build and the whole suite (what CI runs), with the slowest tests listed at the end.
 test: $(STAMP) browser docs
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=25
 
 # The edit loop: everything but the model zoo and the whole-network checks (markers in pyproject.toml).
 test-fast: $(STAMP)

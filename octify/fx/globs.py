@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import warnings
 from typing import Iterable, List, Mapping, Sequence
 
 from torch import nn
+
+from ..utils.warn import warn_user
 
 __all__ = ["unmatched_glob_messages", "warn_unmatched_globs"]
 
@@ -57,4 +58,4 @@ def warn_unmatched_globs(
         globs["alpha_for"] = list(alpha_for)
     for option, values in globs.items():
         for text in unmatched_glob_messages(conv_names, modules, option, values):
-            warnings.warn(text, stacklevel=4)  # at the caller of octify.convert
+            warn_user(text)

@@ -10,11 +10,11 @@ recorded. The model's outputs are always plain.
 from __future__ import annotations
 
 import inspect
-import warnings
 from typing import Any, Dict, Mapping, Optional
 
 import torch.fx as fx
 
+from ..utils.warn import warn_user
 from ..errors import ConversionError
 from ..rules import Decline, EmitError, Octave, RuleEntry, RuleKey, class_name
 from .context import ConversionContext, map_values, octaves_in
@@ -104,7 +104,7 @@ class _Walk:
             return ctx.copy(node, args, kwargs)
         if entry is None and kind not in self.warned and not flattens_to_vectors(node):
             self.warned.add(kind)
-            warnings.warn(f"octify: {kind} has no octave rule; the pair is merged back to a plain tensor before it", stacklevel=5)
+            warn_user(f"octify: {kind} has no octave rule; the pair is merged back to a plain tensor before it")
         args, kwargs = map_values((args, kwargs), lambda v: ctx.merge(v, reason) if isinstance(v, Octave) else v)
         return ctx.copy(node, args, kwargs)
 

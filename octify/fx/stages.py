@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -30,6 +29,7 @@ from ..options import ConvertOptions
 from ..record import ConversionRecord, attach_record
 from ..replay import plan_dict
 from ..rules import registry
+from ..utils.warn import warn_user
 from .context import ConversionContext
 from .globs import warn_unmatched_globs
 from .graph_builder import GraphBuilder
@@ -131,7 +131,7 @@ def _rewrite(s: PassState) -> None:
     recorder.unconverted_convs(s.model, s.gm, lambda m, name: is_user_leaf(m, name, o.leaf_types, o.leaf_globs))
     why = record.nothing_converted()
     if why is not None:
-        warnings.warn(f"octify: {why}; the result computes what the original does, with no saving", stacklevel=2)
+        warn_user(f"octify: {why}; the result computes what the original does, with no saving")
     record.class_name = f"Oct{type(s.model).__name__}"
     s.out = fx.GraphModule(s.root, s.graph, class_name=record.class_name)
     s.builder.restore_training_flags(s.out)
