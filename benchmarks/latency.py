@@ -49,6 +49,7 @@ import torchvision
 from torch import nn
 
 import octify
+from result_table import ResultTable
 
 MODELS = [
     "resnet18", "resnet50", "resnet101", "resnext50_32x4d", "wide_resnet50_2",
@@ -270,9 +271,9 @@ PLAN_MODELS = [
 def plan_table(args: argparse.Namespace) -> None:
     """``policy="latency"`` (issue 25): the measured plan at each batch, its frozen model against the
     best plain configuration (``octify.freeze`` of the original), alternated, measured twice."""
-    print("| model | batch | plan s | octave blocks | MACs ratio | plan's own check | ratio run 1 / run 2 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    ratios = []
+    table = ResultTable("latency-plan", ["model", "batch", "plan s", "octave blocks", "MACs ratio", "plan's own check",
+                                         "ratio run 1 / run 2"], "-::::::")
+    ratios, plan_times = [], []
     for name in args.models:
         model = build(name)
         plain = octify.freeze(model)
@@ -285,16 +286,19 @@ def plan_table(args: argparse.Namespace) -> None:
                 warnings.simplefilter("ignore")
                 conv = octify.convert(model, example_inputs=x, policy="latency", latency_cache=False).eval()
             plan_s = time.perf_counter() - t0
+            plan_times.append(plan_s)
             lp = octify.record_of(conv).latency_plan
             frozen = octify.freeze(conv, example_inputs=x)
             runs = [alternate(plain, frozen, x, x, args.iters)[2] for _ in range(2)]
             ratios.append(statistics.mean(runs))
             units = lp.get("units", [])
             check = f"{lp['verified_ratio']:.2f}" if lp.get("verified_ratio") is not None else "plain"
-            print(f"| {name} | {batch} | {plan_s:.0f} | {sum(1 for u in units if u['alpha'])}/{len(units)} | "
-                  f"{macs(conv, x1) / base:.2f} | {check} | {runs[0]:.2f} / {runs[1]:.2f} |", flush=True)
+            table.row(name, batch, f"{plan_s:.0f}", f"{sum(1 for u in units if u['alpha'])}/{len(units)}",
+                      f"{macs(conv, x1) / base:.2f}", check, f"{runs[0]:.2f} / {runs[1]:.2f}")
     geo = statistics.geometric_mean(ratios)
-    print(f"\ngeometric mean of the ratios: {geo:.2f}; worst: {max(ratios):.2f}; at most 1.03: {sum(r <= 1.03 for r in ratios)}/{len(ratios)}")
+    table.note(f"Geometric mean of the ratios: {geo:.2f}; worst: {max(ratios):.2f}; at most 1.03x: "
+               f"{sum(r <= 1.03 for r in ratios)} of {len(ratios)}; the longest plan: {max(plan_times):.0f} s.")
+    table.save()
 
 
 def main() -> None:

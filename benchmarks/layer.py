@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from octify.nn import OctConv2d  # noqa: E402
+from result_table import ResultTable  # noqa: E402
 
 SHAPES = [(64, 56), (128, 28), (256, 14)]
 TARGET = 0.70
@@ -112,16 +113,17 @@ def main() -> None:
     # every parallel region, and the octave layer has more of them): say how busy it was.
     print(f"load average (1 min) before / after: {load0:.2f} / {os.getloadavg()[0]:.2f}")
     print()
-    print("| shape | layout | conv ms | octconv ms | ratio | MACs ratio |")
-    print("|---|---|---:|---:|---:|---:|")
+    table = ResultTable("layer", ["shape", "layout", "conv ms", "octconv ms", "ratio", "MACs ratio"], "--::::")
     for r in rows:
         mark = " *" if r["spread"] > NOISY else ""
-        print(f"| {r['shape']} | {r['layout']} | {r['conv_ms']:.2f} | {r['oct_ms']:.2f} | {r['ratio']:.2f}{mark} | {r['macs']:.4f} |")
+        table.row(r["shape"], r["layout"], f"{r['conv_ms']:.2f}", f"{r['oct_ms']:.2f}", f"{r['ratio']:.2f}{mark}", f"{r['macs']:.4f}")
     if any(r["spread"] > NOISY for r in rows):
-        print(f"* disturbed by other processes (p90/p10 of the conv times > {NOISY}): not representative, run again on an idle machine")
+        table.note(f"* disturbed by other processes (p90/p10 of the conv times > {NOISY}): not representative, run again on an idle machine")
     missed = [f"{r['shape']} {r['layout']}" for r in rows if r["ratio"] > TARGET]
-    print()
-    print(f"target: ratio <= {TARGET:.2f} in every row: " + ("met" if not missed else "missed in " + ", ".join(missed)))
+    table.note(f"Batch {args.batch}, alpha {args.alpha}, float32, eval, no grad; load average before / after "
+               f"{load0:.2f} / {os.getloadavg()[0]:.2f}. Target: ratio <= {TARGET:.2f} in every row: "
+               + ("met." if not missed else "missed in " + ", ".join(missed) + "."))
+    table.save()
 
 
 if __name__ == "__main__":

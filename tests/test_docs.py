@@ -7,6 +7,7 @@ or builds the site (``make docs`` does, with ``--strict``)."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 import unicodedata
@@ -259,15 +260,44 @@ def test_every_docs_page_is_linked_from_the_readme():
     assert not missing, f"README does not link to {missing}"
 
 
+def _rendered(path: Path) -> str:
+    """A page as the site shows it: its benchmark tables filled in from benchmarks/results/ by the
+    same hook the build runs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_results_hook", DOCS / "hooks" / "results.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    return hook.on_page_markdown(path.read_text())
+
+
 def test_each_headline_figure_is_in_the_section_it_links_to():
     text = README.read_text()
     rows = re.findall(r"^\| (?!what |---)(.+?) \| (.+?) \| \[.*?\]\((docs/[\w-]+\.md)#([\w-]+)\) \|$", text, re.M)
     assert len(rows) >= 5, "README's table of headline figures is missing or changed its form (| what | figure | [page](docs/page.md#section) |)"
     for what, figure, page, anchor in rows:
-        section = _section((ROOT / page).read_text(), anchor)
+        section = _section(_rendered(ROOT / page), anchor)
         numbers = re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:e-\d+)?", figure)
         assert numbers, f"README's figure for {what!r} holds no number"
         for number in numbers:
             assert re.search(rf"(?<![\w.]){re.escape(number)}(?![\w]|\.\d)", section), (
                 f"README states {number} for {what!r}, which {page}#{anchor} does not hold"
             )
+
+
+# --------------------------------------------------------------------------- figures written by the benchmarks
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def test_each_saved_benchmark_table_is_shown_once_and_each_shown_one_exists():
+    shown = []
+    for path in [README, *sorted(DOCS.glob("*.md"))]:
+        shown += re.findall(r"^<!-- results: ([\w.-]+) -->$", path.read_text(), re.M)
+    saved = sorted(p.stem for p in RESULTS.glob("*.json"))
+    assert sorted(shown) == saved, f"pages show {sorted(shown)}; benchmarks/results/ holds {saved}"
+    for name in saved:
+        data = json.loads((RESULTS / f"{name}.json").read_text())
+        assert data["rows"] and all(len(r) == len(data["columns"]) for r in data["rows"]), name
+        assert data["command"].startswith("python benchmarks/") and re.fullmatch(r"\d{4}-\d\d-\d\d", data["date"]), name
+        assert "torch" in data["machine"], name

@@ -1,0 +1,74 @@
+"""Where benchmark tables go besides the screen: ``benchmarks/results/NAME.json``, one file per
+table, with the machine, the command and the date. The docs render them (``docs/hooks/results.py``
+replaces ``<!-- results: NAME -->`` in a page with the table), so each figure is written down by
+the script that measured it, and stated once.
+
+    table = ResultTable("layer", ["shape", "layout", "ratio"], "--:")
+    table.row("64ch@56x56", "channels_last", "0.65")   # printed as a markdown row, and kept
+    table.note("target: ratio <= 0.70 in every row: met")
+    table.save()                                       # benchmarks/results/layer.json
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> str:
+    """One line: CPU model, cores, instruction set of note, torch version and threads."""
+    import torch
+
+    cpu = platform.machine()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        if " avx512f" in info:
+            cpu += " (AVX-512)"
+    except (OSError, StopIteration):
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+class ResultTable:
+    """A markdown table printed row by row as it is measured, then saved as JSON."""
+
+    def __init__(self, name: str, columns: Sequence[str], align: Optional[str] = None) -> None:
+        self.name, self.columns = name, list(columns)
+        self.align = align or "-" * len(self.columns)  # one character per column: '-' left, ':' right
+        self.rows: List[List[str]] = []
+        self.notes: List[str] = []
+        print("| " + " | ".join(self.columns) + " |")
+        print("|" + "|".join("---:" if a == ":" else "---" for a in self.align) + "|", flush=True)
+
+    def row(self, *cells: object) -> None:
+        cells_text = [str(c) for c in cells]
+        if len(cells_text) != len(self.columns):
+            raise ValueError(f"{self.name}: a row of {len(cells_text)} cells for {len(self.columns)} columns")
+        self.rows.append(cells_text)
+        print("| " + " | ".join(cells_text) + " |", flush=True)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(text, flush=True)
+
+    def save(self) -> Path:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{self.name}.json"
+        data = {
+            "name": self.name, "columns": self.columns, "align": self.align, "rows": self.rows, "notes": self.notes,
+            "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+            "date": datetime.date.today().isoformat(), "machine": machine(),
+        }
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"(saved {path})")
+        return path

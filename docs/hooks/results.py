@@ -1,0 +1,33 @@
+"""mkdocs hook: ``<!-- results: NAME -->`` in a page becomes the table that a benchmark saved in
+``benchmarks/results/NAME.json`` (``benchmarks/result_table.py``), followed by its machine, command
+and date. A marker without its file fails the build, so a page cannot show a figure no script
+wrote."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+MARKER = re.compile(r"^<!-- results: ([\w.-]+) -->$", re.M)  # a line of its own (not one quoted in prose)
+
+
+def render(name: str) -> str:
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"docs: <!-- results: {name} --> names {path}, which no benchmark has written")
+    data = json.loads(path.read_text())
+    lines = ["| " + " | ".join(data["columns"]) + " |",
+             "|" + "|".join("---:" if a == ":" else "---" for a in data["align"]) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in data["rows"]]
+    lines.append("")
+    lines += [note for note in data.get("notes", []) if note.strip()]
+    lines.append("")
+    lines.append(f"*Measured {data['date']} on {data['machine']}, with `{data['command']}` "
+                 f"(`benchmarks/results/{name}.json`).*")
+    return "\n".join(lines)
+
+
+def on_page_markdown(markdown: str, **kwargs: object) -> str:
+    return MARKER.sub(lambda m: render(m.group(1)), markdown)
