@@ -149,9 +149,9 @@ def write(tmp_path: Any, name: str, source: str) -> Any:
 
 def reload(path: Any, trusted: bool = False) -> nn.Module:
     """A file the CLI wrote, read as the CLI reads MODEL: rebuilt from the original its recipe names."""
-    from octify.cli import loading
+    from octify.cli.saved import load_model
 
-    return loading.load_model(str(path), trusted=trusted).model
+    return load_model(str(path), trusted=trusted).model
 
 
 def assert_error(result: Any, code: int, *needles: str) -> None:

@@ -421,9 +421,9 @@ def test_resolution_order(tmp_path):
         def get_model():
             return nn.Conv2d(3, 5, 1)
     """)
-    assert _load.load_model(str(f)).model.out_channels == 5  # a factory first
-    assert _load.load_model(f"{f}:model").model.out_channels == 2
-    assert isinstance(_load.load_model(f"{f}:Net").model.c, torch.nn.Conv2d)
+    assert _load.build_model(str(f)).model.out_channels == 5  # a factory first
+    assert _load.build_model(f"{f}:model").model.out_channels == 2
+    assert isinstance(_load.build_model(f"{f}:Net").model.c, torch.nn.Conv2d)
 
 
 def test_top_level_class_is_picked(tmp_path):
@@ -436,7 +436,7 @@ def test_top_level_class_is_picked(tmp_path):
             def __init__(self):
                 super().__init__(); self.b = Block()
     """)
-    assert type(_load.load_model(str(f)).model).__name__ == "Net"
+    assert type(_load.build_model(str(f)).model).__name__ == "Net"
 
 
 def test_spec_parsing():

@@ -219,7 +219,7 @@ def test_cli_converts_the_audio_example_with_a_3d_input_shape(tmp_path):
         cli_app, ["convert", str(EXAMPLES / "audio.py"), "--input-shape", "1,1,16000", "--output", str(out), "--quiet"]
     )
     assert result.exit_code == 0, result.output
-    from octify.cli.loading import load_model
+    from octify.cli.saved import load_model
 
     model = load_model(str(out)).model  # the original made again from audio.py, as the command line reads the file
     assert sum(isinstance(m, OctConv1d) for m in model.modules()) == 3

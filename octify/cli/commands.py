@@ -27,6 +27,7 @@ from ..utils.formatting import nbytes, si
 from ..utils.formatting import shape as shape_text
 from ..utils.inputs import default_shape
 from . import loading
+from .saved import load_model
 from .console import UI, CLIError, one_line, usage, write_json
 from .data import ImagePrep, load_dataset
 from .options import Shape, check_writable
@@ -77,7 +78,7 @@ def _same_outputs(a: Any, b: Any) -> Optional[str]:
 
 def load_user_model(ui: UI, spec: str, weights: Optional[str], model_args: Optional[dict] = None, trusted: bool = False) -> loading.LoadedModel:
     with ui.step(f"Loading {spec}"):
-        loaded = loading.load_model(spec, model_args, trusted=trusted)
+        loaded = load_model(spec, model_args, trusted=trusted)
         if weights is not None:
             with ui.step(f"Loading weights {weights}"):
                 loaded.source += f", weights from {load_weights(loaded.model, weights)}"

@@ -10,9 +10,9 @@ MODEL is one of
 - ``torchvision:NAME``: a ``torchvision.models`` builder, called with ``weights=None``.
 - ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)`` (timm installed).
 - ``path/to/file.safetensors``: a model saved by ``octify convert`` / ``octify.save``, made again
-  from the original its recipe names (through this same loader: a model file is imported again)
-  with the saved weights. A pickled ``file.pt`` (octify 0.1, ``torch.save(model)``) runs code
-  stored in it when loaded: only with ``--trusted``.
+  from the original its recipe names with the saved weights; read by :mod:`.saved` (whose
+  ``load_model`` takes any MODEL), which builds that original here. A pickled ``file.pt`` (octify
+  0.1, ``torch.save(model)``) runs code stored in it when loaded: only with ``--trusted``.
 
 Constructor arguments (``--model-arg KEY=VALUE``) go to the class or factory, the torchvision
 builder or ``timm.create_model``; a file with several candidates takes the one they fit.
@@ -42,7 +42,7 @@ from .console import LoadError, SpecError, describe_exception
 from .initial_weights import draws_its_weights
 from .libraries import from_timm, from_torchvision
 
-__all__ = ["LoadError", "SpecError", "LoadedModel", "load_model", "split_spec", "describe_exception", "check_file", "path_first", "FACTORY_NAMES"]
+__all__ = ["LoadError", "SpecError", "LoadedModel", "build_model", "split_spec", "describe_exception", "check_file", "path_first", "FACTORY_NAMES"]
 
 FACTORY_NAMES = ("build_model", "get_model", "create_model")
 INSTANCE_NAME = "model"
@@ -83,9 +83,10 @@ def split_spec(spec: str) -> tuple[str, str, Optional[str]]:
     return "file", spec, None
 
 
-def load_model(spec: str, kwargs: Optional[dict] = None, *, trusted: bool = False) -> LoadedModel:
-    """Resolve ``spec`` (see the module docstring) to a model, in whatever mode it builds in;
-    ``kwargs`` are constructor arguments; ``trusted`` lets a pickled file load (it runs code stored in it)."""
+def build_model(spec: str, kwargs: Optional[dict] = None) -> LoadedModel:
+    """Build the model that ``spec`` names in code (a file or a library; see the module docstring),
+    in whatever mode it builds in; ``kwargs`` are constructor arguments. A saved file is read by
+    :func:`octify.cli.saved.load_model`, which calls this for the original it records."""
     kwargs = dict(kwargs or {})
     kind, where, name = split_spec(spec)
     if kind == "zoo":
@@ -93,14 +94,7 @@ def load_model(spec: str, kwargs: Optional[dict] = None, *, trusted: bool = Fals
         trained = bool(kwargs.get("weights") or kwargs.get("pretrained"))  # --model-arg weights=... / pretrained=True
         return LoadedModel(model, canonical, source, random_weights=not trained)
     if kind == "saved":
-        if kwargs:
-            raise SpecError(
-                f"--model-arg {', '.join(kwargs)}: {spec} is a saved model, built already. "
-                "Hint: give constructor arguments with a class, factory or library model."
-            )
-        from .saved import from_saved  # (saved.py builds the original of a saved file through load_model)
-
-        return from_saved(where, trusted)
+        raise SpecError(f"{spec} is a saved model: expected a model's code (file.py, file.py:NAME, torchvision:NAME or timm:NAME)")
     return _from_file(where, name, kwargs)
 
 

@@ -22,15 +22,30 @@ from torch import nn
 
 from ..record import ConversionRecord, find_record, model_name, recorded_inputs
 from .console import LoadError, SpecError, describe_exception, one_line, usage
-from .loading import LoadedModel, check_file, load_model, path_first, split_spec
+from .loading import LoadedModel, build_model, check_file, path_first, split_spec
 
-__all__ = ["from_saved", "load_saved", "converted_record", "load_converted", "check_swapped", "check_made_from"]
+__all__ = ["load_model", "from_saved", "load_saved", "converted_record", "load_converted", "check_swapped", "check_made_from"]
 
 _SWAPPED = ("Hint: MODEL (the original) comes first, then CONVERTED: "
             "octify finetune MODEL CONVERTED.safetensors --weights CKPT --data DIR.")
 
 
 # --------------------------------------------------------------------------- MODEL as a saved file
+
+
+def load_model(spec: str, kwargs: Optional[dict] = None, *, trusted: bool = False) -> LoadedModel:
+    """Resolve any MODEL to a model: a saved file is made again (:func:`from_saved`), code is built
+    (:func:`octify.cli.loading.build_model`); ``trusted`` lets a pickled file load (it runs code
+    stored in it)."""
+    kind, where, _ = split_spec(spec)
+    if kind != "saved":
+        return build_model(spec, kwargs)
+    if kwargs:
+        raise SpecError(
+            f"--model-arg {', '.join(kwargs)}: {spec} is a saved model, built already. "
+            "Hint: give constructor arguments with a class, factory or library model."
+        )
+    return from_saved(where, trusted)
 
 
 def from_saved(path: str, trusted: bool) -> LoadedModel:
@@ -77,7 +92,7 @@ def _from_pickle(p: Path, trusted: bool) -> nn.Module:
 
 def load_saved(path: Path, original: Optional[nn.Module], trusted: bool = False, what: str = "MODEL") -> tuple[nn.Module, str]:
     """The model octify saved at ``path`` (a .safetensors file), made again from ``original`` or,
-    when None, from the original its recipe names (built by :func:`load_model`: file.py specs
+    when None, from the original its recipe names (made by :func:`load_model`: file.py specs
     too, found from the current directory, else from beside the file); and that spec ("" when
     ``original`` was given). ``what`` names the file in messages (MODEL, CONVERTED)."""
     from ..io import load
