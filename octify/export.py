@@ -169,8 +169,8 @@ def export(
 
     >>> import torch, torchvision, octify, tempfile, os
     >>> net = octify.convert(torchvision.models.resnet18(), example_inputs=torch.randn(1, 3, 64, 64))
-    >>> path = os.path.join(tempfile.mkdtemp(), "resnet18_oct.pt2")
-    >>> result = octify.export(net, path, format="exported-program")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     result = octify.export(net, os.path.join(folder, "resnet18_oct.pt2"), format="exported-program")
     >>> result.input_shapes, result.rel_diff < 1e-4
     ([(1, 3, 64, 64)], True)
     """

@@ -13,8 +13,9 @@ weights and the conversion record. A file converted from ``torchvision:NAME`` or
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1),
     ...                           torch.nn.Conv2d(8, 4, 3, padding=1)).eval()
     >>> oct_net = octify.convert(net, example_inputs=torch.randn(1, 3, 32, 32))
-    >>> path = octify.save(oct_net, os.path.join(tempfile.mkdtemp(), "net_oct.safetensors"))
-    >>> back = octify.load(path, model=net)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = octify.save(oct_net, os.path.join(folder, "net_oct.safetensors"))
+    ...     back = octify.load(path, model=net)
     >>> x = torch.randn(2, 3, 32, 32)
     >>> torch.equal(back(x), oct_net(x)), octify.record_of(back).to_dict() == octify.record_of(oct_net).to_dict()
     (True, True)
