@@ -57,6 +57,18 @@ def test_fold_bn_refuses_training_mode() -> None:
         octify.fold_bn(model)
 
 
+def test_a_frozen_plain_model_is_in_eval_mode_throughout_and_freezes_again() -> None:
+    """torch.fx re-creates a plain model's containers (layer1, layer1.0, ...) as new modules,
+    which start in training mode; freezing the frozen model again (another device, dtype or
+    batch for its kernel choice) then refused it. The containers keep the original's flags."""
+    model = torchvision.models.resnet18().eval()
+    frozen = octify.freeze(model)
+    assert [name for name, m in frozen.named_modules() if m.training] == []
+    x = torch.randn(1, 3, 64, 64)
+    again = octify.freeze(frozen.to(torch.float64), example_inputs=x.double())
+    assert rel_err(again(x.double()).float(), model(x)) < 1e-4
+
+
 def test_converted_weights_are_channels_last_unless_preserved() -> None:
     model = torchvision.models.resnet18().eval()
     x = torch.randn(1, 3, 64, 64)

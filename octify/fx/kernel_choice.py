@@ -17,17 +17,20 @@ import torch
 from torch import nn
 
 from ..nn import OctConv2d
-from ..utils.runtime import module_values
+from ..utils.runtime import module_values, sync
 
 __all__ = ["choose_matmul"]
 
 
 def _times(layer: OctConv2d, args: tuple, matmul: bool, reps: int) -> List[float]:
     layer.use_matmul(matmul)
+    device = next(p.device for p in layer.parameters())
     out = []
     for _ in range(reps):
+        sync(device)  # a GPU runs asynchronously: time the kernels, not their launch
         t0 = time.perf_counter()
         layer(*args)
+        sync(device)
         out.append(time.perf_counter() - t0)
     return out
 

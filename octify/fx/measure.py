@@ -38,7 +38,8 @@ __all__ = ["Timings", "time_units", "cache_key", "default_cache_dir", "load_cach
 _MARKS: list = []
 
 
-def _mark(unit: Optional[str]) -> None:
+def _mark(unit: Optional[str], device: str) -> None:
+    sync(torch.device(device))  # a GPU runs asynchronously: the unit's kernels must be done
     _MARKS.append((unit, time.perf_counter()))
 
 
@@ -72,8 +73,9 @@ def _tags(gm: fx.GraphModule) -> None:
             node.meta[UNIT] = unit_of(node, modules)
 
 
-def _clocked(model: fx.GraphModule) -> fx.GraphModule:
-    """A copy of ``model`` with a clock call before each run of nodes of one unit, and one at the end."""
+def _clocked(model: fx.GraphModule, device: torch.device) -> fx.GraphModule:
+    """A copy of ``model`` with a clock call before each run of nodes of one unit, and one at the
+    end; each waits for ``device``'s work first."""
     gm = copy.deepcopy(model)
     graph, current = gm.graph, object()
     for node in list(graph.nodes):
@@ -82,7 +84,7 @@ def _clocked(model: fx.GraphModule) -> fx.GraphModule:
         unit = node.meta.get(UNIT, current) if node.op != "output" else "<end>"
         if unit is not current and unit != current:
             with graph.inserting_before(node):
-                graph.call_function(_mark, (unit,))
+                graph.call_function(_mark, (unit, str(device)))
             current = unit
     gm.recompile()
     return gm
@@ -191,7 +193,7 @@ def time_units(
             if mod is not None and getattr(mod, "ol", 0) and node.meta.get(UNIT) is not None:
                 octave_units.add(node.meta[UNIT])
     units = [u for u in order if u in octave_units and u in shapes]
-    models = {0.0: _clocked(plain), **{a: _clocked(gm) for a, gm in variants.items()}}
+    models = {0.0: _clocked(plain, device), **{a: _clocked(gm, device) for a, gm in variants.items()}}
     if progress is not None:
         progress.start(f"timing {len(units)} units in {len(models)} forms, {runs} runs each")
     measured = _run_clocked(models, inputs, runs, device, progress)

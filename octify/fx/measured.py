@@ -34,7 +34,7 @@ from ..nn._resample import downsample, upsample_to
 from ..nn.octconv import OctConvNd
 from ..nn.partition import Partition
 from ..record import find_record
-from ..utils.runtime import module_values
+from ..utils.runtime import module_values, sync
 from .choose import Unit, pick, tradeoff
 from .freeze import freeze
 from .latency import UNIT
@@ -73,12 +73,15 @@ def _fidelity_costs(model: nn.Module, units: Sequence[str], batch: Sequence[Any]
 def _ratio(a: nn.Module, b: nn.Module, inputs: Sequence[Any], pairs: int) -> float:
     """Median over alternated pairs of time(a) / time(b)."""
     ratios = []
+    device = next((p.device for p in b.parameters()), torch.device("cpu"))
     with torch.inference_mode():
         for i in range(pairs + 2):
             times = []
             for m in (a, b):
+                sync(device)
                 t0 = time.perf_counter()
                 m(*inputs)
+                sync(device)
                 times.append(time.perf_counter() - t0)
             if i >= 2:
                 ratios.append(times[0] / times[1])

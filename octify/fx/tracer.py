@@ -330,6 +330,12 @@ def trace(
             node.meta["is_wrapped"] = True
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
     gm.meta[SPECIALIZED] = list(tracer.specialized)
+    # torch.fx re-creates the containers on the path to each submodule as plain nn.Modules, which
+    # start in training mode: give them the flags of the containers they stand for.
+    originals = dict(model.named_modules())
+    for name, m in gm.named_modules():
+        if type(m) is nn.Module and name in originals:
+            m.training = originals[name].training
     return gm
 
 
