@@ -154,8 +154,7 @@ def main() -> None:
     table.note(f"alpha {args.alpha:g}, {args.size}x{args.size}, {args.reps} forwards per sample, {args.iters} alternated samples; "
                f"geometric mean of the larger ratio of each row: {statistics.geometric_mean(ratios):.2f}, "
                f"octave faster in {sum(r < 1 for r in ratios)} of {len(ratios)} rows.")
-    if device.type == "cuda":
-        table.save()
+    table.save(unless="" if device.type == "cuda" else f"ran on {device}, not a GPU")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ class ResultTable:
     def __init__(self, name: str, columns: Sequence[str], align: Optional[str] = None) -> None:
         self.name, self.columns = name, list(columns)
         self.align = align or "-" * len(self.columns)  # one character per column: '-' left, ':' right
+        if len(self.align) != len(self.columns) or set(self.align) - {"-", ":"}:
+            raise ValueError(f"{name}: align {self.align!r} must be one '-' or ':' per column, for {len(self.columns)} columns")
         self.rows: List[List[str]] = []
         self.notes: List[str] = []
         print("| " + " | ".join(self.columns) + " |")
@@ -61,7 +63,12 @@ class ResultTable:
         self.notes.append(text)
         print(text, flush=True)
 
-    def save(self) -> Path:
+    def save(self, unless: str = "") -> Optional[Path]:
+        """Write the JSON file; with ``unless`` (why this run is not the one the docs show: a part
+        of the default rows, other settings), say so and write nothing."""
+        if unless:
+            print(f"(not saved: {unless})")
+            return None
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{self.name}.json"
         data = {

@@ -7,7 +7,7 @@ flatten head costs nothing and is not counted); a model "merges often" when its 
 more than a quarter of its octave convs: past that, a merge sits in most blocks and costs more
 than the octave convs save.
 
-    python benchmarks/timm_sample.py              # the whole sample, about 5 minutes on 2 cores
+    python benchmarks/timm_sample.py              # the whole sample, about 3 minutes on 2 cores
     python benchmarks/timm_sample.py ecaresnet26t skresnet18   # some of it
 """
 
@@ -18,9 +18,15 @@ import collections
 import time
 import warnings
 
+import sys
+from pathlib import Path
+
 import torch
 
-import octify
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import octify  # noqa: E402
+from result_table import ResultTable  # noqa: E402
 
 # Small variants of the CNN families of timm 1.0 (attention hybrids included where a conv stem
 # and conv stages do most of the work), one or two per family.
@@ -77,23 +83,24 @@ def main() -> None:
     args = ap.parse_args()
     names = args.names or SAMPLE
     rows = []
-    print("| model | octave convs | merges | merges often | oracle (octave=1) | convert s | merged at |")
-    print("|---|---:|---:|---|---:|---:|---|")
+    table = ResultTable("timm-sample", ["model", "octave convs", "merges", "merges often", "oracle (octave=1)", "convert s", "merged at"],
+                        "-::-::-")
     for name in names:
         try:
             r = run(name, args.size)
         except Exception as e:  # a model this timm cannot build, or a conversion failure: in the table
-            print(f"| {name} | - | - | - | - | - | failed: {type(e).__name__}: {str(e)[:120]} |", flush=True)
+            table.row(name, "-", "-", "-", "-", "-", f"failed: {type(e).__name__}: {str(e)[:120]}")
             rows.append({"name": name, "failed": True})
             continue
         rows.append(r)
         ops = ", ".join(f"{op} ({n})" for op, n in r["ops"])
-        print(f"| {name} | {r['octave']}/{r['convs']} | {r['merges']} | {'yes' if r['often'] else 'no'} | {r['oracle']:.1e} | "
-              f"{r['seconds']:.1f} | {ops} |", flush=True)
+        table.row(name, f"{r['octave']}/{r['convs']}", r["merges"], "yes" if r["often"] else "no", f"{r['oracle']:.1e}",
+                  f"{r['seconds']:.1f}", ops)
     done = [r for r in rows if not r.get("failed")]
-    print(f"\n{len(done)} models converted, {sum(r['often'] for r in done)} merge after more than a quarter of their octave "
-          f"convs, worst oracle {max(r['oracle'] for r in done):.1e}; timm {__import__('timm').__version__}, "
-          f"torch {torch.__version__}, input 1x3x{args.size}x{args.size}")
+    table.note(f"{len(done)} of {len(rows)} models converted, {sum(r['often'] for r in done)} merge after more than a quarter of "
+               f"their octave convs, worst oracle {max(r['oracle'] for r in done):.1e}; timm {__import__('timm').__version__}, "
+               f"input 1x3x{args.size}x{args.size} (256 for {', '.join(SIZES)}), alpha 0.5, random weights.")
+    table.save(unless="a part of the sample" if args.names else "")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def test_the_gpu_benchmark_measures_both_sides_on_a_cpu_and_saves_nothing():
     for _, plain_ms, octave_ms, r1, r2, macs in rows:
         assert float(plain_ms) > 0 and float(octave_ms) > 0 and float(r1) > 0 and float(r2) > 0
         assert 0.5 < float(macs) < 0.9  # resnet18 at alpha 0.5: the stem and the head stay plain
-    assert "octave faster in" in proc.stdout
+    assert "octave faster in" in proc.stdout and "(not saved: ran on cpu, not a GPU)" in proc.stdout
     assert (saved.read_bytes() if saved.exists() else None) == before
 
 

@@ -299,5 +299,6 @@ def test_each_saved_benchmark_table_is_shown_once_and_each_shown_one_exists():
     for name in saved:
         data = json.loads((RESULTS / f"{name}.json").read_text())
         assert data["rows"] and all(len(r) == len(data["columns"]) for r in data["rows"]), name
+        assert len(data["align"]) == len(data["columns"]) and set(data["align"]) <= {"-", ":"}, name
         assert data["command"].startswith("python benchmarks/") and re.fullmatch(r"\d{4}-\d\d-\d\d", data["date"]), name
         assert "torch" in data["machine"], name
