@@ -29,7 +29,6 @@ import argparse
 import copy
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -42,14 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import octify  # noqa: E402
 from result_table import ResultTable  # noqa: E402
+from timing import alternate  # noqa: E402
 
 MODES = ("eager", "cuda-graph", "compile", "compile+cuda-graph")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def on_device(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> nn.Module:
@@ -82,26 +77,6 @@ def runner(model: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], object]
     for _ in range(3):
         compiled(x)
     return lambda: compiled(x)
-
-
-def alternate(a: Callable, b: Callable, device: torch.device, iters: int, reps: int) -> tuple[float, float, float]:
-    """Median ms per forward of a and of b, and the median of the per-pair ratios b / a."""
-    ta, tb, ratios = [], [], []
-    for i in range(iters + 1):
-        pair = []
-        for f in ((a, b) if i % 2 == 0 else (b, a)):
-            sync(device)
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                f()
-            sync(device)
-            pair.append((time.perf_counter() - t0) * 1e3 / reps)
-        da, db = pair if i % 2 == 0 else pair[::-1]
-        if i:  # the first pair warms up
-            ta.append(da)
-            tb.append(db)
-            ratios.append(db / da)
-    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
 
 
 def main() -> None:
@@ -142,7 +117,7 @@ def main() -> None:
                     plain, octave = on_device(model, x, device, dtype), on_device(converted, x, device, dtype)
                     for mode in args.modes:
                         a, b = runner(plain, x, mode), runner(octave, x, mode)
-                        runs = [alternate(a, b, device, args.iters, args.reps) for _ in range(2)]
+                        runs = [alternate(a, b, args.iters, reps=args.reps, device=device) for _ in range(2)]
                         ratios.append(max(r[2] for r in runs))
                         table.row(mode, dtype_name, name, batch, f"{runs[0][0]:.2f}", f"{runs[0][1]:.2f}",
                                   f"**{runs[0][2]:.2f}** / **{runs[1][2]:.2f}**", f"{macs_ratio:.2f}")

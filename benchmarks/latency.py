@@ -50,6 +50,7 @@ from torch import nn
 
 import octify
 from result_table import ResultTable
+from timing import alternate, time_one
 
 MODELS = [
     "resnet18", "resnet50", "resnet101", "resnext50_32x4d", "wide_resnet50_2",
@@ -63,40 +64,6 @@ def build(name: str) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torchvision.models.get_model(name, weights=None).eval()
-
-
-def alternate(a: Callable, b: Callable, xa: torch.Tensor, xb: torch.Tensor, iters: int) -> tuple[float, float, float]:
-    """Median ms of a, of b, and median of the per-pair ratios b/a, runs alternated."""
-    ta, tb, ratios = [], [], []
-    with torch.inference_mode():
-        for _ in range(2):
-            a(xa)
-            b(xb)
-        for i in range(iters):
-            # Alternate which goes first, so that neither always runs on a warmer cache.
-            first, second = (a, b) if i % 2 == 0 else (b, a)
-            x1, x2 = (xa, xb) if i % 2 == 0 else (xb, xa)
-            t0 = time.perf_counter()
-            first(x1)
-            t1 = time.perf_counter()
-            second(x2)
-            t2 = time.perf_counter()
-            da, db = (t1 - t0, t2 - t1) if i % 2 == 0 else (t2 - t1, t1 - t0)
-            ta.append(da)
-            tb.append(db)
-            ratios.append(db / da)
-    return statistics.median(ta) * 1e3, statistics.median(tb) * 1e3, statistics.median(ratios)
-
-
-def time_one(f: Callable, x: torch.Tensor, iters: int) -> float:
-    with torch.inference_mode():
-        f(x)
-        ts = []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            f(x)
-            ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3
 
 
 def macs(model: nn.Module, x: torch.Tensor) -> int:
@@ -134,16 +101,16 @@ def latency_table(args: argparse.Namespace) -> None:
             x = torch.randn(batch, 3, 224, 224)
             xcl = x.contiguous(memory_format=CL)
             # The best plain configuration at this batch size (a short timing of each).
-            best = min(plain, key=lambda k: time_one(plain[k], xcl if k[1] else x, max(3, args.iters // 3)))
+            best = min(plain, key=lambda k: time_one(lambda: plain[k](xcl if k[1] else x), max(3, args.iters // 3)))
             best_label = {(False, False): "as given", (False, True): "channels_last", (True, False): "BN folded", (True, True): "folded+CL"}[best]
             for policy in args.policies:
                 for alpha in args.alphas:
                     conv, ratio_macs = converted(model, alpha, policy, x224, base_macs)
                     frozen = octify.freeze(conv)
-                    o_ms, f_ms, r_given = alternate(model, frozen, x, x, args.iters)
+                    o_ms, f_ms, r_given = alternate(lambda: model(x), lambda: frozen(x), args.iters)
                     xb = xcl if best[1] else x
-                    b_ms, fb_ms, r_best = alternate(plain[best], frozen, xb, xb, args.iters)
-                    c_ms = time_one(conv, x, max(3, args.iters // 3))
+                    b_ms, fb_ms, r_best = alternate(lambda: plain[best](xb), lambda: frozen(xb), args.iters)
+                    c_ms = time_one(lambda: conv(x), max(3, args.iters // 3))
                     print(
                         f"| {name} | {policy} | {alpha:g} | {batch} | {o_ms:.1f} | {f_ms:.1f} | {r_given:.2f} | {best_label} | "
                         f"{b_ms:.1f} | {fb_ms:.1f} | {r_best:.2f} | {c_ms:.1f} | {ratio_macs:.2f} |",
@@ -166,7 +133,7 @@ def compiled_table(args: argparse.Namespace) -> None:
                 compiled = torch.compile(octify.freeze(conv))
                 for batch in args.batches:
                     x = torch.randn(batch, 3, 224, 224)
-                    o_ms, c_ms, r = alternate(original, compiled, x, x, args.iters)
+                    o_ms, c_ms, r = alternate(lambda: original(x), lambda: compiled(x), args.iters)
                     print(f"| {name} | {policy} | {alpha:g} | {batch} | {o_ms:.1f} | {c_ms:.1f} | {r:.2f} | {ratio_macs:.2f} |", flush=True)
 
 
@@ -210,15 +177,15 @@ def _int8(model: nn.Module, batches: list) -> Callable:
 
 
 def _fastest(forms: dict, x: torch.Tensor, iters: int) -> tuple[str, Callable]:
-    name = min(forms, key=lambda k: time_one(forms[k], x, iters))
+    name = min(forms, key=lambda k: time_one(lambda: forms[k](x), iters))
     return name, forms[name]
 
 
 def _twice(a: Callable, b: Callable, x: torch.Tensor, iters: int) -> tuple[float, float, str, float]:
     """Two alternated measurements of b against a: the first's median ms of each, both ratios as
     the table shows them, and the larger ratio."""
-    first = alternate(a, b, x, x, iters)
-    second = alternate(a, b, x, x, iters)
+    first = alternate(lambda: a(x), lambda: b(x), iters)
+    second = alternate(lambda: a(x), lambda: b(x), iters)
     return first[0], first[1], f"**{first[2]:.2f}** / **{second[2]:.2f}**", max(first[2], second[2])
 
 
@@ -304,7 +271,7 @@ def plan_table(args: argparse.Namespace) -> None:
             plan_times.append(plan_s)
             lp = octify.record_of(conv).latency_plan
             frozen = octify.freeze(conv, example_inputs=x)
-            runs = [alternate(plain, frozen, x, x, args.iters)[2] for _ in range(2)]
+            runs = [alternate(lambda: plain(x), lambda: frozen(x), args.iters)[2] for _ in range(2)]
             ratios.append(statistics.mean(runs))
             units = lp.get("units", [])
             check = f"{lp['verified_ratio']:.2f}" if lp.get("verified_ratio") is not None else "plain"

@@ -19,9 +19,7 @@ channels or half the height, fall under that line far more often than the origin
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -31,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import octify  # noqa: E402
 from result_table import ResultTable  # noqa: E402
+from timing import alternate  # noqa: E402
 
 
 def main() -> None:
@@ -66,28 +65,12 @@ def main() -> None:
             a = octify.freeze(model, memory_format=layout, conv3d=kernel)
             b = octify.freeze(converted, memory_format=layout, conv3d=kernel)
             xi = x.contiguous(memory_format=torch.channels_last_3d) if layout == "channels_last" else x
-            runs = [_alternate(a, b, xi, args) for _ in range(2)]
+            runs = [alternate(lambda: a(xi), lambda: b(xi), args.iters, warmup=args.warmup) for _ in range(2)]
             table.row(layout, kernel, f"{runs[0][0]:.0f}", f"{runs[0][1]:.0f}", f"{runs[0][2]:.2f} / {runs[1][2]:.2f}")
     table.note(f"r3d_18 on one {'x'.join(map(str, x.shape))} clip, alpha {args.alpha:g}, {torch.get_num_threads()} threads; "
                f"MACs {macs0 / 1e9:.2f} G -> {macs1 / 1e9:.2f} G; {args.iters} alternated iterations after {args.warmup} warm-up, twice.")
     table.save(unless="" if (args.frames, args.size, args.alpha) == (8, 112, 0.5) else "other settings than the default")
 
-
-def _alternate(a, b, x: torch.Tensor, args: argparse.Namespace) -> tuple:
-    """Median ms of a and of b, and the median of the per-iteration ratios b / a (which goes first alternates)."""
-    ta, tb, ratios = [], [], []
-    with torch.no_grad():
-        for _ in range(args.warmup):
-            a(x)
-            b(x)
-        for i in range(args.iters):
-            pair = [(a, ta), (b, tb)] if i % 2 == 0 else [(b, tb), (a, ta)]
-            for m, times in pair:
-                t0 = time.perf_counter()
-                m(x)
-                times.append(time.perf_counter() - t0)
-            ratios.append(tb[-1] / ta[-1])
-    return statistics.median(ta) * 1e3, statistics.median(tb) * 1e3, statistics.median(ratios)
 
 if __name__ == "__main__":
     main()
