@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,12 @@ def test_finetune_cli_says_what_it_expected(converted_file, tmp_path):
                  "MODEL has the random weights its constructor drew (no --weights given)", "--allow-random-teacher")
 
 
+def _in(tmp_path) -> dict:
+    """The environment for a torchrun launch whose temporary files (torchelastic's log folders)
+    go under the test's own folder, not into the machine's /tmp for good."""
+    return {**os.environ, "TMPDIR": str(tmp_path)}
+
+
 def _difference(a: dict, b: dict) -> float:
     """The largest difference between two state_dicts' floating tensors, each relative to the
     largest magnitude in ``b``'s tensor (weights, biases and running statistics alike)."""
@@ -121,7 +128,7 @@ def test_two_gloo_processes_through_torchrun_match_one_and_each_other(tmp_path):
     worker = ROOT / "tests" / "ddp_worker.py"
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(worker), str(tmp_path)]
     for cmd in (launch, [sys.executable, str(worker), str(tmp_path)]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=_in(tmp_path))
         assert proc.returncode == 0, proc.stderr[-3000:]
     got = {f.stem: torch.load(f, weights_only=True) for f in tmp_path.glob("*.pt")}
     for name in ("global-bn", "local-bn"):
@@ -142,7 +149,7 @@ def test_finetune_cli_nproc_launches_processes_that_agree_with_one(converted_fil
     for k in (1, 2):
         report = tmp_path / f"r{k}.json"
         proc = subprocess.run([sys.executable, "-m", "octify.cli", "finetune", *common, "--nproc", str(k), "-o", str(tmp_path / f"t{k}.safetensors"),
-                               "--json", str(report)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                               "--json", str(report)], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_in(tmp_path))
         assert proc.returncode == 0, proc.stderr[-3000:]
         reports.append(json.loads(report.read_text()))
     one, two = reports

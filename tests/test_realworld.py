@@ -9,7 +9,9 @@ Run alone with ``pytest -m realworld``; installed by ``make test`` through the `
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +20,9 @@ import torchvision
 import octify
 
 from conftest import randomize_bn, rel_err
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from realworld import HF, SMP_ARCHS, TIMM, hf_model  # noqa: E402  (the same models, at full size there)
 
 pytestmark = pytest.mark.realworld
 
@@ -80,9 +85,6 @@ def _check(model: torch.nn.Module, x: torch.Tensor, *, min_converted: int = 1) -
     return rec
 
 
-SMP_ARCHS = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN", "UPerNet", "Segformer"]
-
-
 # Named exceptions to "at least one conv converted", each with its reason.
 CONVERTS_NOTHING = {
     ("PAN", "efficientnet-b0"): "smp's EfficientNet encoder is built from Conv2dStaticSamePadding (a Conv2d subclass "
@@ -105,9 +107,6 @@ def test_segmentation_models_pytorch(arch, encoder):
     assert heads and all(c.alpha_out == 0.0 for c in heads)
 
 
-TIMM = ["efficientnet_b0", "mobilenetv3_small_100", "regnety_002", "cspresnet50", "vovnet39a", "rexnet_100",
-        "resnet18d", "ese_vovnet19b_dw", "dla34", "ghostnet_100", "darknet17", "tf_efficientnet_b0",
-        "ecaresnet26t", "poolformer_s12", "mixnet_s", "dpn68b", "convnext_atto", "hgnetv2_b0"]
 # Families built from timm's norm-act layers: no merge anywhere inside a block.
 NORM_ACT_NO_MERGE = {"efficientnet_b0", "mobilenetv3_small_100", "regnety_002", "cspresnet50", "vovnet39a",
                      "ese_vovnet19b_dw", "darknet17"}
@@ -156,19 +155,11 @@ def test_torchvision_detection_backbones_with_fpn(backbone):
 
 
 def _hf(name):
-    T = _library("transformers")
-    return {
-        "ResNet": lambda: T.ResNetModel(T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1])),
-        "ResNetForImageClassification": lambda: T.ResNetForImageClassification(
-            T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1], num_labels=3)
-        ),
-        "ConvNext": lambda: T.ConvNextModel(T.ConvNextConfig(hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1])),
-        "MobileNetV2": lambda: T.MobileNetV2Model(T.MobileNetV2Config(depth_multiplier=0.35)),
-        "RegNet": lambda: T.RegNetModel(T.RegNetConfig()),
-    }[name]()
+    _library("transformers")
+    return hf_model(name)
 
 
-@pytest.mark.parametrize("name", ["ResNet", "ResNetForImageClassification", "ConvNext", "MobileNetV2", "RegNet"])
+@pytest.mark.parametrize("name", HF)
 def test_transformers_vision_cnns(name):
     torch.manual_seed(0)
     rec = _check(_hf(name), torch.randn(1, 3, 64, 64), min_converted=0 if name == "ConvNext" else 1)
