@@ -8,8 +8,13 @@ to one plain tensor inside the network, with the op it happened at; the merge in
 output is not counted), the MACs ratio (``octify.profile``) and the conversion time, one thread.
 ``tests/test_realworld.py`` holds the same models at small sizes in the suite.
 
-    python benchmarks/realworld.py                       # every library installed (about 4 minutes)
+    python benchmarks/realworld.py                       # every library installed (under 3 minutes)
     python benchmarks/realworld.py --libraries timm
+    python benchmarks/realworld.py --video-audio         # torchvision's video nets and M5 (examples/audio.py)
+
+``--video-audio`` makes the table of Conv3d / Conv1d models instead: torchvision's video
+classifiers on a 16-frame clip and the M5 audio net of ``examples/audio.py`` on one second at
+16 kHz, with the MACs before and after.
 """
 
 from __future__ import annotations
@@ -80,6 +85,36 @@ def models(library: str) -> List[Tuple[str, Callable[[], torch.nn.Module], int]]
     return [(name, lambda n=name: hf_model(n), 224) for name in HF]
 
 
+def _m5() -> torch.nn.Module:
+    spec = importlib.util.spec_from_file_location("_octify_example_audio", Path(__file__).resolve().parents[1] / "examples" / "audio.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_model()
+
+
+VIDEO_AUDIO = [
+    ("torchvision r3d_18", lambda: torchvision.models.video.r3d_18(), (1, 3, 16, 112, 112)),
+    ("torchvision mc3_18", lambda: torchvision.models.video.mc3_18(), (1, 3, 16, 112, 112)),
+    ("torchvision r2plus1d_18", lambda: torchvision.models.video.r2plus1d_18(), (1, 3, 16, 112, 112)),
+    ("torchvision s3d", lambda: torchvision.models.video.s3d(), (1, 3, 16, 224, 224)),
+    ("M5 (`examples/audio.py`)", _m5, (1, 1, 16000)),
+]
+
+
+def _macs(n: float) -> str:
+    return f"{n / 1e9:.2f} G" if n >= 1e9 else f"{n / 1e6:.0f} M"
+
+
+def video_audio_table() -> None:
+    table = ResultTable("video-audio", ["model", "input", "converted", "merges", "MACs before -> after", "oracle (octave=1)"], "--::-:")
+    for label, build, shape in VIDEO_AUDIO:
+        r = measure(build, shape)
+        table.row(label, "x".join(map(str, shape)), r["converted"], r["merges"],
+                  f"{_macs(r['macs_before'])} -> {_macs(r['macs_after'])} ({r['macs']:.2f}x)", f"{r['oracle']:.1e}")
+    table.note("alpha 0.5, default policy, random weights, one thread; MACs from octify.profile.")
+    table.save()
+
+
 def _tensors(out) -> List[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -90,10 +125,11 @@ def _tensors(out) -> List[torch.Tensor]:
     return []
 
 
-def measure(build: Callable[[], torch.nn.Module], size: int) -> Dict[str, object]:
+def measure(build: Callable[[], torch.nn.Module], size) -> Dict[str, object]:
+    """Convert the model ``build`` makes on one input (``size``: S for 1x3xSxS, or a whole shape)."""
     torch.manual_seed(0)
     model = build().eval()
-    x = torch.randn(1, 3, size, size)
+    x = torch.randn(*size) if isinstance(size, tuple) else torch.randn(1, 3, size, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
@@ -106,15 +142,21 @@ def measure(build: Callable[[], torch.nn.Module], size: int) -> Dict[str, object
     rec = octify.record_of(converted)
     merges = [m for m in rec.merges if m.kind == "merge" and m.reason != "model output"]
     at = collections.Counter(m.target for m in merges).most_common(2)
-    return {"converted": f"{len(rec.converted)}/{len(rec.convs)}", "merges": f"{len(merges)}" + (f" ({', '.join(t for t, _ in at)})" if at else ""),
-            "macs": octify.profile(converted, x).macs / octify.profile(model, x).macs, "oracle": oracle, "seconds": seconds, "outputs": len(want)}
+    out = {"converted": f"{len(rec.converted)}/{len(rec.convs)}", "merges": f"{len(merges)}" + (f" ({', '.join(t for t, _ in at)})" if at else ""),
+            "macs_before": octify.profile(model, x).macs, "macs_after": octify.profile(converted, x).macs, "oracle": oracle, "seconds": seconds, "outputs": len(want)}
+    out["macs"] = out["macs_after"] / out["macs_before"]
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--libraries", nargs="+", choices=LIBRARIES, default=LIBRARIES)
+    p.add_argument("--video-audio", action="store_true", help="the table of torchvision's video nets and M5 instead")
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.video_audio:
+        video_audio_table()
+        return
     table = ResultTable("realworld", ["library", "model", "converted", "merges", "MACs ratio", "oracle (octave=1)", "convert s"], "--:-:::")
     worst, missing = 0.0, []
     for library in args.libraries:
