@@ -20,7 +20,7 @@ ResNets compile; at sizes where a residual add takes the reshape view of octify'
 (e.g. 64x64) inductor's int8 conv+add lowering raises "QConv Binary Inplace Fusion requires accum
 is not an alias or mutation." (torch 2.14.1); the q/dq model still runs uncompiled.
 
-    python benchmarks/quantize.py --models resnet18 resnet50 --batch 8 --iters 10
+    python benchmarks/quantize.py                      # resnet18, resnet50, mobilenet_v3_large at batch 8 (the docs' table)
     python benchmarks/quantize.py --models resnet50 --batch 1 --alpha 0.5 --size 224
 
 Columns: fp32 ms are eager float32 (the original with octify.freeze applied too, i.e. BN folded
@@ -54,6 +54,7 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
 import octify
+from result_table import ResultTable
 
 A, QD = torch.ops.aten, torch.ops.quantized_decomposed
 DEQUANT = {QD.dequantize_per_tensor.default, QD.dequantize_per_tensor.tensor, QD.dequantize_per_channel.default}
@@ -196,9 +197,12 @@ def run(name: str, args: argparse.Namespace) -> dict:
     return row
 
 
+DEFAULT_MODELS = ["resnet18", "resnet50", "mobilenet_v3_large"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v3_large"])
+    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=224)
@@ -216,35 +220,32 @@ def main() -> None:
         f"{torch.get_num_threads()} threads; alpha {args.alpha}, batch {args.batch}, {args.size}x{args.size}, "
         f"{args.calib} calibration batches, {args.eval_batches} evaluation batches, {args.iters} timed rounds"
     )
-    print()
-    print("| model | orig fp32 ms | orig int8 ms | octave fp32 ms | octave int8 ms | int8 speed-up orig / octave | "
-          "rel err orig / octave (eager) | top-1 orig / octave | centered: rel err, top-1 orig / octave | "
-          "quantized orig / octave (octave convs) |")
-    print("|---|---:|---:|---:|---:|---:|---|---|---|---|")
+    table = ResultTable("quantize", [
+        "model", "orig fp32 ms", "orig int8 ms", "octave fp32 ms", "octave int8 ms", "int8 speed-up orig / octave",
+        "rel err orig / octave (eager)", "top-1 orig / octave", "centered: rel err, top-1 orig / octave",
+        "quantized orig / octave (octave convs)"], "-:::::----")
     for name in args.models:
         try:
             r = run(name, args)
         except Exception as e:  # noqa: BLE001 - one failing model should not hide the others
-            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:200]} |", flush=True)
+            table.row(name, *["-"] * 8, f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
             continue
         co, cq = r["orig counts"], r["oct counts"]
-        print(
-            f"| {name} | {r['orig fp32']:.1f} | {r['orig int8']:.1f} | {r['oct fp32']:.1f} | {r['oct int8']:.1f} | "
-            f"{r['orig fp32'] / r['orig int8']:.2f}x / {r['oct fp32'] / r['oct int8']:.2f}x | "
-            f"{r['orig']['rel']:.3f} ({r['orig eager']:.3f}) / {r['oct']['rel']:.3f} ({r['oct eager']:.3f}) | "
-            f"{r['orig']['top1']:.2f} / {r['oct']['top1']:.2f} | {r['orig']['crel']:.3f}, {r['orig']['ctop1']:.2f} / "
-            f"{r['oct']['crel']:.3f}, {r['oct']['ctop1']:.2f} | {co['all'][0]}/{co['all'][1]} / "
-            f"{cq['all'][0]}/{cq['all'][1]} ({cq['octave'][0]}/{cq['octave'][1]}) |",
-            flush=True,
+        table.row(
+            name, f"{r['orig fp32']:.1f}", f"{r['orig int8']:.1f}", f"{r['oct fp32']:.1f}", f"{r['oct int8']:.1f}",
+            f"{r['orig fp32'] / r['orig int8']:.2f}x / {r['oct fp32'] / r['oct int8']:.2f}x",
+            f"{r['orig']['rel']:.3f} ({r['orig eager']:.3f}) / {r['oct']['rel']:.3f} ({r['oct eager']:.3f})",
+            f"{r['orig']['top1']:.2f} / {r['oct']['top1']:.2f}",
+            f"{r['orig']['crel']:.3f}, {r['orig']['ctop1']:.2f} / {r['oct']['crel']:.3f}, {r['oct']['ctop1']:.2f}",
+            f"{co['all'][0]}/{co['all'][1]} / {cq['all'][0]}/{cq['all'][1]} ({cq['octave'][0]}/{cq['octave'][1]})",
         )
         extra = f"; fp32 compiled: orig {r['orig fp32c']:.1f} ms, octave {r['oct fp32c']:.1f} ms" if args.compile_fp32 else ""
-        print(
-            f"  (distinct fp32 top-1 classes over the {args.eval_batches * args.batch} images: "
-            f"orig {r['orig']['classes']}, octave {r['oct']['classes']}; quantize + compile: orig {r['orig prep s']:.0f} s, "
-            f"octave {r['oct prep s']:.0f} s{extra})",
-            flush=True,
-        )
-
+        table.note(f"{name}: distinct fp32 top-1 classes over the {args.eval_batches * args.batch} images: orig {r['orig']['classes']}, "
+                   f"octave {r['oct']['classes']}; quantize + compile: orig {r['orig prep s']:.0f} s, octave {r['oct prep s']:.0f} s{extra}.")
+    table.note(f"alpha {args.alpha}, batch {args.batch}, {args.size}x{args.size}, {args.calib} calibration batches, {args.eval_batches} "
+               f"evaluation batches, {args.iters} timed rounds, {torch.get_num_threads()} threads, torchao {torchao.__version__}.")
+    default = (args.models, args.alpha, args.batch, args.size, args.compile_fp32) == (DEFAULT_MODELS, 0.5, 8, 224, False)
+    table.save(unless="" if default else "other settings than the default")
 
 if __name__ == "__main__":
     main()
