@@ -35,6 +35,7 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import octify  # noqa: E402
+from octify.tune.data import float_outputs  # noqa: E402
 from result_table import ResultTable  # noqa: E402
 
 SMP_ARCHS = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN", "UPerNet", "Segformer"]
@@ -115,16 +116,6 @@ def video_audio_table() -> None:
     table.save()
 
 
-def _tensors(out) -> List[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict) or hasattr(out, "to_tuple"):
-        out = list(out.values()) if isinstance(out, dict) else list(out.to_tuple())
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _tensors(o)]
-    return []
-
-
 def measure(build: Callable[[], torch.nn.Module], size) -> Dict[str, object]:
     """Convert the model ``build`` makes on one input (``size``: S for 1x3xSxS, or a whole shape)."""
     torch.manual_seed(0)
@@ -137,13 +128,13 @@ def measure(build: Callable[[], torch.nn.Module], size) -> Dict[str, object]:
         seconds = time.perf_counter() - start
         exact = octify.convert(model, example_inputs=x, octave=1)
     with torch.no_grad():
-        want, got = _tensors(model(x)), _tensors(exact(x))
+        want, got = float_outputs(model(x)), float_outputs(exact(x))
     oracle = max(((g - w).abs().max() / w.abs().max().clamp_min(1e-12)).item() for g, w in zip(got, want))
     rec = octify.record_of(converted)
     merges = [m for m in rec.merges if m.kind == "merge" and m.reason != "model output"]
     at = collections.Counter(m.target for m in merges).most_common(2)
     out = {"converted": f"{len(rec.converted)}/{len(rec.convs)}", "merges": f"{len(merges)}" + (f" ({', '.join(t for t, _ in at)})" if at else ""),
-            "macs_before": octify.profile(model, x).macs, "macs_after": octify.profile(converted, x).macs, "oracle": oracle, "seconds": seconds, "outputs": len(want)}
+            "macs_before": octify.profile(model, x).macs, "macs_after": octify.profile(converted, x).macs, "oracle": oracle, "seconds": seconds}
     out["macs"] = out["macs_after"] / out["macs_before"]
     return out
 
@@ -176,7 +167,7 @@ def main() -> None:
     table.note(f"{len(table.rows)} models, worst oracle {worst:.1e} over every output tensor; 224x224 (smp 256x256), alpha 0.5, "
                "default policy, one thread; "
                + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
-    table.save(unless="" if args.libraries == LIBRARIES and not missing else f"not every library ({', '.join(missing) or 'a choice'})")
+    table.save(unless="" if args.libraries == LIBRARIES and not missing else (f"not installed: {', '.join(missing)}" if missing else "a part of the libraries"))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,16 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown_header(columns: Sequence[str], align: str) -> List[str]:
+    """The header and separator lines of a markdown table (``align``: '-' left, ':' right per column);
+    the docs hook renders saved tables with the same two functions."""
+    return [markdown_row(columns), "|" + "|".join("---:" if a == ":" else "---" for a in align) + "|"]
+
+
 class ResultTable:
     """A markdown table printed row by row as it is measured, then saved as JSON."""
 
@@ -49,15 +59,14 @@ class ResultTable:
             raise ValueError(f"{name}: align {self.align!r} must be one '-' or ':' per column, for {len(self.columns)} columns")
         self.rows: List[List[str]] = []
         self.notes: List[str] = []
-        print("| " + " | ".join(self.columns) + " |")
-        print("|" + "|".join("---:" if a == ":" else "---" for a in self.align) + "|", flush=True)
+        print("\n".join(markdown_header(self.columns, self.align)), flush=True)
 
     def row(self, *cells: object) -> None:
         cells_text = [str(c) for c in cells]
         if len(cells_text) != len(self.columns):
             raise ValueError(f"{self.name}: a row of {len(cells_text)} cells for {len(self.columns)} columns")
         self.rows.append(cells_text)
-        print("| " + " | ".join(cells_text) + " |", flush=True)
+        print(markdown_row(cells_text), flush=True)
 
     def note(self, text: str) -> None:
         self.notes.append(text)

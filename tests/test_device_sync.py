@@ -35,6 +35,10 @@ def test_the_unit_clocks_wait_for_the_device_they_were_made_for(monkeypatch):
     assert calls == [torch.device("cuda", 1)] * len(marks)
     assert len(measure._MARKS) == len(marks)
     measure._MARKS.clear()
+    calls.clear()
+    measure._clocked(gm, torch.device("cpu"))(torch.randn(1, 3, 8, 8))  # a CPU has nothing queued: no sync in the timed spans
+    assert calls == [] and len(measure._MARKS) == len(marks)
+    measure._MARKS.clear()
 
 
 def test_the_kernel_choice_syncs_around_each_timed_call(monkeypatch):

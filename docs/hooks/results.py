@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+RESULTS = BENCHMARKS / "results"
+sys.path.insert(0, str(BENCHMARKS))
+from result_table import markdown_header, markdown_row  # noqa: E402  (the scripts print their tables with these)
 MARKER = re.compile(r"^<!-- results: ([\w.-]+) -->$", re.M)  # a line of its own (not one quoted in prose)
 
 
@@ -18,9 +22,7 @@ def render(name: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"docs: <!-- results: {name} --> names {path}, which no benchmark has written")
     data = json.loads(path.read_text())
-    lines = ["| " + " | ".join(data["columns"]) + " |",
-             "|" + "|".join("---:" if a == ":" else "---" for a in data["align"]) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in data["rows"]]
+    lines = markdown_header(data["columns"], data["align"]) + [markdown_row(row) for row in data["rows"]]
     lines.append("")
     lines += [note for note in data.get("notes", []) if note.strip()]
     lines.append("")

@@ -17,14 +17,14 @@ import torch
 from torch import nn
 
 from ..nn import OctConv2d
-from ..utils.runtime import module_values, sync
+from ..utils.runtime import device_of, module_values, sync
 
 __all__ = ["choose_matmul"]
 
 
 def _times(layer: OctConv2d, args: tuple, matmul: bool, reps: int) -> List[float]:
     layer.use_matmul(matmul)
-    device = next(p.device for p in layer.parameters())
+    device = device_of(layer)
     out = []
     for _ in range(reps):
         sync(device)  # a GPU runs asynchronously: time the kernels, not their launch

@@ -30,7 +30,7 @@ import torch
 import torch.fx as fx
 from ..nn.partition import Partition
 from ..nn.split_merge import OctaveMerge, OctaveSplit
-from ..utils.runtime import sync
+from ..utils.runtime import device_of, sync
 from .latency import UNIT, unit_of
 
 __all__ = ["Timings", "time_units", "cache_key", "default_cache_dir", "load_cached", "store"]
@@ -39,7 +39,8 @@ _MARKS: list = []
 
 
 def _mark(unit: Optional[str], device: str) -> None:
-    sync(torch.device(device))  # a GPU runs asynchronously: the unit's kernels must be done
+    if device != "cpu":  # a GPU runs asynchronously: the unit's kernels must be done (a CPU's are)
+        sync(torch.device(device))
     _MARKS.append((unit, time.perf_counter()))
 
 
@@ -58,7 +59,7 @@ def cache_key(plain: fx.GraphModule, inputs: Sequence[Any], extra: dict) -> str:
         "params": [(n, list(p.shape), str(p.dtype)) for n, p in plain.named_parameters()],
         "inputs": [list(x.shape) if isinstance(x, torch.Tensor) else repr(x) for x in inputs],
         "threads": torch.get_num_threads(),
-        "device": str(next((p.device for p in plain.parameters()), "cpu")),
+        "device": str(device_of(plain)),
         "machine": [platform.machine(), platform.processor(), os.cpu_count(), torch.__version__],
         **extra,
     }
@@ -178,7 +179,7 @@ def time_units(
     """Time each unit in the frozen ``plain`` model and in each frozen ``variants[alpha]``; the
     units are those that hold an octave layer in some variant, in the order they run.
     ``progress`` advances by :data:`TIMING_STEPS` ``(runs)`` steps."""
-    device = next((p.device for p in plain.parameters()), torch.device("cpu"))
+    device = device_of(plain)
     _tags(plain)
     order: list = []
     for node in plain.graph.nodes:

@@ -34,7 +34,7 @@ from ..nn._resample import downsample, upsample_to
 from ..nn.octconv import OctConvNd
 from ..nn.partition import Partition
 from ..record import find_record
-from ..utils.runtime import module_values, sync
+from ..utils.runtime import device_of, module_values, sync
 from .choose import Unit, pick, tradeoff
 from .freeze import freeze
 from .latency import UNIT
@@ -73,7 +73,7 @@ def _fidelity_costs(model: nn.Module, units: Sequence[str], batch: Sequence[Any]
 def _ratio(a: nn.Module, b: nn.Module, inputs: Sequence[Any], pairs: int) -> float:
     """Median over alternated pairs of time(a) / time(b)."""
     ratios = []
-    device = next((p.device for p in b.parameters()), torch.device("cpu"))
+    device = device_of(b)
     with torch.inference_mode():
         for i in range(pairs + 2):
             times = []

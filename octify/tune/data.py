@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.utils._pytree import tree_leaves
 
 from ..errors import OptionError, OptionTypeError
+from ..utils.runtime import device_of
 
 __all__ = ["split_batch", "batches_of", "to_device", "float_outputs"]
 
@@ -53,12 +54,6 @@ def batches_of(data: Iterable[Any], who: str, max_batches: Optional[int] = None)
 def float_outputs(out: Any) -> list:
     """The floating-point Tensors among a model's outputs (a Tensor, tuple, dict...), in order."""
     return [t for t in tree_leaves(out) if isinstance(t, Tensor) and t.is_floating_point()]
-
-
-def device_of(model: torch.nn.Module) -> torch.device:
-    """Where ``model``'s parameters are (the CPU for a model without any)."""
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def to_device(t: Optional[Tensor], like: torch.nn.Module) -> Optional[Tensor]:

@@ -38,7 +38,8 @@ from ..options import FinetuneOptions
 from .best import BestKeeper, split_validation
 from .checkpoint import check_same_run, load_checkpoint, save_run
 from .augment import augment_batch
-from .data import device_of, float_outputs, split_batch, to_device
+from ..utils.runtime import device_of
+from .data import float_outputs, split_batch, to_device
 from .features import FeatureTaps
 from .losses import OutputLoss, kl_loss
 from .sync_bn import from_global_bn, to_global_bn

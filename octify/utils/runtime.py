@@ -1,4 +1,4 @@
-"""What running a model for a measurement needs: device synchronisation and values caught by hooks."""
+"""What running a model for a measurement needs: its device, device synchronisation and values caught by hooks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from typing import Any, Dict, Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["sync", "module_values"]
+__all__ = ["device_of", "sync", "module_values"]
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def sync(device: torch.device) -> None:
