@@ -1,24 +1,16 @@
-"""Latency of converted networks against their originals (issue 6), and conversion time.
+"""Latency of frozen octave models against the best plain configuration of their originals, and
+conversion time.
 
-CPU, float32, eval, no grad, torch.set_num_threads(THREADS), 224x224 inputs. The original and
-the converted model run alternated in one process; the figure is the median of the per-pair
-ratios. The octave side is what README tells users to deploy: ``octify.freeze(octify.convert(m))``
-(batch norms folded, channels-last, fused low weights, 1x1 octave convs as matrix products).
-Two comparisons per row:
+CPU, float32, eval, inference mode, 224x224 inputs. The octave side is what the docs tell users
+to deploy, ``octify.freeze(octify.convert(m), example_inputs=x)`` (batch norms folded,
+channels-last, fused low weights, 1x1 octave convs as matrix products where they measure faster
+on x's batch); the plain side is the best plain configuration of the original, ``octify.freeze``
+of it (BN folded, channels-last), so that layout and folding do not count as octave speed. Both
+run alternated in one process; a figure is the median of the per-pair ratios, measured twice.
 
-- "given": the original as the user has it (NCHW, BN unfolded) against the frozen octave model,
-  both fed the user's NCHW input;
-- "best plain": the fastest plain configuration of the original (as given, channels_last,
-  conv-BN folded, both: ``octify.freeze`` of the plain model) against the same frozen octave
-  model, so that memory format and BN folding do not count as octave speed.
-
-The "converted ms" column is ``octify.convert``'s output before freezing (batch norms as
-separate calls, weights read as they are on every call), for reference.
-
-    python benchmarks/latency.py                       # the full table (about 15 minutes here)
+    python benchmarks/latency.py                       # the default policy over seven families, alpha 0.25 / 0.5, batch 1 / 8
     python benchmarks/latency.py --models resnet50 --batches 8 --iters 9
     python benchmarks/latency.py --convert-times       # conversion seconds vs graph nodes
-    python benchmarks/latency.py --compile --models resnet50 --alphas 0.5 --policies default
     python benchmarks/latency.py --deploy              # one row per deployment setting (issue 24), ~12 min
     python benchmarks/latency.py --plan                # policy="latency", the measured plan, 8 families (issue 25)
 
@@ -34,13 +26,10 @@ with inductor freezing of both frozen models; int8 through torchao's PT2E flow (
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
-import sys
 import statistics
 import time
 import warnings
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -49,13 +38,12 @@ import torchvision
 from torch import nn
 
 import octify
+from forms import compiled, int8
 from result_table import ResultTable
 from timing import alternate, time_one
 
-MODELS = [
-    "resnet18", "resnet50", "resnet101", "resnext50_32x4d", "wide_resnet50_2",
-    "mobilenet_v2", "efficientnet_b0", "regnet_y_800mf", "densenet121",
-]
+# The default table's models: the families that neither --deploy (resnet18, resnet50) nor --plan covers at the default policy.
+FAMILIES = ["resnet101", "resnext50_32x4d", "wide_resnet50_2", "mobilenet_v2", "efficientnet_b0", "regnet_y_800mf", "densenet121"]
 CL = torch.channels_last
 
 
@@ -78,63 +66,30 @@ def converted(model: nn.Module, alpha: float, policy: str, x224: torch.Tensor, b
     return conv, macs(conv, x224) / base_macs
 
 
-def configure(model: nn.Module, fold: bool, channels_last: bool) -> nn.Module:
-    """A copy of ``model`` with the plain tricks applied (``model`` itself stays as it is:
-    ``Module.to`` works in place)."""
-    if fold:
-        return octify.freeze(model, memory_format="channels_last" if channels_last else "preserve")
-    out = copy.deepcopy(model)
-    return out.to(memory_format=CL) if channels_last else out
-
-
 def latency_table(args: argparse.Namespace) -> None:
-    print("| model | policy | alpha | batch | original ms | frozen octave ms | ratio (given) | best plain | best plain ms | frozen octave ms | ratio (best plain) | converted ms | MACs ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    """The default policy over the families ``--deploy`` leaves out: each frozen octave model
+    (frozen on the batch it runs) against the best plain configuration, alternated, twice."""
+    table = ResultTable("latency-families", ["model", "alpha", "batch", "best plain ms", "octave ms", "ratio run 1 / run 2",
+                                             "MACs ratio"], "-::::::")
+    ratios = []
     for name in args.models:
         model = build(name)
         x224 = torch.randn(1, 3, 224, 224)
         base_macs = macs(model, x224)
-        plain = {
-            (fold, cl): configure(model, fold, cl) for fold in (False, True) for cl in (False, True)
-        }
-        for batch in args.batches:
-            x = torch.randn(batch, 3, 224, 224)
-            xcl = x.contiguous(memory_format=CL)
-            # The best plain configuration at this batch size (a short timing of each).
-            best = min(plain, key=lambda k: time_one(lambda: plain[k](xcl if k[1] else x), max(3, args.iters // 3)))
-            best_label = {(False, False): "as given", (False, True): "channels_last", (True, False): "BN folded", (True, True): "folded+CL"}[best]
-            for policy in args.policies:
-                for alpha in args.alphas:
-                    conv, ratio_macs = converted(model, alpha, policy, x224, base_macs)
-                    frozen = octify.freeze(conv)
-                    o_ms, f_ms, r_given = alternate(lambda: model(x), lambda: frozen(x), args.iters)
-                    xb = xcl if best[1] else x
-                    b_ms, fb_ms, r_best = alternate(lambda: plain[best](xb), lambda: frozen(xb), args.iters)
-                    c_ms = time_one(lambda: conv(x), max(3, args.iters // 3))
-                    print(
-                        f"| {name} | {policy} | {alpha:g} | {batch} | {o_ms:.1f} | {f_ms:.1f} | {r_given:.2f} | {best_label} | "
-                        f"{b_ms:.1f} | {fb_ms:.1f} | {r_best:.2f} | {c_ms:.1f} | {ratio_macs:.2f} |",
-                        flush=True,
-                    )
-
-
-def compiled_table(args: argparse.Namespace) -> None:
-    """Both sides through torch.compile (inductor): the converted model compiles as one graph."""
-    print("| model | policy | alpha | batch | original compiled ms | converted compiled ms | ratio | MACs ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for name in args.models:
-        model = build(name)
-        x224 = torch.randn(1, 3, 224, 224)
-        base_macs = macs(model, x224)
-        original = torch.compile(model)
-        for policy in args.policies:
-            for alpha in args.alphas:
-                conv, ratio_macs = converted(model, alpha, policy, x224, base_macs)
-                compiled = torch.compile(octify.freeze(conv))
-                for batch in args.batches:
-                    x = torch.randn(batch, 3, 224, 224)
-                    o_ms, c_ms, r = alternate(lambda: original(x), lambda: compiled(x), args.iters)
-                    print(f"| {name} | {policy} | {alpha:g} | {batch} | {o_ms:.1f} | {c_ms:.1f} | {r:.2f} | {ratio_macs:.2f} |", flush=True)
+        plain = octify.freeze(model)
+        for alpha in args.alphas:
+            conv, ratio_macs = converted(model, alpha, args.policy, x224, base_macs)
+            for batch in args.batches:
+                x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=CL)
+                frozen = octify.freeze(conv, example_inputs=x)
+                runs = [alternate(lambda: plain(x), lambda: frozen(x), args.iters) for _ in range(2)]
+                ratios.append(max(r[2] for r in runs))
+                table.row(name, f"{alpha:g}", batch, f"{runs[0][0]:.1f}", f"{runs[0][1]:.1f}",
+                          f"{runs[0][2]:.2f} / {runs[1][2]:.2f}", f"{ratio_macs:.2f}")
+    table.note(f"policy={args.policy!r}; faster than the best plain configuration in both runs: {sum(r < 1 for r in ratios)} "
+               f"of {len(ratios)} rows.")
+    default = args.models == FAMILIES and args.alphas == [0.25, 0.5] and args.batches == [1, 8] and args.policy == "default"
+    table.save(unless="" if default else "other models, alphas, batches or policy than the default")
 
 
 def convert_times(args: argparse.Namespace) -> None:
@@ -154,26 +109,6 @@ def convert_times(args: argparse.Namespace) -> None:
         table.row(name, nodes, f"{s:.2f}", f"{1000 * s / nodes:.2f}")
     table.note("Median of 3 conversions after one to warm up; the default policy, alpha 0.5, 224x224.")
     table.save()
-
-
-def _compiled(model: nn.Module, x: torch.Tensor) -> Callable:
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True  # constant weights: oneDNN prepacked convs, as deployed
-    inductor_config.compile_threads = 1
-    fast = torch.compile(model)
-    with torch.inference_mode():
-        fast(x)
-    return fast
-
-
-def _int8(model: nn.Module, batches: list) -> Callable:
-    """README's int8 flow (benchmarks/quantize.py): strict export with a dynamic batch, PT2E with
-    X86InductorQuantizer, inductor freezing."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from quantize import quantize
-
-    return _compiled(quantize(model, batches, dynamic_batch=True), batches[0])
 
 
 def _fastest(forms: dict, x: torch.Tensor, iters: int) -> tuple[str, Callable]:
@@ -222,9 +157,9 @@ def deploy_table(args: argparse.Namespace) -> None:
         calibration = [torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(8)]
         for kind in ("eager", "compiled", "int8"):
             if kind == "compiled":
-                a_fn, b_fn = _compiled(plain, x224), _compiled(octave, x224)
+                a_fn, b_fn = compiled(plain, x224), compiled(octave, x224)
             elif kind == "int8":
-                a_fn, b_fn = _int8(model, calibration), _int8(octify.freeze(conv, matmul_1x1=False), calibration)
+                a_fn, b_fn = int8(model, calibration), int8(octify.freeze(conv, matmul_1x1=False), calibration)
             else:
                 a_fn, b_fn = plain, octave
             for threads, batch in ((2, 1), (2, 8), (1, 1)) if kind == "eager" else ((2, 1), (2, 8)):
@@ -285,14 +220,13 @@ def plan_table(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=MODELS)
+    p.add_argument("--models", nargs="+", default=FAMILIES)
     p.add_argument("--alphas", nargs="+", type=float, default=[0.25, 0.5])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--policies", nargs="+", default=["default", "latency-rules"])
+    p.add_argument("--policy", default="default", help="the conversion policy of the default table")
     p.add_argument("--iters", type=int, default=9)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--convert-times", action="store_true", help="print the conversion-time table instead")
-    p.add_argument("--compile", action="store_true", help="compile both sides with torch.compile (eager table otherwise)")
     p.add_argument("--deploy", action="store_true", help="one table over the deployment settings (default models: resnet18 resnet50)")
     p.add_argument("--plan", action="store_true", help="policy='latency' (the measured plan) over eight families, batch 1 and 8")
     args = p.parse_args()
@@ -302,17 +236,15 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, float32, eval, inference_mode, 224x224"
     )
     if args.plan:
-        if args.models == MODELS:
+        if args.models == FAMILIES:
             args.models = PLAN_MODELS
         plan_table(args)
     elif args.deploy:
-        if args.models == MODELS:
+        if args.models == FAMILIES:
             args.models = ["resnet18", "resnet50"]
         deploy_table(args)
     elif args.convert_times:
         convert_times(args)
-    elif args.compile:
-        compiled_table(args)
     else:
         latency_table(args)
 

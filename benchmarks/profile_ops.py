@@ -1,17 +1,20 @@
 """Where the time of a frozen octave model goes, against the plain model: a ``torch.profiler`` breakdown.
 
-For each model and batch, the frozen octave model (``octify.freeze(octify.convert(m, alpha=0.5),
-example_inputs=x)``) and the best plain configuration of the original (``octify.freeze(m)``) run
-under ``torch.profiler`` (CPU, eager, inference mode, after warm-up); per forward, the table gives
-the time without the profiler, the number of aten calls, and the profiled time split into the
-convolution kernels (oneDNN's and PyTorch's own), the matrix products (the 1x1 octave paths),
-every other aten kernel (pooling, additions, activations, copies, views, concatenations), and
-the rest: Python, the GraphModule's code and the dispatcher outside any aten kernel. It is the
-profile behind the speed figures of ``latency.py --deploy``: how much of the MACs' saving the
-small convolutions keep, and what the extra calls cost.
+For each model, batch and deployed form, the octave model (``octify.convert(m, alpha=0.5)``) and
+the best plain configuration of the original run under ``torch.profiler`` (CPU, inference mode,
+after warm-up). The forms are those of ``latency.py --deploy`` (``benchmarks/forms.py``): eager
+(``octify.freeze`` of each, the octave one frozen on the batch it runs), compiled (inductor with
+freezing, on both frozen models) and int8 (README's PT2E flow on both). Per forward, the table
+gives the time without the profiler, the number of operator calls, and the profiled time split
+into the convolution kernels (oneDNN's, float or int8, and PyTorch's own), the matrix products
+(the 1x1 octave paths, the classifier), the kernels inductor generated (pooling, concatenation,
+the upsample-add, activations, q/dq), every other operator kernel (the same, uncompiled: views,
+copies, additions), and the rest: Python, the GraphModule's or compiled graph's code and the
+dispatcher outside any kernel. It is the profile behind the speed figures of ``latency.py
+--deploy``: how much of the MACs' saving the small convolutions keep, and what the extra calls cost.
 
-    python benchmarks/profile_ops.py                     # resnet50 and resnet18, batch 1 and 8, 2 threads
-    python benchmarks/profile_ops.py --models resnet50 --batches 1 --threads 1
+    python benchmarks/profile_ops.py                     # the docs' table: eager resnet50 and resnet18, compiled resnet50, int8 resnet18; batch 1 and 8
+    python benchmarks/profile_ops.py --forms eager --models resnet50 --batches 1 --threads 1
 """
 
 from __future__ import annotations
@@ -24,22 +27,38 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch._inductor.config as inductor_config
 import torchvision
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import octify  # noqa: E402
+from forms import compiled, int8  # noqa: E402
 from result_table import ResultTable  # noqa: E402
 
 CONVOLUTIONS = {"aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::slow_conv3d_forward", "aten::_mkldnn_convolution",
                 "aten::thnn_conv2d", "aten::_nnpack_spatial_convolution", "aten::slow_conv_dilated2d"}
 PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm"}
-DEFAULT = (["resnet50", "resnet18"], [1, 8], 2)
+LIBRARIES = {"aten", "mkldnn", "onednn", "mkl", "quantized", "quantized_decomposed"}
+FORMS = {"eager": ["resnet50", "resnet18"], "compiled": ["resnet50"], "int8": ["resnet18"]}  # the default models of each form
+DEFAULT = (list(FORMS), None, [1, 8], 2)
+
+
+def kind(key: str) -> str | None:
+    """The column a profiler event's self time goes to; None for wrappers (their time is outside kernels)."""
+    library = key.split("::")[0] if "::" in key else ""
+    if key in CONVOLUTIONS or (library in {"mkldnn", "onednn"} and "conv" in key):
+        return "conv"
+    if key in PRODUCTS or (library in LIBRARIES and "linear" in key):
+        return "mm"
+    if "cpp_fused" in key:
+        return "generated"
+    return "other" if library in LIBRARIES else None
 
 
 def breakdown(model, x: torch.Tensor, forwards: int) -> dict:
-    """Per forward: unprofiled ms, aten calls, and the profiled ms by kind."""
+    """Per forward: unprofiled ms, operator calls, and the profiled ms by kind."""
     with torch.inference_mode():
         for _ in range(3):
             model(x)
@@ -53,48 +72,65 @@ def breakdown(model, x: torch.Tensor, forwards: int) -> dict:
             for _ in range(forwards):
                 model(x)
         profiled = (time.perf_counter() - t0) * 1e3 / forwards
-    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-    per = lambda keys: sum(e.self_cpu_time_total for e in events if e.key in keys) / 1e3 / forwards  # noqa: E731
-    total = sum(e.self_cpu_time_total for e in events) / 1e3 / forwards
-    conv, mm = per(CONVOLUTIONS), per(PRODUCTS)
-    return {"ms": statistics.median(walls), "calls": sum(e.count for e in events) / forwards, "conv": conv, "mm": mm,
-            "other": total - conv - mm, "host": max(0.0, profiled - total)}
+    out = {"ms": statistics.median(walls), "calls": 0.0, "conv": 0.0, "mm": 0.0, "generated": 0.0, "other": 0.0}
+    for e in prof.key_averages():
+        k = kind(e.key)
+        if k is not None:
+            out[k] += e.self_cpu_time_total / 1e3 / forwards
+            out["calls"] += e.count / forwards
+    out["host"] = max(0.0, profiled - sum(out[k] for k in ("conv", "mm", "generated", "other")))
+    return out
+
+
+def sides(form: str, model, converted, x: torch.Tensor) -> dict:
+    """The plain and the octave model in ``form``, ready to run on ``x``."""
+    if form == "eager":
+        return {"plain": octify.freeze(model), "octave": octify.freeze(converted, example_inputs=x)}
+    if form == "compiled":
+        return {"plain": compiled(octify.freeze(model), x), "octave": compiled(octify.freeze(converted, example_inputs=x), x)}
+    calibration = [torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    return {"plain": int8(model, calibration), "octave": int8(octify.freeze(converted, matmul_1x1=False), calibration)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=DEFAULT[0])
-    p.add_argument("--batches", nargs="+", type=int, default=DEFAULT[1])
-    p.add_argument("--threads", type=int, default=DEFAULT[2])
+    p.add_argument("--forms", nargs="+", choices=list(FORMS), default=DEFAULT[0])
+    p.add_argument("--models", nargs="+", default=DEFAULT[1], help="every form's models (default: each form's own, see FORMS)")
+    p.add_argument("--batches", nargs="+", type=int, default=DEFAULT[2])
+    p.add_argument("--threads", type=int, default=DEFAULT[3])
     p.add_argument("--forwards", type=int, default=10)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    table = ResultTable("profile-ops", ["model", "batch", "side", "forward ms", "aten calls", "convolutions ms", "matrix products ms",
-                                        "other kernels ms", "outside kernels ms", "MACs"], "-:-:::::::")
-    for name in args.models:
-        torch.manual_seed(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = torchvision.models.get_model(name, weights=None).eval()
-            x1 = torch.randn(1, 3, 224, 224)
-            converted = octify.convert(model, alpha=0.5, example_inputs=x1).eval()
-        base = octify.profile(model, x1).macs
-        macs = {"plain": 1.0, "octave": octify.profile(converted, x1).macs / base}
-        plain = octify.freeze(model)
-        for batch in args.batches:
-            x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
-            sides = {"plain": plain, "octave": octify.freeze(converted, example_inputs=x)}
-            got = {side: breakdown(m, x, args.forwards) for side, m in sides.items()}
-            for side, r in got.items():
-                table.row(name, batch, side, f"{r['ms']:.1f}", f"{r['calls']:.0f}", f"{r['conv']:.1f}", f"{r['mm']:.1f}",
-                          f"{r['other']:.1f}", f"{r['host']:.1f}", f"{macs[side]:.2f}x")
-            kernels = {s: got[s]["conv"] + got[s]["mm"] for s in got}
-            table.note(f"{name}, batch {batch}: the octave model's convolutions and products take {kernels['octave'] / kernels['plain']:.2f}x "
-                       f"the plain model's for {macs['octave']:.2f}x the MACs; everything else {got['octave']['other'] + got['octave']['host']:.1f} ms "
-                       f"against {got['plain']['other'] + got['plain']['host']:.1f}.")
-    table.note(f"{args.threads} threads, eager, float32, inference mode, 224x224, alpha 0.5; {args.forwards} forwards profiled after 3 "
-               "to warm up; forward ms is the median without the profiler.")
-    table.save(unless="" if (args.models, args.batches, args.threads) == DEFAULT else "other models, batches or threads than the default")
+    inductor_config.cpp.enable_kernel_profile = True  # generated kernels show up as profiler events, not as time outside kernels
+    table = ResultTable("profile-ops", ["model", "batch", "form", "side", "forward ms", "operator calls", "convolutions ms",
+                                        "matrix products ms", "generated kernels ms", "other kernels ms", "outside kernels ms", "MACs"],
+                        "-:--::::::::")
+    for form in args.forms:
+        for name in args.models or FORMS[form]:
+            torch.manual_seed(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = torchvision.models.get_model(name, weights=None).eval()
+                x1 = torch.randn(1, 3, 224, 224)
+                converted = octify.convert(model, alpha=0.5, example_inputs=x1).eval()
+            base = octify.profile(model, x1).macs
+            macs = {"plain": 1.0, "octave": octify.profile(converted, x1).macs / base}
+            for batch in args.batches:
+                x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+                got = {side: breakdown(m, x, args.forwards) for side, m in sides(form, model, converted, x).items()}
+                for side, r in got.items():
+                    table.row(name, batch, form, side, f"{r['ms']:.1f}", f"{r['calls']:.0f}", f"{r['conv']:.1f}", f"{r['mm']:.1f}",
+                              f"{r['generated']:.1f}", f"{r['other']:.1f}", f"{r['host']:.1f}", f"{macs[side]:.2f}x")
+                kernels = {s: got[s]["conv"] + got[s]["mm"] for s in got}
+                rest = {s: got[s]["generated"] + got[s]["other"] + got[s]["host"] for s in got}
+                table.note(f"{name}, batch {batch}, {form}: the octave model's convolutions and products take "
+                           f"{kernels['octave'] / kernels['plain']:.2f}x the plain model's for {macs['octave']:.2f}x the MACs; "
+                           f"everything else {rest['octave']:.1f} ms against {rest['plain']:.1f}.")
+                torch._dynamo.reset()
+    table.note(f"{args.threads} threads, float32 (int8: activations and weights), inference mode, 224x224, alpha 0.5; "
+               f"{args.forwards} forwards profiled after 3 to warm up; forward ms is the median without the profiler.")
+    default = (args.forms, args.models, args.batches, args.threads) == DEFAULT
+    table.save(unless="" if default else "other forms, models, batches or threads than the default")
 
 
 if __name__ == "__main__":

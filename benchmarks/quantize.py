@@ -47,13 +47,12 @@ import time
 import warnings
 
 import torch
-import torch._inductor.config as inductor_config
+import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401  (registers the quantized_decomposed ops named below)
 import torchvision
 from torch import nn
-from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
 import octify
+from forms import compiled, quantize
 from result_table import ResultTable
 
 A, QD = torch.ops.aten, torch.ops.quantized_decomposed
@@ -83,20 +82,6 @@ def images(n: int, batch: int, size: int, seed: int) -> list[torch.Tensor]:
     return [torch.randn(batch, 3, size, size, generator=g) for _ in range(n)]
 
 
-def quantize(model: nn.Module, calibration: list[torch.Tensor], dynamic_batch: bool = False) -> torch.fx.GraphModule:
-    """PT2E: export (strict; with a dynamic batch if asked, as README's flow), annotate for x86
-    inductor, calibrate, convert to q/dq form."""
-    dynamic = ({0: torch.export.Dim("batch", min=1, max=64)},) if dynamic_batch else None
-    gm = torch.export.export(model, (calibration[0],), dynamic_shapes=dynamic, strict=True).module()
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-    prepared = prepare_pt2e(gm, quantizer)
-    with torch.no_grad():
-        for x in calibration:
-            prepared(x)
-    return convert_pt2e(prepared)
-
-
 def _source(n):
     while isinstance(n, torch.fx.Node) and n.op == "call_function" and n.target in VIEWS:
         n = n.args[0]
@@ -120,15 +105,6 @@ def quantized_counts(gm: torch.fx.GraphModule) -> dict[str, tuple[int, int]]:
             counts[key][0] += q
             counts[key][1] += 1
     return {k: (v[0], v[1]) for k, v in counts.items()}
-
-
-def compile_inductor(qm: nn.Module, x: torch.Tensor):
-    inductor_config.freezing = True  # constant weights: prepacked int8 oneDNN convolutions
-    inductor_config.compile_threads = 1
-    fast = torch.compile(qm)
-    with torch.inference_mode():
-        fast(x)
-    return fast
 
 
 def alternate(fns: dict, x: torch.Tensor, iters: int) -> dict[str, float]:
@@ -186,13 +162,13 @@ def run(name: str, args: argparse.Namespace) -> dict:
             qm = quantize(to_quantize[k], calib)
             row[k + " counts"] = quantized_counts(qm)
             row[k + " eager"] = eager_rel(fp32[k], qm, x)
-            int8[k] = compile_inductor(qm, x)
+            int8[k] = compiled(qm, x)
             row[k + " prep s"] = time.perf_counter() - t0
             row[k] = agreement(fp32[k], int8[k], evals)
         fns = {"orig fp32": fp32["orig"], "orig int8": int8["orig"], "oct fp32": fp32["oct"], "oct int8": int8["oct"]}
         if args.compile_fp32:  # the float models through the same compiler, for reference
             for k in ("orig", "oct"):
-                fns[k + " fp32c"] = compile_inductor(fp32[k], x)
+                fns[k + " fp32c"] = compiled(fp32[k], x)
     row.update(alternate(fns, x, args.iters))
     return row
 

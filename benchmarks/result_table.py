@@ -39,6 +39,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def _script() -> str:
+    """The running script as typed from the repository's root, wherever it was started from."""
+    path = Path(sys.argv[0]).resolve()
+    return path.relative_to(RESULTS.parents[1]).as_posix() if path.is_relative_to(RESULTS.parents[1]) else os.path.relpath(sys.argv[0])
+
+
 def markdown_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -82,7 +88,7 @@ class ResultTable:
         path = RESULTS / f"{self.name}.json"
         data = {
             "name": self.name, "columns": self.columns, "align": self.align, "rows": self.rows, "notes": self.notes,
-            "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+            "command": "python " + " ".join(shlex.quote(a) for a in [_script(), *sys.argv[1:]]),
             "date": datetime.date.today().isoformat(), "machine": machine(),
         }
         path.write_text(json.dumps(data, indent=1) + "\n")

@@ -67,3 +67,36 @@ def test_alternate_warms_up_swaps_the_order_and_takes_the_median_of_the_ratios(m
     timed = calls[4:]
     assert timed == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b"]
     assert (round(a_ms, 6), round(b_ms, 6), round(ratio, 6)) == (1.0, 3.0, 3.0)
+
+
+def test_the_profile_sorts_each_kernel_into_its_column():
+    import profile_ops
+
+    # Event names as torch.profiler reports them: eager aten kernels, inductor's prepacked and int8
+    # oneDNN calls, a generated kernel, and the wrappers whose time is outside any kernel.
+    assert [profile_ops.kind(k) for k in (
+        "aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "mkldnn::_convolution_pointwise_", "onednn::qconv2d_pointwise",
+        "aten::addmm", "mkl::_mkl_linear", "onednn::qlinear_pointwise", "graph_2_cpp_fused_add_avg_pool2d_cat_permute_relu_view_9",
+        "aten::add", "quantized::max_pool2d", "aten::conv2d", "## Call CompiledFxGraph None ##", "TorchDynamo Cache Lookup",
+    )] == ["conv", "conv", "conv", "conv", "mm", "mm", "mm", "generated", "other", "other", "other", None, None]
+
+
+def test_the_profile_of_a_small_model_finds_its_conv_and_its_product():
+    import profile_ops
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 14 * 14, 4)).eval()
+    got = profile_ops.breakdown(model, torch.randn(2, 3, 16, 16), forwards=2)
+    assert got["conv"] > 0 and got["mm"] > 0 and got["generated"] == 0 and got["host"] >= 0
+    # conv2d -> convolution -> _convolution -> the kernel, linear -> addmm (and the views around them)
+    assert got["calls"] >= 6
+
+
+def test_the_saved_command_is_the_one_typed_at_the_repository_root_wherever_it_ran(tmp_path, monkeypatch):
+    monkeypatch.setattr(result_table, "RESULTS", tmp_path / "benchmarks" / "results")
+    (tmp_path / "benchmarks").mkdir()
+    monkeypatch.chdir(tmp_path / "benchmarks")  # started as `cd benchmarks && python latency.py --iters 7`
+    monkeypatch.setattr(sys, "argv", ["latency.py", "--iters", "7"])
+    table = result_table.ResultTable("t", ["a"])
+    table.row("1")
+    assert json.loads(table.save().read_text())["command"] == "python benchmarks/latency.py --iters 7"
