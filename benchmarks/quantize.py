@@ -58,7 +58,7 @@ from result_table import ResultTable
 A, QD = torch.ops.aten, torch.ops.quantized_decomposed
 DEQUANT = {QD.dequantize_per_tensor.default, QD.dequantize_per_tensor.tensor, QD.dequantize_per_channel.default}
 VIEWS = {A.view.default, A.t.default, A.permute.default, A.reshape.default, A._unsafe_view.default}
-GEMMS = {A.conv2d.default: (0, 1), A.linear.default: (0, 1), A.mm.default: (0, 1), A.addmm.default: (1, 2)}
+GEMMS = {A.conv2d.default: (0, 1), A.linear.default: (0, 1), A.mm.default: (0, 1), A.addmm.default: (1, 2), A.addmm_.default: (1, 2)}
 
 
 def build(name: str) -> nn.Module:

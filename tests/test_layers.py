@@ -328,6 +328,52 @@ def test_depthwise_split_ignores_groups():
     assert tuple(conv.weight_h.shape) == (6, 1, 3, 3) and tuple(conv.weight_l.shape) == (2, 1, 3, 3)
 
 
+@pytest.mark.parametrize("alpha", [(0, 0.5), (0.5, 0), (0.25, 0.5), (0.5, 0.25), (0.5, 0.5)])
+def test_depthwise_layers_that_move_channels_narrow_and_keep_channels_last(alpha):
+    # A depthwise layer whose branches change selects channels; with the usual partitions (high
+    # channels first) every selection is a run of consecutive channels, narrowed rather than
+    # gathered, and nothing needs a permutation back: a gather over the channels of a
+    # channels-last map is slow and returns an NCHW map. The result is the plain conv's (octave=1).
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    pin, pout = Partition.split(8, alpha[0]), Partition.split(8, alpha[1])
+    oct1 = OctConv2d.from_conv(conv, alpha=alpha, octave=1)
+    runs = {"_hh": oct1._hh_at, "_hl": oct1._hl_at, "_lh": oct1._lh_at, "_ll": oct1._ll_at}
+    assert all(runs[k] >= 0 for k in runs if getattr(oct1, k + "_sel").numel()), runs
+    assert oct1._high_order.numel() == oct1._low_order.numel() == 0
+    x = torch.randn(2, 8, 6, 6)
+    pair = to_pair(x, pin)
+    cl = lambda t: t.contiguous(memory_format=torch.channels_last)  # noqa: E731
+    y = oct1(tuple(cl(t) for t in pair) if isinstance(pair, tuple) else cl(pair))
+    assert rel_err(from_pair(y, pout), conv(x)) <= 1e-6
+    for t in (y if isinstance(y, tuple) else (y,)):
+        assert t.stride(1) == 1 and t.stride(3) >= t.shape[1], t.stride()  # channels innermost (a narrowed channels-last map counts)
+
+
+def test_a_depthwise_layer_pickled_in_the_earlier_channel_order_is_rebuilt_on_load():
+    # Before channel runs were narrowed, the low conv of a depthwise layer held the low input's
+    # channels first and the pooled high ones after; a layer pickled then is rebuilt in today's
+    # order when it is unpickled (octify.load(..., trusted=True)), and computes what it did.
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    layer = OctConv2d.from_conv(conv, alpha=(0.25, 0.5), octave=1)
+    pin = layer.in_partition
+    assert layer._n_hl == 2 and layer.il == 2 and layer._low_res == [4, 5, 6, 7]
+    state = dict(layer.__dict__, _parameters=dict(layer._parameters), _buffers=dict(layer._buffers))
+    old = list(pin.low) + [4, 5]
+    rows = [layer._low_res.index(c) for c in old]
+    state["_low_res"] = old
+    state["_parameters"]["weight_l"] = nn.Parameter(layer.weight_l[rows].detach().clone(), requires_grad=False)
+    state["_parameters"]["bias_l"] = nn.Parameter(layer.bias_l[rows].detach().clone())
+    for name in ("_hh_at", "_hl_at", "_lh_at", "_lh_in_at", "_ll_at"):
+        del state[name]
+    del state["_buffers"]["_lh_in_sel"]
+    loaded = OctConv2d.__new__(OctConv2d)
+    loaded.__setstate__(state)
+    assert loaded._low_res == [4, 5, 6, 7] and loaded._hl_at == 4
+    assert not loaded.weight_l.requires_grad and loaded.bias_l.requires_grad
+    x = torch.randn(2, 8, 6, 6)
+    assert rel_err(from_pair(loaded(to_pair(x, pin)), loaded.out_partition), conv(x)) <= 1e-6
+
+
 def test_partition_coerce_and_properties():
     part = Partition.coerce(([3, 0, 1], [2]), 4)
     assert part == Partition((0, 1, 3), (2,))
@@ -962,3 +1008,16 @@ def test_pointwise_inference_runs_as_matrix_products_with_the_same_result(alpha,
     for g, w in zip(got, want):
         assert torch.allclose(g, w, atol=1e-5)
         assert g.is_contiguous(memory_format=cl)
+
+
+def test_the_flop_counter_counts_the_in_place_product_of_a_frozen_1x1_layer():
+    # A frozen 1x1 octave conv accumulates H->H onto the upsampled L->H with addmm_, which torch's
+    # FlopCounterMode table leaves out; octify registers it as torch counts addmm.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out, a, b = torch.randn(4, 5), torch.randn(4, 3), torch.randn(3, 5)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out.addmm_(a, b)
+        torch.addmm(out, a, b)
+    assert counter.get_total_flops() == 2 * (2 * 4 * 3 * 5)

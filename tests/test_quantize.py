@@ -28,7 +28,7 @@ A, QD = torch.ops.aten, torch.ops.quantized_decomposed
 DEQUANT = {QD.dequantize_per_tensor.default, QD.dequantize_per_tensor.tensor, QD.dequantize_per_channel.default}
 VIEWS = {A.view.default, A.t.default, A.permute.default, A.reshape.default, A._unsafe_view.default}
 # op -> (index of the activation argument, index of the weight argument)
-GEMMS = {A.conv2d.default: (0, 1), A.linear.default: (0, 1), A.mm.default: (0, 1), A.addmm.default: (1, 2)}
+GEMMS = {A.conv2d.default: (0, 1), A.linear.default: (0, 1), A.mm.default: (0, 1), A.addmm.default: (1, 2), A.addmm_.default: (1, 2)}
 
 
 class Net(nn.Module):
@@ -57,7 +57,7 @@ def _source(node):
 
 def _gemms(gm: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, bool, bool]]:
     """(node, inside an OctConv2d, int8: activation and weight both come from a dequantize) for
-    every conv2d / linear / mm / addmm of ``gm``."""
+    every conv2d / linear / mm / addmm(_) of ``gm`` (a frozen 1x1 octave conv accumulates H->H onto L->H with addmm_)."""
     out = []
     for n in gm.graph.nodes:
         if n.op == "call_function" and n.target in GEMMS:
@@ -120,7 +120,7 @@ def test_matmul_1x1_freeze_keeps_pointwise_matmuls_float(setup):
     frozen = octify.freeze(converted, matmul_1x1=True)
     qm = _quantize(frozen, calibration)
     gemms = _gemms(qm)
-    matmuls = [q for n, _, q in gemms if n.target in (A.mm.default, A.addmm.default)]
+    matmuls = [q for n, _, q in gemms if n.target in (A.mm.default, A.addmm.default, A.addmm_.default)]
     convs = [q for n, _, q in gemms if n.target in (A.conv2d.default, A.linear.default)]
     assert len(matmuls) == 4 and not any(matmuls)  # conv2: H->H, L->H, L->L, H->L accumulated
     assert all(convs) and len(convs) == 7

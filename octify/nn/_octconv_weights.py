@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ._resample import sort_order
+from ._resample import run_start, sort_order
 from .partition import Partition
 
 
@@ -64,8 +64,9 @@ class PathWeights:
         self._n_hl = 0
         self._lh_pos = []
         self._ll_pos = []
-        for name in ("_hh_sel", "_hl_sel", "_lh_sel", "_ll_sel", "_high_order", "_low_order"):
+        for name in ("_hh_sel", "_hl_sel", "_lh_sel", "_lh_in_sel", "_ll_sel", "_high_order", "_low_order"):
             self.register_buffer(name, torch.empty(0, dtype=torch.long), persistent=False)
+        self._hh_at = self._hl_at = self._lh_at = self._lh_in_at = self._ll_at = -1
 
     def _init_depthwise(self, bias: bool, factory: dict) -> None:
         # One depthwise conv per resolution; channels that change branch go through the
@@ -74,7 +75,10 @@ class PathWeights:
         high_out, low_out = set(pout.high), set(pout.low)
         hh = [c for c in pin.high if c in high_out]
         hl = [c for c in pin.high if c in low_out]
-        low_res = list(pin.low) + hl  # channels the low-resolution conv computes, in this order
+        # Channels the low-resolution conv computes, in this order: the pooled high ones first, as
+        # the usual partitions number them (high channels first), so that the outputs need no
+        # permutation back to channel order.
+        low_res = hl + list(pin.low)
         self._hh = hh
         self._low_res = low_res
         self._n_hl = len(hl)
@@ -95,6 +99,15 @@ class PathWeights:
         self._lh_pos = lh_pos
         self._ll_pos = ll_pos
         self.register_buffer("_lh_sel", _index(lh_pos), persistent=False)
+        lh_in = [p - len(hl) for p in lh_pos]  # the same channels within the low input (L->H on the pooled grid)
+        self.register_buffer("_lh_in_sel", _index(lh_in), persistent=False)
+        # Where a selection is a run of consecutive channels (the usual case: partitions put the high
+        # channels first), the forward narrows instead of gathering.
+        self._hh_at = run_start([pos_h[c] for c in hh]) if len(hh) != len(pin.high) else -1  # -1: all, in order (reorder skips)
+        self._hl_at = run_start([pos_h[c] for c in hl])
+        self._lh_at = run_start(lh_pos)
+        self._lh_in_at = run_start(lh_in)
+        self._ll_at = run_start(ll_pos) if ll_pos != list(range(len(low_res))) else -1  # -1 when all, in order
         self.register_buffer(
             "_ll_sel", torch.empty(0, dtype=torch.long) if ll_pos == list(range(len(low_res))) else _index(ll_pos), persistent=False
         )

@@ -10,7 +10,7 @@ high size, so odd sizes round-trip. With octave == 1 both are the identity, whic
 octave layer exact against its plain original.
 """
 
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +156,22 @@ def reorder(x: Tensor, index: Tensor) -> Tensor:
     """``x.index_select(1, index)``, skipped when ``index`` is empty (meaning: already in order)."""
     if index.numel() == 0:
         return x
+    return x.index_select(1, index)
+
+
+def run_start(positions: Sequence[int]) -> int:
+    """The first of ``positions`` when they are consecutive ascending channels, else -1: such a
+    selection is a view (:func:`pick`), not a gather."""
+    return positions[0] if len(positions) > 0 and list(positions) == list(range(positions[0], positions[0] + len(positions))) else -1
+
+
+def pick(x: Tensor, index: Tensor, start: int) -> Tensor:
+    """Channels ``index`` of ``x``: a narrowed view when they run consecutively from ``start``
+    (``run_start`` of them, >= 0), else ``index_select``. Besides the copy, a gather over the
+    channels of a channels-last map falls to a slow kernel and returns a contiguous (NCHW) map,
+    which then sends every op after it down the NCHW paths."""
+    if start >= 0:
+        return x.narrow(1, start, index.numel())
     return x.index_select(1, index)
 
 

@@ -201,6 +201,20 @@ class OctConvNd(PathWeights, Kernels, InferenceForms, nn.Module):
         if "_n_hl" not in self.__dict__:
             self._n_hl = len(getattr(self, "_low_res", [])) - self.il if self.depthwise else 0
             self._lh_pos = list(getattr(self, "_lh_pos", []))
+        if "_hh_at" not in self.__dict__:  # saved before channel runs were narrowed
+            if self.depthwise:
+                # Its low conv's channels were then ordered low input first, pooled high ones
+                # after: rebuild the layer in today's order from the weights it tiles.
+                trainable = {n: p.requires_grad for n, p in self._parameters.items() if p is not None}
+                weight, bias = self.to_dense_weight()
+                self._init_depthwise(bias is not None, {"dtype": weight.dtype, "device": weight.device})
+                self._load_from_dense(weight, bias)
+                for n, p in self._parameters.items():
+                    if p is not None:
+                        p.requires_grad_(trainable.get(n, True))
+            else:
+                self._hh_at = self._hl_at = self._lh_at = self._lh_in_at = self._ll_at = -1
+                self.register_buffer("_lh_in_sel", torch.empty(0, dtype=torch.long), persistent=False)
 
     @classmethod
     def from_conv(
