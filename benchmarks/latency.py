@@ -17,7 +17,8 @@ run alternated in one process; a figure is the median of the per-pair ratios, me
 ``--deploy`` prints one table over the settings users deploy in, each against the best plain
 configuration of the original given the same treatment, alternated in one process: eager at 2
 threads (batch 1 and 8) and 1 thread (batch 1), ``octify.freeze`` on both sides; torch.compile
-with inductor freezing of both frozen models; int8 through torchao's PT2E flow (README's:
+with inductor freezing of both frozen models (the octave one with ``matmul_1x1=False``: inductor
+fuses bias, activation and sums into convolutions, not into matrix products); int8 through torchao's PT2E flow (README's:
 ``freeze(matmul_1x1=False)``, strict ``torch.export`` with a dynamic batch, X86InductorQuantizer,
 8 calibration batches, inductor freezing) against the original's int8; r3d_18 on one
 1x3x8x112x112 clip, each side in the fastest of its frozen forms (memory format x ``conv3d``).
@@ -157,7 +158,8 @@ def deploy_table(args: argparse.Namespace) -> None:
         calibration = [torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(8)]
         for kind in ("eager", "compiled", "int8"):
             if kind == "compiled":
-                a_fn, b_fn = compiled(plain, x224), compiled(octave, x224)
+                # 1x1 octave convs as convs: inductor fuses bias, activation and sum into them as oneDNN post-ops
+                a_fn, b_fn = compiled(plain, x224), compiled(octify.freeze(conv, matmul_1x1=False), x224)
             elif kind == "int8":
                 a_fn, b_fn = int8(model, calibration), int8(octify.freeze(conv, matmul_1x1=False), calibration)
             else:

@@ -87,7 +87,7 @@ def sides(form: str, model, converted, x: torch.Tensor) -> dict:
     if form == "eager":
         return {"plain": octify.freeze(model), "octave": octify.freeze(converted, example_inputs=x)}
     if form == "compiled":
-        return {"plain": compiled(octify.freeze(model), x), "octave": compiled(octify.freeze(converted, example_inputs=x), x)}
+        return {"plain": compiled(octify.freeze(model), x), "octave": compiled(octify.freeze(converted, matmul_1x1=False), x)}
     calibration = [torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(4)]
     return {"plain": int8(model, calibration), "octave": int8(octify.freeze(converted, matmul_1x1=False), calibration)}
 
