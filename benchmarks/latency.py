@@ -18,9 +18,10 @@ run alternated in one process; a figure is the median of the per-pair ratios, me
 configuration of the original given the same treatment, alternated in one process: eager at 2
 threads (batch 1 and 8) and 1 thread (batch 1), ``octify.freeze`` on both sides; torch.compile
 with inductor freezing of both frozen models (the octave one with ``matmul_1x1=False``: inductor
-fuses bias, activation and sums into convolutions, not into matrix products); int8 through torchao's PT2E flow (README's:
-``freeze(matmul_1x1=False)``, strict ``torch.export`` with a dynamic batch, X86InductorQuantizer,
-8 calibration batches, inductor freezing) against the original's int8; r3d_18 on one
+fuses bias, activation and sums into convolutions, not into matrix products); int8 through
+torchao's PT2E flow (README's: ``freeze(matmul_1x1=False)``, strict ``torch.export`` with a
+dynamic batch, X86InductorQuantizer, 8 calibration batches, inductor freezing) against the
+original's int8; r3d_18 on one
 1x3x8x112x112 clip, each side in the fastest of its frozen forms (memory format x ``conv3d``).
 """
 

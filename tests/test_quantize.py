@@ -11,7 +11,9 @@ checked here in eager mode (compiling it to int8 kernels takes too long for a un
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,8 +23,10 @@ import octify
 
 from conftest import randomize_bn, rel_err
 
-from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e  # (a dev extra)
-from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401  (a dev extra; registers the quantized_decomposed ops)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from forms import quantize as _quantize  # noqa: E402  (README's PT2E flow, one home with the benchmarks)
 
 A, QD = torch.ops.aten, torch.ops.quantized_decomposed
 DEQUANT = {QD.dequantize_per_tensor.default, QD.dequantize_per_tensor.tensor, QD.dequantize_per_channel.default}
@@ -66,17 +70,6 @@ def _gemms(gm: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, bool, bool]]:
             quantized = all(getattr(_source(n.args[i]), "target", None) in DEQUANT for i in GEMMS[n.target])
             out.append((n, octave, quantized))
     return out
-
-
-def _quantize(model: nn.Module, calibration: list[torch.Tensor]) -> torch.fx.GraphModule:
-    gm = torch.export.export(model, (calibration[0],), strict=True).module()
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-    prepared = prepare_pt2e(gm, quantizer)
-    with torch.no_grad():
-        for x in calibration:
-            prepared(x)
-    return convert_pt2e(prepared)
 
 
 @pytest.fixture(scope="module")

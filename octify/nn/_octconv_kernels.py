@@ -40,12 +40,19 @@ def _pixels(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
+def _matrix(weight: Tensor) -> Tensor:
+    """A 1x1 conv weight (out, in, 1, 1) as the (in, out) matrix a pixels x channels map multiplies."""
+    return weight.view(weight.shape[0], weight.shape[1]).t()
+
+
+def _product(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """A 1x1 conv of a channels-last map as its (pixels, out channels) matrix."""
+    return torch.mm(_pixels(x), _matrix(weight)) if bias is None else torch.addmm(bias, _pixels(x), _matrix(weight))
+
+
 def _matmul(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """A 1x1 conv of a channels-last map as one matrix product; the result is channels-last."""
-    n, h, w = x.shape[0], x.shape[2], x.shape[3]
-    w2 = weight.view(weight.shape[0], weight.shape[1]).t()
-    y = torch.mm(_pixels(x), w2) if bias is None else torch.addmm(bias, _pixels(x), w2)
-    return y.view(n, h, w, weight.shape[0]).permute(0, 3, 1, 2)
+    return _product(x, weight, bias).view(x.shape[0], x.shape[2], x.shape[3], weight.shape[0]).permute(0, 3, 1, 2)
 
 
 def _pointwise_high(
@@ -64,11 +71,10 @@ def _pointwise_high(
     if (w_hh is not None and xh is not None and w_lh is not None and xl is not None
             and xl.shape[2] * octave == hw[0] and xl.shape[3] * octave == hw[1]):
         n, c, lh, lw = xl.shape[0], w_hh.shape[0], xl.shape[2], xl.shape[3]
-        w2 = w_lh.view(c, w_lh.shape[1]).t()
-        low = torch.mm(_pixels(xl), w2) if bias is None else torch.addmm(bias, _pixels(xl), w2)
+        low = _product(xl, w_lh, bias)
         out = low.view(n * lh, 1, lw, 1, c).expand(n * lh, octave, lw, octave, c).reshape(-1, c)  # a copy: expanded dims
         # In-place ops escape autocast: take the product in the dtype autocast gave the L->H one.
-        out.addmm_(_pixels(xh).to(out.dtype), w_hh.view(c, w_hh.shape[1]).t().to(out.dtype))
+        out.addmm_(_pixels(xh).to(out.dtype), _matrix(w_hh).to(out.dtype))
         return out.view(n, lh * octave, lw * octave, c).permute(0, 3, 1, 2)
     yh: Optional[Tensor] = None
     if w_hh is not None and xh is not None:
@@ -166,7 +172,7 @@ class Kernels:
                 yl = _matmul(xhl, w_hl, b_l)
             else:
                 n, lh_, lw_ = yl.shape[0], yl.shape[2], yl.shape[3]
-                acc = torch.addmm(_pixels(yl), _pixels(xhl), w_hl.view(w_hl.shape[0], w_hl.shape[1]).t())
+                acc = torch.addmm(_pixels(yl), _pixels(xhl), _matrix(w_hl))
                 yl = acc.view(n, lh_, lw_, acc.shape[1]).permute(0, 3, 1, 2)
         return yh, yl
 
@@ -183,8 +189,7 @@ class Kernels:
         yh: Optional[Tensor] = None
         low_all: Optional[Tensor] = None
         if w_h is not None and xh is not None:
-            xhh = reorder(xh, self._hh_sel) if self._hh_at < 0 else pick(xh, self._hh_sel, self._hh_at)
-            yh = self._conv(xhh, w_h, self.bias_h, stride, w_h.shape[0])
+            yh = self._conv(pick(xh, self._hh_sel, self._hh_at), w_h, self.bias_h, stride, w_h.shape[0])
         if w_l is not None:
             parts: List[Tensor] = []  # in the order of the low conv's channels: pooled high ones, then the low input
             if xh is not None and self._n_hl > 0:
@@ -211,6 +216,5 @@ class Kernels:
                 up = upsample_to(lh, hw)
                 yh = up if yh is None else reorder(torch.cat([yh, up], 1), self._high_order)
             if len(self._ll_pos) > 0:
-                ll = reorder(low_all, self._ll_sel) if self._ll_at < 0 else pick(low_all, self._ll_sel, self._ll_at)
-                yl = reorder(ll, self._low_order)
+                yl = reorder(pick(low_all, self._ll_sel, self._ll_at), self._low_order)
         return yh, yl

@@ -103,11 +103,11 @@ class PathWeights:
         self.register_buffer("_lh_in_sel", _index(lh_in), persistent=False)
         # Where a selection is a run of consecutive channels (the usual case: partitions put the high
         # channels first), the forward narrows instead of gathering.
-        self._hh_at = run_start([pos_h[c] for c in hh]) if len(hh) != len(pin.high) else -1  # -1: all, in order (reorder skips)
+        self._hh_at = run_start([pos_h[c] for c in hh])
         self._hl_at = run_start([pos_h[c] for c in hl])
         self._lh_at = run_start(lh_pos)
         self._lh_in_at = run_start(lh_in)
-        self._ll_at = run_start(ll_pos) if ll_pos != list(range(len(low_res))) else -1  # -1 when all, in order
+        self._ll_at = run_start(ll_pos)
         self.register_buffer(
             "_ll_sel", torch.empty(0, dtype=torch.long) if ll_pos == list(range(len(low_res))) else _index(ll_pos), persistent=False
         )

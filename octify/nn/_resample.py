@@ -166,10 +166,13 @@ def run_start(positions: Sequence[int]) -> int:
 
 
 def pick(x: Tensor, index: Tensor, start: int) -> Tensor:
-    """Channels ``index`` of ``x``: a narrowed view when they run consecutively from ``start``
-    (``run_start`` of them, >= 0), else ``index_select``. Besides the copy, a gather over the
-    channels of a channels-last map falls to a slow kernel and returns a contiguous (NCHW) map,
-    which then sends every op after it down the NCHW paths."""
+    """Channels ``index`` of ``x`` (all of them, in order, when ``index`` is empty, as for
+    :func:`reorder`): a narrowed view when they run consecutively from ``start`` (``run_start``
+    of them, >= 0), else ``index_select``. Besides the copy, a gather over the channels of a
+    channels-last map falls to a slow kernel and returns a contiguous (NCHW) map, which then
+    sends every op after it down the NCHW paths."""
+    if index.numel() == 0:
+        return x
     if start >= 0:
         return x.narrow(1, start, index.numel())
     return x.index_select(1, index)
