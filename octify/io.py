@@ -201,8 +201,10 @@ def _rebuild(recipe: dict, model: nn.Module, p: Path, rules: Any, leaf_modules: 
     try:
         out = rebuild(model, record, rules=rules, leaf_modules=leaf_modules) if record is not None else copy.deepcopy(model)
         if settings is not None:
+            shapes = settings.get("inputs")  # a plain model's: the shapes its sums were written in place on
+            inputs = tuple(torch.empty(d["shape"], dtype=getattr(torch, d["dtype"])) for d in shapes) if shapes else None
             settings = {k: v for k, v in settings.items() if k in ("fold_bn", "memory_format", "conv3d", "matmul_1x1")}
-            out = freeze(out.eval(), inplace=True, **settings)
+            out = freeze(out.eval(), inplace=True, example_inputs=inputs, **settings)
     except (ValueError, ConversionError) as e:
         text = " ".join(str(e).split()).rstrip(".")
         raise ValueError(f"{p} cannot be rebuilt from the model given: {text}.{'' if 'Hint:' in text else ' ' + _HINT}") from None

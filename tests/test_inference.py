@@ -205,6 +205,41 @@ def test_residual_sums_are_in_place_and_gradients_match_the_original() -> None:
     assert rel_err(xb.grad, xa.grad) < 1e-4
 
 
+def test_a_frozen_plain_model_writes_its_residual_sums_in_place_as_a_converted_one_does() -> None:
+    """octify.freeze of the original is the baseline of every speed figure: its sums are written
+    in place as the converted model's are (torch.fx records the original's `out += identity` as
+    `out + identity`), and the original keeps its own code."""
+    torch.manual_seed(0)
+    model = randomize_bn(torchvision.models.resnet18()).eval()
+    x = torch.randn(2, 3, 64, 64)
+    frozen = octify.freeze(model, example_inputs=x)
+    assert [n.target for n in frozen.graph.nodes if n.target in (operator.add, operator.iadd)] == [operator.iadd] * 8
+    assert all("val" not in n.meta for n in frozen.graph.nodes)  # the shapes were for the decision only
+    with torch.no_grad():
+        assert rel_err(frozen(x), model(x)) < 1e-4
+
+    class Head(nn.Module):  # a sum that broadcasts its first operand cannot be written into it
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(12, 4)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3), keepdim=True) + self.fc(x.flatten(1)).view(-1, 4, 1, 1) + self.conv(x)
+
+    net = Head().eval()
+    small = torch.randn(2, 3, 2, 2)
+    frozen = octify.freeze(net, example_inputs=small)
+    assert [n.target for n in frozen.graph.nodes if n.target in (operator.add, operator.iadd)] == [operator.add, operator.iadd]
+    with torch.no_grad():
+        assert rel_err(frozen(small), net(small)) < 1e-5
+    # The default inputs (3x224x224) do not fit the Linear: no shapes, so every sum stays out of place.
+    frozen = octify.freeze(net)
+    assert [n.target for n in frozen.graph.nodes if n.target in (operator.add, operator.iadd)] == [operator.add] * 2
+    with torch.no_grad():
+        assert rel_err(frozen(small), net(small)) < 1e-5
+
+
 def test_latency_policy_keeps_a_model_plain_when_its_octave_layers_would_save_too_little() -> None:
     # DenseNet-121 at alpha 0.25: the latency policy keeps its thin dense layers plain, which would
     # leave only the transition convs octave (about 5% of the MACs saved), slower than plain.

@@ -5,6 +5,8 @@ train/eval flags; a file that does not match, or was edited, is refused with a c
 
 from __future__ import annotations
 
+import operator
+
 import json
 import struct
 
@@ -235,10 +237,13 @@ def test_plain_and_frozen_plain_models_come_back(tmp_path):
     net = _net()
     back = _round_trip(net, _net(seed=9), tmp_path, name="plain.safetensors")
     assert type(back) is Net
-    frozen = octify.freeze(net, matmul_1x1=False)
+    frozen = octify.freeze(net, matmul_1x1=False, example_inputs=torch.randn(1, 3, 40, 40))
     assert frozen.meta["octify.freeze"]["matmul_1x1"] == []
+    assert frozen.meta["octify.freeze"]["inputs"] == [{"shape": [1, 3, 40, 40], "dtype": "float32"}]
     back = _round_trip(frozen, _net(seed=9), tmp_path, name="frozen.safetensors")
     assert not any(isinstance(m, nn.BatchNorm2d) for m in back.modules())
+    # Both blocks' sums in place, on load as when frozen (the file's structure says so too).
+    assert [n.target for n in back.graph.nodes if n.target in (operator.add, operator.iadd)] == [operator.iadd] * 2
 
 
 def test_user_rules_must_be_given_again_and_leaf_types_are_found_in_the_model(tmp_path):

@@ -6,17 +6,22 @@ tracer sees what eager mode runs. The speed-ups that only hold while the weights
 are applied here, explicitly, and produce a new model (in the spirit of ``torch.jit.freeze``):
 
 1. batch norms folded into the convs in front of them (``fold_bn``): new conv weights, no norms;
-2. each OctConv2d that runs H->L and L->L as one conv stores its [hl | ll] weight once
+2. a plain model's residual sums written in place, as ``octify.convert`` writes a converted
+   model's (the original's ``out += identity``, which torch.fx records as ``out + identity``);
+3. each OctConv2d that runs H->L and L->L as one conv stores its [hl | ll] weight once
    (``OctConv2d.fuse_low_weights``) instead of concatenating it per call;
-3. with ``memory_format="channels_last"`` (the default), every 4-D weight channels-last, and
+4. with ``memory_format="channels_last"`` (the default), every 4-D weight channels-last, and
    the 1x1 octave convs that run faster as matrix products over the pixels do so
    (``OctConv2d.use_matmul``): ``matmul_1x1="auto"`` times each both ways on example inputs
    (``kernel_choice``); ``True`` / ``False`` for all or none (``False`` for int8 quantization:
    quantizers annotate convolutions, not matrix products); a list of layer names for exactly
-   those (what ``octify.load`` replays, with no timing).
+   those (what ``octify.load`` replays, with no timing);
+5. with ``conv3d="onednn"``, every 3-D conv, plain or octave, run by oneDNN
+   (``torch.mkldnn_convolution``), whatever PyTorch's size rule would pick.
 
 The settings are kept with the result (``record_of(frozen).frozen``; for a model octify did not
-convert, ``frozen.meta["octify.freeze"]``), ``matmul_1x1`` as the names of the layers it chose.
+convert, ``frozen.meta["octify.freeze"]``, with the shapes of the inputs its sums were found
+on), ``matmul_1x1`` as the names of the layers it chose.
 
 The frozen model is again an ordinary module with no cache and no mode-dependent code: it
 exports, traces and scripts like the converted one, and writing to its parameters changes its
@@ -30,16 +35,17 @@ import dataclasses
 from typing import Any, Optional, Sequence, Union
 
 import torch.fx as fx
-from torch import nn
+from torch import Tensor, nn
 
 from ..nn import OctConv2d
 from ..nn.octconv import OctConvNd
 from ..record import attach_record, find_record, recorded_inputs
 from ..nn.onednn import OneDNNConv3d
 from ..utils.choices import CONV3D_KERNELS, MEMORY_FORMATS
-from ..utils.inputs import default_inputs, normalize_inputs
+from ..utils.inputs import default_inputs, describe, normalize_inputs
 from ..utils.validate import check_choice, check_module
 from .fold import as_graph_module, fold_graph
+from .inplace import plain_sums_in_place
 from .kernel_choice import choose_matmul
 from .layout import contiguous_before_layout_reads, to_channels_last
 from .narrow import narrow_outputs
@@ -65,7 +71,7 @@ def freeze(
 
     ``model`` is a converted model (or a plain one, traced with torch.fx first, so that a
     benchmark can give the original the same treatment) in eval mode. It is copied unless
-    ``inplace=True``. ``conv3d="onednn"`` sends every 3-D conv to oneDNN (item 4 above; video
+    ``inplace=True``. ``conv3d="onednn"`` sends every 3-D conv to oneDNN (item 5 above; video
     models on a CPU, eager mode). The result computes the same function (float rounding aside) and keeps
     the conversion record, whose ``fused`` lists the (conv, batch norm) pairs folded.
 
@@ -115,6 +121,8 @@ def freeze(
     elif matmul_1x1 == "auto" and channels_last and any(isinstance(m, OctConv2d) and m.pointwise for m in gm.modules()):
         choose_matmul(gm, inputs)
     narrow_outputs(gm)
+    if record is None:
+        plain_sums_in_place(gm, inputs)
     settings = {
         "fold_bn": bool(fold_bn), "memory_format": memory_format, "conv3d": conv3d,
         "matmul_1x1": [name for name, m in gm.named_modules() if isinstance(m, OctConvNd) and getattr(m, "_matmul", False)],
@@ -122,7 +130,8 @@ def freeze(
     if record is not None:
         attach_record(gm, dataclasses.replace(record, fused=list(folded), frozen=settings))
     else:
-        gm.meta[FREEZE_META] = settings
+        # The shapes its sums were found on, so that octify.load writes the same ones in place.
+        gm.meta[FREEZE_META] = {**settings, "inputs": describe(inputs) if all(isinstance(v, Tensor) for v in inputs) else None}
     return gm
 
 

@@ -21,6 +21,7 @@ torch.fx.wrap("add_upsampled")
 torch.fx.wrap("downsample")
 torch.fx.wrap("pick")
 torch.fx.wrap("_pointwise_high")
+torch.fx.wrap("_pointwise_sum")
 torch.fx.wrap("reorder")
 torch.fx.wrap("upsample_to")
 
@@ -83,6 +84,15 @@ def _pointwise_high(
         lh_ = _matmul(xl, w_lh, bias if yh is None else None)
         yh = upsample_to(lh_, hw) if yh is None else add_upsampled(yh, lh_, octave)
     return yh
+
+
+def _pointwise_sum(x: Tensor, w: Tensor, x2: Tensor, w2: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``x`` through the 1x1 conv ``w`` (with ``bias``) plus ``x2`` through ``w2``, both
+    channels-last maps of one shape, as one buffer: the first product, then the second
+    accumulated onto it (``addmm_`` on that fresh tensor; H->L onto L->L)."""
+    out = _product(x, w, bias)
+    out.addmm_(_pixels(x2).to(out.dtype), _matrix(w2).to(out.dtype))
+    return out.view(x.shape[0], x.shape[2], x.shape[3], w.shape[0]).permute(0, 3, 1, 2)
 
 
 @register_flop_formula(torch.ops.aten.addmm_) if torch.ops.aten.addmm_ not in flop_registry else (lambda f: f)
@@ -164,16 +174,16 @@ class Kernels:
         w_hh, w_lh, w_hl, w_ll, b_h, b_l = weights[0], weights[1], weights[2], weights[3], weights[5], weights[6]
         yl: Optional[Tensor] = None
         yh = _pointwise_high(xh, w_hh, xl_lh, w_lh, b_h, self.octave, hw)
-        if w_ll is not None and xl is not None:
-            yl = _matmul(xl, w_ll, b_l)
+        xhl: Optional[Tensor] = None
         if w_hl is not None and xh is not None:
             xhl = downsample(xh, self.octave, self._axes)
-            if yl is None:
-                yl = _matmul(xhl, w_hl, b_l)
+        if w_ll is not None and xl is not None:
+            if xhl is not None and w_hl is not None:
+                yl = _pointwise_sum(xl, w_ll, xhl, w_hl, b_l)
             else:
-                n, lh_, lw_ = yl.shape[0], yl.shape[2], yl.shape[3]
-                acc = torch.addmm(_pixels(yl), _pixels(xhl), _matrix(w_hl))
-                yl = acc.view(n, lh_, lw_, acc.shape[1]).permute(0, 3, 1, 2)
+                yl = _matmul(xl, w_ll, b_l)
+        elif xhl is not None and w_hl is not None:
+            yl = _matmul(xhl, w_hl, b_l)
         return yh, yl
 
     def _forward_depthwise(
