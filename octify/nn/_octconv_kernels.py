@@ -146,7 +146,7 @@ class Kernels:
             yh = self._conv(xh, w_hh, b_h, stride, g)
         if w_lh is not None and xl_lh is not None:
             lh = self._conv(xl_lh, w_lh, b_h if yh is None else None, stride, g)
-            yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave)
+            yh = upsample_to(lh, hw) if yh is None else add_upsampled(yh, lh, self.octave, True)  # yh: the H->H conv's own output
         xhl: Optional[Tensor] = None
         if (w_hl is not None or w_low is not None) and xh is not None:
             xhl = downsample(xh, self.octave, self._axes)

@@ -93,27 +93,37 @@ def upsample_to(x: Tensor, size: List[int]) -> Tensor:
     return F.interpolate(x, size=size, mode="nearest")
 
 
-def add_upsampled(high: Tensor, low: Tensor, octave: int) -> Tensor:
+def add_upsampled(high: Tensor, low: Tensor, octave: int, into_high: bool = False) -> Tensor:
     """``high + upsample(low)`` to high's size. When high's size is an exact multiple of low's,
     one broadcast add over a (.., lh, octave, lw, octave) view, without materialising the
-    upsampled tensor. Out of place, so exporters and autograd see a plain add; the sum keeps
-    high's layout, with the strides of a freshly allocated tensor (a batch of 1 included: a
-    stray batch stride would make later convolutions take the map for NCHW)."""
+    upsampled tensor; the sum keeps high's layout, with the strides of a freshly allocated tensor
+    (a batch of 1 included: a stray batch stride would make later convolutions take the map for
+    NCHW).
+
+    ``into_high=True`` writes the sum into ``high``, which must be a tensor the caller just made
+    and nobody else reads (a conv's output): a full-resolution map not allocated, whose fresh
+    pages cost more than the add on some kernels. The result is the in-place op's own output, so
+    that tracing exporters see the write in the data flow (a write through a view of ``high``
+    followed by a read of ``high`` is lost by the TorchScript-based ONNX exporter)."""
     h, w = high.shape[-2], high.shape[-1]
     lh, lw = low.shape[-2], low.shape[-1]
+    into_high = into_high and high.dtype == low.dtype  # a lower-precision high would keep the sum in its dtype
     if list(low.shape[2:]) == list(high.shape[2:]):
-        return high + low
+        return high.add_(low) if into_high else high + low
     if high.dim() == 5 and octave > 1 and lh * octave == h and lw * octave == w and low.shape[2] == high.shape[2] and high.is_contiguous():
         # Time kept: the same broadcast add over (N*C*T*lh, octave, lw, octave) rows.
-        out5 = high.reshape(-1, octave, lw, octave) + low.reshape(-1, 1, lw, 1)
-        return out5.view(high.shape)
+        h5, l5 = high.reshape(-1, octave, lw, octave), low.reshape(-1, 1, lw, 1)
+        return (h5.add_(l5) if into_high else h5 + l5).view(high.shape)
     if octave > 1 and lh * octave == h and lw * octave == w and high.dim() == 4:
         n, c = high.shape[0], high.shape[1]
         if high.is_contiguous(memory_format=torch.channels_last) and not high.is_contiguous():
             # NHWC memory: (N*lh, oct, lw, oct*C) rows of whole pixels, low broadcast over both octs.
             hp = high.permute(0, 2, 3, 1).reshape(n * lh, octave, lw, octave, c)
             lp = low.permute(0, 2, 3, 1).reshape(n * lh, 1, lw, 1, c)
-            return (hp + lp).view(n, h, w, c).permute(0, 3, 1, 2)
+            return (hp.add_(lp) if into_high else hp + lp).view(n, h, w, c).permute(0, 3, 1, 2)
+        if high.is_contiguous():
+            h4, l4 = high.view(n * c * lh, octave, lw, octave), low.reshape(n * c * lh, 1, lw, 1)
+            return (h4.add_(l4) if into_high else h4 + l4).view(n, c, h, w)
         out = high.reshape(n * c * lh, octave, lw, octave) + low.reshape(n * c * lh, 1, lw, 1)
         return out.view(n, c, h, w)
     return high + upsample_to(low, list(high.shape[2:]))
