@@ -1023,3 +1023,34 @@ def test_the_flop_counter_counts_the_in_place_product_of_a_frozen_1x1_layer():
         out.addmm_(a, b)
         torch.addmm(out, a, b)
     assert counter.get_total_flops() == 2 * (2 * 4 * 3 * 5)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "channels_last_batch1", "video", "strided", "same_size", "low_precision"])
+def test_the_upsample_add_into_a_fresh_high_map_writes_it_in_place_where_it_can(layout):
+    """An octave conv adds L->H into its H->H conv's output (add_upsampled(into_high=True)): in place
+    where high's memory is laid out as one block, the same numbers and layout as the out-of-place
+    sum; out of place where the write could not reach high (a strided view) or would round the sum
+    to a lower precision."""
+    from octify.nn._resample import add_upsampled
+
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    shapes = {"video": ((2, 3, 4, 8, 6), (2, 3, 4, 4, 3)), "same_size": ((2, 3, 8, 6), (2, 3, 8, 6)),
+              "channels_last_batch1": ((1, 5, 8, 6), (1, 5, 4, 3))}
+    hs, ls = shapes.get(layout, ((2, 5, 8, 6), (2, 5, 4, 3)))
+    high, low = torch.randn(hs), torch.randn(ls)
+    if layout.startswith("channels_last"):
+        high, low = high.contiguous(memory_format=cl), low.contiguous(memory_format=cl)
+    if layout == "strided":
+        high = torch.randn(2, 5, 6, 8).transpose(2, 3)  # a view whose reshape would copy
+    if layout == "low_precision":
+        low = low.to(torch.bfloat16)
+    size = list(high.shape[2:])
+    want = high + F.interpolate(low.float(), size=size, mode="nearest")
+    before = high.clone()
+    got = add_upsampled(high, low, 2, True)
+    assert got.dtype == want.dtype and torch.allclose(got, want, atol=1e-6)
+    assert got.stride() == want.stride() or layout == "strided"
+    in_place = layout not in ("strided", "low_precision")
+    assert (got.data_ptr() == high.data_ptr()) is in_place
+    assert torch.equal(high, got if in_place else before)
