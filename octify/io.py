@@ -198,11 +198,11 @@ def _rebuild(recipe: dict, model: nn.Module, p: Path, rules: Any, leaf_modules: 
         saved_record = ConversionRecord.from_dict(record) if record is not None else None
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{p}: its recipe's conversion record is not valid ({e}): the file is damaged or was edited") from None
+    # A frozen plain model's settings give the shapes its sums were written in place on.
+    inputs = _recorded_inputs(settings.get("inputs"), p) if isinstance(settings, dict) else None
     try:
         out = rebuild(model, record, rules=rules, leaf_modules=leaf_modules) if record is not None else copy.deepcopy(model)
         if settings is not None:
-            shapes = settings.get("inputs")  # a plain model's: the shapes its sums were written in place on
-            inputs = tuple(torch.empty(d["shape"], dtype=getattr(torch, d["dtype"])) for d in shapes) if shapes else None
             settings = {k: v for k, v in settings.items() if k in ("fold_bn", "memory_format", "conv3d", "matmul_1x1")}
             out = freeze(out.eval(), inplace=True, example_inputs=inputs, **settings)
     except (ValueError, ConversionError) as e:
@@ -221,6 +221,22 @@ def _rebuild(recipe: dict, model: nn.Module, p: Path, rules: Any, leaf_modules: 
 
 
 _HINT = "Hint: pass the original the file was converted from (and the same --model-arg)"
+
+
+def _recorded_inputs(described: Any, p: Path) -> Optional[tuple]:
+    """Uninitialised inputs of the shapes and dtypes a frozen plain model's settings list
+    (``describe`` of its example inputs); None when they list none; ValueError when the list
+    is not one."""
+    if not described:
+        return None
+    inputs = []
+    for d in described if isinstance(described, list) else [described]:
+        shape = d.get("shape") if isinstance(d, dict) else None
+        dtype = getattr(torch, str(d.get("dtype")), None) if isinstance(d, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(v, int) and v >= 0 for v in shape) or not isinstance(dtype, torch.dtype):
+            raise ValueError(f"{p}: its recipe's freeze inputs must be a list of {{shape, dtype}}, found {d!r}: the file is damaged or was edited")
+        inputs.append(torch.empty(shape, dtype=dtype))
+    return tuple(inputs)
 
 
 def _load_weights(model: nn.Module, p: Path) -> None:

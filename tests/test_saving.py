@@ -330,6 +330,14 @@ def test_an_edited_file_is_refused_with_what_differs(tmp_path):
     with pytest.raises(ValueError, match=r"another structure .* \(first difference: b1\.conv2\.weight_hh is 16x16x3x3 F32 in the file, 24x16x3x3"):
         octify.load(path, model=net)
 
+    def freeze_inputs(recipe, tensors):
+        recipe["freeze"]["inputs"] = [{"shape": [2, 3, 32, 32], "dtype": "load"}]  # a torch name, but no dtype
+
+    octify.save(octify.freeze(net, example_inputs=X), path)
+    _edit_recipe(path, freeze_inputs)
+    with pytest.raises(ValueError, match=r"its recipe's freeze inputs must be a list of \{shape, dtype\}, found \{'shape': \[2, 3, 32, 32\], 'dtype': 'load'\}: the file is damaged or was edited"):
+        octify.load(path, model=net)
+
     def renamed(recipe, tensors):
         recipe["record"]["plan"]["nowhere"] = recipe["record"]["plan"].pop("b1_conv2")
 

@@ -121,11 +121,9 @@ def add_upsampled(high: Tensor, low: Tensor, octave: int, into_high: bool = Fals
             hp = high.permute(0, 2, 3, 1).reshape(n * lh, octave, lw, octave, c)
             lp = low.permute(0, 2, 3, 1).reshape(n * lh, 1, lw, 1, c)
             return (hp.add_(lp) if into_high else hp + lp).view(n, h, w, c).permute(0, 3, 1, 2)
-        if high.is_contiguous():
-            h4, l4 = high.view(n * c * lh, octave, lw, octave), low.reshape(n * c * lh, 1, lw, 1)
-            return (h4.add_(l4) if into_high else h4 + l4).view(n, c, h, w)
-        out = high.reshape(n * c * lh, octave, lw, octave) + low.reshape(n * c * lh, 1, lw, 1)
-        return out.view(n, c, h, w)
+        h4, l4 = high.reshape(n * c * lh, octave, lw, octave), low.reshape(n * c * lh, 1, lw, 1)
+        into_h4 = into_high and high.is_contiguous()  # else the reshape is a copy: a write into it would not reach high
+        return (h4.add_(l4) if into_h4 else h4 + l4).view(n, c, h, w)
     return high + upsample_to(low, list(high.shape[2:]))
 
 
