@@ -10,7 +10,9 @@ into the convolution kernels (oneDNN's, float or int8, and PyTorch's own), the m
 (the 1x1 octave paths, the classifier), the kernels inductor generated (pooling, concatenation,
 the upsample-add, activations, q/dq), every other operator kernel (the same, uncompiled: views,
 copies, additions), and the rest: Python, the GraphModule's or compiled graph's code and the
-dispatcher outside any kernel. It is the profile behind the speed figures of ``latency.py
+dispatcher outside any kernel. For the eager form, a second table (``profile-layers``) gives each
+stage's layers' time on both sides, by forward hooks, against their MACs, and the time between
+layers. It is the profile behind the speed figures of ``latency.py
 --deploy``: how much of the MACs' saving the small convolutions keep, and what the extra calls cost.
 
     python benchmarks/profile_ops.py                     # the docs' table: eager resnet50 and resnet18, compiled resnet50, int8 resnet18; batch 1 and 8
@@ -82,6 +84,58 @@ def breakdown(model, x: torch.Tensor, forwards: int) -> dict:
     return out
 
 
+def stage(name: str) -> str:
+    """The stage a layer belongs to: the first part of its name (``layer3`` of ``layer3.0.conv2``)."""
+    return name.split(".")[0]
+
+
+def stage_times(models: dict, x: torch.Tensor, forwards: int) -> dict:
+    """For each of ``models`` (side -> model), per forward, the median ms of each stage's layers
+    with weights of their own (convs, octave convs, the classifier: the same names on both sides
+    of a converted model), timed by forward hooks; ``"between layers"`` is the rest of the forward
+    (activations, sums, pooling, and the splits and merges of pairs between layers) and
+    ``"forward"`` the whole of it. The models' forwards alternate, as the speed benchmarks'
+    do, so that a drift of the machine (or of its allocator) moves every side alike."""
+    spent: dict = {}
+    started: dict = {}
+
+    def before(name):
+        return lambda module, args: started.__setitem__(name, time.perf_counter())
+
+    def after(name):
+        return lambda module, args, out: spent.__setitem__(stage(name), spent.get(stage(name), 0.0) + time.perf_counter() - started[name])
+
+    handles = [h for model in models.values() for name, m in model.named_modules()
+               if name and not list(m.children()) and any(True for _ in m.parameters(recurse=False))
+               for h in (m.register_forward_pre_hook(before(name)), m.register_forward_hook(after(name)))]
+    per_forward: dict = {side: [] for side in models}
+    try:
+        with torch.inference_mode():
+            for _ in range(3):
+                for model in models.values():
+                    model(x)
+            for i in range(forwards):
+                for side in list(models) if i % 2 == 0 else list(models)[::-1]:
+                    spent.clear()
+                    t0 = time.perf_counter()
+                    models[side](x)
+                    total = time.perf_counter() - t0
+                    per_forward[side].append({**spent, "between layers": total - sum(spent.values()), "forward": total})
+    finally:
+        for h in handles:
+            h.remove()
+    return {side: {k: statistics.median(f[k] for f in runs) * 1e3 for k in runs[0]} for side, runs in per_forward.items()}
+
+
+def stage_macs(model, x: torch.Tensor) -> dict:
+    """Multiply-adds of each stage (``octify.profile``'s layers), and of the whole model under ``"forward"``."""
+    rows = octify.profile(model, x).layers
+    out = {"forward": float(sum(r.macs for r in rows))}
+    for r in rows:
+        out[stage(r.name)] = out.get(stage(r.name), 0.0) + r.macs
+    return out
+
+
 def sides(form: str, model, converted, x: torch.Tensor) -> dict:
     """The plain and the octave model in ``form``, ready to run on ``x``."""
     if form == "eager":
@@ -105,6 +159,7 @@ def main() -> None:
     table = ResultTable("profile-ops", ["model", "batch", "form", "side", "forward ms", "operator calls", "convolutions ms",
                                         "matrix products ms", "generated kernels ms", "other kernels ms", "outside kernels ms", "MACs"],
                         "-:--::::::::")
+    layers = ResultTable("profile-layers", ["model", "batch", "stage", "plain ms", "octave ms", "ratio", "MACs ratio"], "-:-::::")
     for form in args.forms:
         for name in args.models or FORMS[form]:
             torch.manual_seed(0)
@@ -117,7 +172,16 @@ def main() -> None:
             macs = {"plain": 1.0, "octave": octify.profile(converted, x1).macs / base}
             for batch in args.batches:
                 x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
-                got = {side: breakdown(m, x, args.forwards) for side, m in sides(form, model, converted, x).items()}
+                forms = sides(form, model, converted, x)
+                got = {side: breakdown(m, x, args.forwards) for side, m in forms.items()}
+                if form == "eager":
+                    by_stage = stage_times(forms, x, args.forwards)
+                    stage_mac = {"plain": stage_macs(model, x[:1]), "octave": stage_macs(converted, x[:1])}
+                    for key in by_stage["plain"]:
+                        t = {side: by_stage[side].get(key, 0.0) for side in by_stage}
+                        m = {side: stage_mac[side].get(key, 0.0) for side in stage_mac}
+                        layers.row(name, batch, key, f"{t['plain']:.1f}", f"{t['octave']:.1f}", f"{t['octave'] / t['plain']:.2f}",
+                                   f"{m['octave'] / m['plain']:.2f}" if m["plain"] else "")
                 for side, r in got.items():
                     table.row(name, batch, form, side, f"{r['ms']:.1f}", f"{r['calls']:.0f}", f"{r['conv']:.1f}", f"{r['mm']:.1f}",
                               f"{r['generated']:.1f}", f"{r['other']:.1f}", f"{r['host']:.1f}", f"{macs[side]:.2f}x")
@@ -129,8 +193,15 @@ def main() -> None:
                 torch._dynamo.reset()
     table.note(f"{args.threads} threads, float32 (int8: activations and weights), inference mode, 224x224, alpha 0.5; "
                f"{args.forwards} forwards profiled after 3 to warm up; forward ms is the median without the profiler.")
+    layers.note(f"eager (octify.freeze of both), {args.threads} threads, 224x224, alpha 0.5: each stage's layers with weights of their "
+                f"own (convs, octave convs, the classifier) timed by forward hooks, median of {args.forwards} forwards after 3, the two "
+                f"sides alternated; "
+                "'between layers' is the rest of the forward: activations, sums, pooling, the splits and merges of pairs.")
     default = (args.forms, args.models, args.batches, args.threads) == DEFAULT
-    table.save(unless="" if default else "other forms, models, batches or threads than the default")
+    why = "" if default else "other forms, models, batches or threads than the default"
+    table.save(unless=why)
+    if "eager" in args.forms:
+        layers.save(unless=why)
 
 
 if __name__ == "__main__":

@@ -100,3 +100,34 @@ def test_the_saved_command_is_the_one_typed_at_the_repository_root_wherever_it_r
     table = result_table.ResultTable("t", ["a"])
     table.row("1")
     assert json.loads(table.save().read_text())["command"] == "python benchmarks/latency.py --iters 7"
+
+
+def test_the_stage_times_of_a_small_model_cover_its_layers_and_the_rest_of_the_forward():
+    import profile_ops
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.body = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1))
+            self.head = torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.body(self.stem(x))).mean((2, 3)))
+
+    net = Net().eval()
+    x = torch.randn(2, 3, 16, 16)
+    twin = Net().eval()
+    both = profile_ops.stage_times({"plain": net, "octave": twin}, x, forwards=3)
+    assert list(both) == ["plain", "octave"] and list(both["octave"]) == list(both["plain"])
+    got = both["plain"]
+    # One entry per stage with layers of its own (the ReLU has no weights: between layers), in the order they ran.
+    assert list(got) == ["stem", "body", "head", "between layers", "forward"]
+    assert all(v > 0 for v in got.values()) and got["stem"] + got["body"] + got["head"] < got["forward"]
+    assert not net._forward_hooks and not net.stem._forward_pre_hooks  # the hooks are gone
+    macs = profile_ops.stage_macs(net, x)
+    # For the batch of 2: the stem's 3->8 3x3 conv, the body's two 8->8 ones, the head's 8->4 Linear.
+    assert (macs["stem"], macs["body"], macs["head"]) == (2 * 16 * 16 * 8 * 3 * 9, 2 * 2 * 16 * 16 * 8 * 8 * 9, 2 * 8 * 4)
+    assert macs["forward"] == macs["stem"] + macs["body"] + macs["head"]
+
