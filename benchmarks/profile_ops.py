@@ -172,10 +172,10 @@ def main() -> None:
             macs = {"plain": 1.0, "octave": octify.profile(converted, x1).macs / base}
             for batch in args.batches:
                 x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
-                forms = sides(form, model, converted, x)
-                got = {side: breakdown(m, x, args.forwards) for side, m in forms.items()}
+                side_models = sides(form, model, converted, x)
+                got = {side: breakdown(m, x, args.forwards) for side, m in side_models.items()}
                 if form == "eager":
-                    by_stage = stage_times(forms, x, args.forwards)
+                    by_stage = stage_times(side_models, x, args.forwards)
                     stage_mac = {"plain": stage_macs(model, x[:1]), "octave": stage_macs(converted, x[:1])}
                     for key in by_stage["plain"]:
                         t = {side: by_stage[side].get(key, 0.0) for side in by_stage}

@@ -233,7 +233,8 @@ def _recorded_inputs(described: Any, p: Path) -> Optional[tuple]:
     for d in described if isinstance(described, list) else [described]:
         shape = d.get("shape") if isinstance(d, dict) else None
         dtype = getattr(torch, str(d.get("dtype")), None) if isinstance(d, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(v, int) and v >= 0 for v in shape) or not isinstance(dtype, torch.dtype):
+        if not isinstance(described, list) or not isinstance(shape, list) or not all(isinstance(v, int) and v >= 0 for v in shape) \
+                or not isinstance(dtype, torch.dtype):
             raise ValueError(f"{p}: its recipe's freeze inputs must be a list of {{shape, dtype}}, found {d!r}: the file is damaged or was edited")
         inputs.append(torch.empty(shape, dtype=dtype))
     return tuple(inputs)

@@ -51,6 +51,13 @@ def _product(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     return torch.mm(_pixels(x), _matrix(weight)) if bias is None else torch.addmm(bias, _pixels(x), _matrix(weight))
 
 
+def _accumulate(out: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    """``out`` (a (pixels, out channels) matrix the layer just made) plus the 1x1 conv ``weight``
+    of the channels-last map ``x``, written into ``out`` (``addmm_``). In-place ops escape
+    autocast: the product is taken in the dtype autocast gave ``out``."""
+    return out.addmm_(_pixels(x).to(out.dtype), _matrix(weight).to(out.dtype))
+
+
 def _matmul(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """A 1x1 conv of a channels-last map as one matrix product; the result is channels-last."""
     return _product(x, weight, bias).view(x.shape[0], x.shape[2], x.shape[3], weight.shape[0]).permute(0, 3, 1, 2)
@@ -74,8 +81,7 @@ def _pointwise_high(
         n, c, lh, lw = xl.shape[0], w_hh.shape[0], xl.shape[2], xl.shape[3]
         low = _product(xl, w_lh, bias)
         out = low.view(n * lh, 1, lw, 1, c).expand(n * lh, octave, lw, octave, c).reshape(-1, c)  # a copy: expanded dims
-        # In-place ops escape autocast: take the product in the dtype autocast gave the L->H one.
-        out.addmm_(_pixels(xh).to(out.dtype), _matrix(w_hh).to(out.dtype))
+        out = _accumulate(out, xh, w_hh)
         return out.view(n, lh * octave, lw * octave, c).permute(0, 3, 1, 2)
     yh: Optional[Tensor] = None
     if w_hh is not None and xh is not None:
@@ -90,8 +96,7 @@ def _pointwise_sum(x: Tensor, w: Tensor, x2: Tensor, w2: Tensor, bias: Optional[
     """``x`` through the 1x1 conv ``w`` (with ``bias``) plus ``x2`` through ``w2``, both
     channels-last maps of one shape, as one buffer: the first product, then the second
     accumulated onto it (``addmm_`` on that fresh tensor; H->L onto L->L)."""
-    out = _product(x, w, bias)
-    out.addmm_(_pixels(x2).to(out.dtype), _matrix(w2).to(out.dtype))
+    out = _accumulate(_product(x, w, bias), x2, w2)
     return out.view(x.shape[0], x.shape[2], x.shape[3], w.shape[0]).permute(0, 3, 1, 2)
 
 
