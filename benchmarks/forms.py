@@ -3,7 +3,7 @@ freezing, and README's int8 flow (torchao's PT2E, X86InductorQuantizer, then com
 way). ``latency.py --deploy``, ``profile_ops.py`` and ``quantize.py`` all measure these.
 
     fast = compiled(octify.freeze(model), x)                       # one warm-up call on x included
-    q = int8(octify.freeze(model, matmul_1x1=False), calibration)   # compiled, warmed up on calibration[0]
+    q = int8(octify.freeze(model, matmul_1x1=False, merge_lh=True), calibration)   # compiled, warmed up on calibration[0]
 """
 
 from __future__ import annotations

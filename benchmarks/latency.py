@@ -19,7 +19,7 @@ configuration of the original given the same treatment, alternated in one proces
 threads (batch 1 and 8) and 1 thread (batch 1), ``octify.freeze`` on both sides; torch.compile
 with inductor freezing of both frozen models (the octave one with ``matmul_1x1=False``: inductor
 fuses bias, activation and sums into convolutions, not into matrix products); int8 through
-torchao's PT2E flow (README's: ``freeze(matmul_1x1=False)``, strict ``torch.export`` with a
+torchao's PT2E flow (README's: ``freeze(matmul_1x1=False, merge_lh=True)``, strict ``torch.export`` with a
 dynamic batch, X86InductorQuantizer, 8 calibration batches, inductor freezing) against the
 original's int8; r3d_18 on one
 1x3x8x112x112 clip, each side in the fastest of its frozen forms (memory format x ``conv3d``).
@@ -162,7 +162,7 @@ def deploy_table(args: argparse.Namespace) -> None:
                 # 1x1 octave convs as convs: inductor fuses bias, activation and sum into them as oneDNN post-ops
                 a_fn, b_fn = compiled(plain, x224), compiled(octify.freeze(conv, matmul_1x1=False), x224)
             elif kind == "int8":
-                a_fn, b_fn = int8(model, calibration), int8(octify.freeze(conv, matmul_1x1=False), calibration)
+                a_fn, b_fn = int8(model, calibration), int8(octify.freeze(conv, matmul_1x1=False, merge_lh=True), calibration)
             else:
                 a_fn, b_fn = plain, octave
             for threads, batch in ((2, 1), (2, 8), (1, 1)) if kind == "eager" else ((2, 1), (2, 8)):

@@ -143,7 +143,7 @@ def sides(form: str, model, converted, x: torch.Tensor) -> dict:
     if form == "compiled":
         return {"plain": compiled(octify.freeze(model), x), "octave": compiled(octify.freeze(converted, matmul_1x1=False), x)}
     calibration = [torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(4)]
-    return {"plain": int8(model, calibration), "octave": int8(octify.freeze(converted, matmul_1x1=False), calibration)}
+    return {"plain": int8(model, calibration), "octave": int8(octify.freeze(converted, matmul_1x1=False, merge_lh=True), calibration)}
 
 
 def main() -> None:

@@ -4,14 +4,16 @@ Each model is quantized twice, the torchvision original and its octave conversio
 same maintained flow (torchao's PT2E + X86InductorQuantizer, lowered to oneDNN int8 kernels by
 torch.compile / inductor):
 
-    frozen = octify.freeze(octify.convert(model, alpha, example_inputs=x).eval(), matmul_1x1=False)
+    frozen = octify.freeze(octify.convert(model, alpha, example_inputs=x).eval(), matmul_1x1=False, merge_lh=True)
     gm = torch.export.export(frozen, (x,), strict=True).module()
     quantizer = X86InductorQuantizer(); quantizer.set_global(get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(gm, quantizer); [prepared(b) for b in calibration]; q = convert_pt2e(prepared)
     torch._inductor.config.freezing = True; fast = torch.compile(q)
 
 ``matmul_1x1=False`` keeps the 1x1 octave convs as convs (as matrix products, which freeze picks
-where they are faster in float, X86InductorQuantizer would leave them float: it annotates convs).
+where they are faster in float, X86InductorQuantizer would leave them float: it annotates convs);
+``merge_lh=True`` computes each layer's L->H path in its low output's conv (two int8 convs per
+layer instead of three: each int8 conv call has a fixed cost).
 `strict=True`: under non-strict export, one nn.ReLU module called at several places (the two
 branches of an octave pair, or torchvision's BasicBlock) forms one multi-output source partition
 and X86InductorQuantizer's conv fusion annotation raises "Input partition has more than one
@@ -154,7 +156,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
         warnings.simplefilter("ignore")
         oct_model = octify.convert(model, alpha=args.alpha, example_inputs=x).eval()
         fp32 = {"orig": octify.freeze(model), "oct": octify.freeze(oct_model)}
-        to_quantize = {"orig": model, "oct": octify.freeze(oct_model, matmul_1x1=False)}
+        to_quantize = {"orig": model, "oct": octify.freeze(oct_model, matmul_1x1=False, merge_lh=True)}
         row = {}
         int8 = {}
         for k in ("orig", "oct"):

@@ -61,7 +61,7 @@ MODELS: Dict[str, Callable[[], nn.Module]] = {
     "mobilenet_v3_small": lambda: torchvision.models.mobilenet_v3_small(),
     "se_concat_dw": SEConcatNet,
 }
-FORMS = ["converted", "frozen", "frozen-matmul"]
+FORMS = ["converted", "frozen", "frozen-matmul", "frozen-merged"]
 FORMATS = ["channels_last", "preserve"]
 
 
@@ -89,8 +89,9 @@ def _release_compiled_state():
 def _as(form: str, converted: nn.Module, memory_format: str = "channels_last") -> nn.Module:
     if form == "converted":
         return converted
-    # frozen-matmul: the 1x1 octave convs as torch.mm / addmm
-    return octify.freeze(converted, memory_format=memory_format, matmul_1x1=form == "frozen-matmul")
+    # frozen-matmul: the 1x1 octave convs as torch.mm / addmm; frozen-merged: L->H in the low output's conv
+    merged = form == "frozen-merged"
+    return octify.freeze(converted, memory_format=memory_format, matmul_1x1=form == "frozen-matmul", merge_lh=merged)
 
 
 def _model(name: str, form: str, memory_format: str) -> nn.Module:
@@ -147,8 +148,8 @@ PATHS: Dict[str, Callable[[nn.Module, torch.Tensor], Callable[[torch.Tensor], to
 @pytest.mark.slow  # 90 exports, a few minutes: make test runs them, make test-fast does not
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize(
-    "form,memory_format", [(f, m) for f in FORMS for m in FORMATS if (f, m) != ("frozen-matmul", "preserve")]
-)  # matrix products on NCHW maps copy them first: not a layout anyone deploys
+    "form,memory_format", [(f, m) for f in FORMS for m in FORMATS if m == "channels_last" or f in ("converted", "frozen")]
+)  # matrix products on NCHW maps copy them first: not a layout anyone deploys; the merged form is int8's, channels-last
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_deployment_path_agrees_with_eager(name: str, form: str, memory_format: str, path: str) -> None:
     model = _model(name, form, memory_format)
@@ -261,7 +262,24 @@ def test_flop_counter_agrees_with_octify_profile(form: str) -> None:
     profiled = octify.profile(model, x)
     assert counter.get_total_flops() == profiled.flops > 0
     converted = _model("mobilenet_v3_small", "converted", "channels_last")
-    assert octify.profile(converted, x).flops == profiled.flops  # matrix products count as the 1x1 convs they replace
+    # Matrix products count as the 1x1 convs they replace; a merged layer's zeros count as what they cost.
+    assert octify.profile(converted, x).flops + _merged_zero_flops(model, x) == profiled.flops
+
+
+def _merged_zero_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """The FLOPs of the zero block of each merged layer's low-resolution conv on ``x``: 2 per
+    multiply-add of (L->H outputs) x (high inputs) x kernel over the low output's pixels."""
+    flops, hooks = [], []
+    for m in model.modules():
+        if isinstance(m, octify.OctConv2d) and m.merges_lh:
+            zeros = m.weight_hh.shape[0] * m.weight_hh.shape[1] * m.weight_lowres[0, 0].numel()
+            hooks.append(m.register_forward_hook(lambda m, a, out, z=zeros: flops.append(2 * z * out[1][0, 0].numel() * out[1].shape[0])))
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    assert bool(flops) == any(getattr(m, "merges_lh", False) for m in model.modules())
+    return sum(flops)
 
 
 def test_frozen_model_saves_and_loads_with_its_kernels(tmp_path) -> None:

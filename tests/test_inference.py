@@ -179,6 +179,26 @@ def test_frozen_model_matches_the_converted_one_and_runs_no_batch_norm(name: str
         ))
 
 
+@pytest.mark.parametrize("name", ["resnet18", "resnext50_32x4d"])
+def test_merged_low_convs_keep_the_oracle_and_the_converted_models_numbers(name: str) -> None:
+    """``freeze(merge_lh=True)`` (README's int8 flow): at octave=1 the original's outputs; at
+    alpha 0.5 the converted model's, with every octave conv that runs as convs and has all
+    four paths merged (resnext's grouped 3x3 convs are not: their groups stay apart)."""
+    torch.manual_seed(0)
+    model = randomize_bn(torchvision.models.get_model(name)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    oracle = octify.freeze(octify.convert(model, octave=1, example_inputs=x).eval(), matmul_1x1=False, merge_lh=True)
+    converted = octify.convert(model, alpha=0.5, example_inputs=x).eval()
+    frozen = octify.freeze(converted, matmul_1x1=False, merge_lh=True)
+    layers = [m for m in frozen.modules() if isinstance(m, octify.OctConv2d)]
+    merged = [m for m in layers if m.merges_lh]
+    assert merged and all(m.groups > 1 or min(m.ih, m.il, m.oh, m.ol) == 0 for m in layers if not m.merges_lh)
+    assert octify.record_of(frozen).frozen["merge_lh"] is True
+    with torch.no_grad():
+        assert rel_err(oracle(x), model(x)) < 1e-4
+        assert rel_err(frozen(x), converted(x)) < 1e-4
+
+
 def test_a_hook_on_a_converted_batch_norm_sees_its_output() -> None:
     model = torchvision.models.resnet18().eval()
     x = torch.randn(1, 3, 64, 64)

@@ -7,18 +7,20 @@ the identity, and an OctConv2d built with ``from_conv`` is the same linear map a
 and put the outputs back with the output partition.
 """
 
+import copy
 import math
 import warnings
 from typing import List, Tuple, Union
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from octify.nn import OctaveDual, OctaveMerge, OctaveSplit, OctBatchNorm2d, OctConv2d, Partition
+from octify.nn import OctaveDual, OctaveMerge, OctaveSplit, OctBatchNorm2d, OctConv1d, OctConv2d, OctConv3d, Partition
 from octify.nn.partition import low_channels
 
 from conftest import randomize_bn, rel_err
@@ -420,12 +422,18 @@ def test_from_conv_matches_conv2d_at_octave_1(case):
     assert (fused.weight_low is not None) == (
         not layer.depthwise and case["groups"] == 1 and not layer.pointwise and min(layer.ih, layer.il, layer.ol) > 0
     )
+    merged = copy.deepcopy(layer).merge_lh()  # L->H in the low output's conv: int8's form
+    assert merged.merges_lh == (not layer.depthwise and case["groups"] == 1 and min(layer.ih, layer.il, layer.oh, layer.ol) > 0)
     if layer.pointwise:
         layer.use_matmul()
     with torch.no_grad():
         got = from_pair(layer(to_pair(x.contiguous(memory_format=torch.channels_last), case["pin"])), case["pout"])
+        got_merged = from_pair(merged(to_pair(x, case["pin"])), case["pout"])
     assert rel_err(got, want) <= 1e-5
+    assert rel_err(got_merged, want) <= 1e-5
     assert torch.equal(layer.to_dense_weight()[0], conv.weight)
+    w, b = merged.to_dense_weight()
+    assert torch.equal(w, conv.weight) and (b is None or torch.equal(b, conv.bias))
 
 
 @pytest.mark.parametrize("alpha", [(0.0, 0.5), (0.5, 0.5), (0.5, 0.0), (1.0, 0.5), (0.5, 1.0), (0.25, 0.75)])
@@ -1054,3 +1062,55 @@ def test_the_upsample_add_into_a_fresh_high_map_writes_it_in_place_where_it_can(
     in_place = layout not in ("strided", "low_precision")
     assert (got.data_ptr() == high.data_ptr()) is in_place
     assert torch.equal(high, got if in_place else before)
+
+
+class _ConvCount(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += func is torch.ops.aten.convolution.default
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    "cls,size,kw",
+    [
+        (OctConv2d, (12, 10), dict(stride=2, padding_mode="reflect")),
+        (OctConv2d, (9, 9), dict(bias=False)),
+        (OctConv1d, (16,), dict(stride=2)),
+        (OctConv3d, (3, 8, 8), dict()),
+    ],
+)
+def test_merge_lh_runs_two_convs_for_the_same_outputs(cls, size, kw):
+    torch.manual_seed(0)
+    layer = cls(8, 12, 3, padding=1, alpha=(0.5, 0.25), **kw).eval()
+    merged = copy.deepcopy(layer).merge_lh()
+    assert merged.merges_lh and not layer.merges_lh
+    assert merged.weight_lh is None and merged.weight_hl is None and merged.weight_ll is None and merged.bias_l is None
+    assert tuple(merged.weight_lowres.shape) == (9 + 3, 4 + 4) + (3,) * len(size)  # [L->H | low] x [pooled high | low]
+    assert not merged.weight_lowres[:9, :4].any()  # no pooled high input reaches L->H
+    low = [-(-s // 2) for s in size] if len(size) < 3 else [size[0]] + [-(-s // 2) for s in size[1:]]  # video: time kept
+    xh, xl = torch.randn(2, 4, *size), torch.randn(2, 4, *low)
+    counts, outs = [], []
+    for m in (layer, merged):
+        with torch.no_grad(), _ConvCount() as c:
+            outs.append(m((xh, xl)))
+        counts.append(c.n)
+    assert counts == [3, 2]
+    for a, b in zip(*outs):
+        assert a.shape == b.shape and rel_err(b, a) <= 1e-6
+
+
+def test_merge_lh_leaves_the_layers_it_cannot_merge_as_they_are():
+    cases = {
+        "pooled stride": OctConv2d(8, 8, 3, stride=2, padding=1, stride_mode="pool"),  # L->H reads the low input pooled less
+        "no high input": OctConv2d(8, 8, 3, padding=1, alpha=(0.0, 0.5)),
+        "grouped": OctConv2d(8, 8, 3, padding=1, groups=2),
+        "matrix products": OctConv2d(8, 8, 1).use_matmul(),
+    }
+    for why, layer in cases.items():
+        keys = sorted(layer.state_dict())
+        assert not layer.can_merge_lh and not layer.merge_lh().merges_lh, why
+        assert sorted(layer.state_dict()) == keys, why

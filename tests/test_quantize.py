@@ -32,6 +32,7 @@ A, QD = torch.ops.aten, torch.ops.quantized_decomposed
 DEQUANT = {QD.dequantize_per_tensor.default, QD.dequantize_per_tensor.tensor, QD.dequantize_per_channel.default}
 VIEWS = {A.view.default, A.t.default, A.permute.default, A.reshape.default, A._unsafe_view.default}
 # op -> (index of the activation argument, index of the weight argument)
+MERGED = ["conv2.0", "conv3.0"]  # conv1 takes the plain stem: no L->H to merge
 GEMMS = {A.conv2d.default: (0, 1), A.linear.default: (0, 1), A.mm.default: (0, 1), A.addmm.default: (1, 2), A.addmm_.default: (1, 2)}
 
 
@@ -120,3 +121,24 @@ def test_matmul_1x1_freeze_keeps_pointwise_matmuls_float(setup):
     with torch.no_grad():
         want, got = frozen(x), qm(x)
     assert 0 < rel_err(got, want) < 0.05  # measured 0.007
+
+
+def test_merged_low_convs_quantize_as_two_convs_per_layer(setup):
+    """README's int8 flow freezes with ``merge_lh=True``: L->H is computed by the low output's
+    conv (zeros where the pooled high input would feed it), so conv2 and conv3 run two int8
+    convs each where they ran three; its zeros quantize to zeros, and the numbers stay as close."""
+    converted, calibration, x = setup
+    frozen = octify.freeze(converted, matmul_1x1=False, merge_lh=True)
+    assert [n for n, m in frozen.named_modules() if getattr(m, "merges_lh", False)] == MERGED
+    qm = _quantize(frozen, calibration)
+    gemms = _gemms(qm)
+    octave = [q for _, is_oct, q in gemms if is_oct]
+    assert len(octave) == 8 - len(MERGED), [(n.name, o) for n, o, _ in gemms]  # one conv fewer per merged layer
+    assert all(q for _, _, q in gemms), [n.name for n, _, q in gemms if not q]
+    with torch.no_grad():
+        want, got = frozen(x), qm(x)
+    assert not torch.equal(got, want)
+    assert rel_err(got, want) < 0.05
+    with torch.no_grad():
+        unmerged = octify.freeze(converted, matmul_1x1=False)(x)
+    assert rel_err(want, unmerged) < 1e-6  # the same function in float

@@ -216,11 +216,24 @@ def test_a_frozen_model_replays_the_matmul_layers_chosen_by_timing(tmp_path, mon
     monkeypatch.setattr(freeze_module, "choose_matmul", chosen_by_timing)
     net = _net()
     frozen = octify.freeze(octify.convert(net, example_inputs=X))
-    assert octify.record_of(frozen).frozen == {"fold_bn": True, "memory_format": "channels_last", "conv3d": "torch", "matmul_1x1": ["b1.skip"]}
+    assert octify.record_of(frozen).frozen == {
+        "fold_bn": True, "memory_format": "channels_last", "conv3d": "torch", "merge_lh": False, "matmul_1x1": ["b1.skip"]
+    }
     monkeypatch.setattr(freeze_module, "choose_matmul", lambda *a, **k: pytest.fail("timed again on load"))
     back = _round_trip(frozen, _net(seed=4), tmp_path)
     assert back.get_submodule("b1.skip")._matmul and not back.get_submodule("b2.skip")._matmul
     assert not any(isinstance(m, (nn.BatchNorm2d, octify.OctBatchNorm2d)) for m in back.modules())
+
+
+def test_a_frozen_model_with_merged_low_convs_comes_back_merged(tmp_path):
+    frozen = octify.freeze(octify.convert(_net(), example_inputs=X), matmul_1x1=False, merge_lh=True)
+    merged = sorted(n for n, m in frozen.named_modules() if getattr(m, "merges_lh", False))
+    assert merged == ["b1.conv2", "b2.conv1", "b2.conv2", "b2.skip"]  # b1.conv1 and b1.skip take the plain stem: no L->H
+    back = _round_trip(frozen, _net(seed=5), tmp_path)
+    assert sorted(n for n, m in back.named_modules() if getattr(m, "merges_lh", False)) == merged
+    assert "b1.conv2.weight_lowres" in back.state_dict() and "b1.conv2.weight_lh" not in back.state_dict()
+    with pytest.raises(TypeError, match=r"octify.freeze: merge_lh must be True or False, found 'yes' \(str\)"):
+        octify.freeze(octify.convert(_net(), example_inputs=X), merge_lh="yes")
 
 
 def test_freeze_takes_the_names_of_the_matmul_layers_and_refuses_others():

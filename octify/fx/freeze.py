@@ -17,7 +17,11 @@ are applied here, explicitly, and produce a new model (in the spirit of ``torch.
    quantizers annotate convolutions, not matrix products); a list of layer names for exactly
    those (what ``octify.load`` replays, with no timing);
 5. with ``conv3d="onednn"``, every 3-D conv, plain or octave, run by oneDNN
-   (``torch.mkldnn_convolution``), whatever PyTorch's size rule would pick.
+   (``torch.mkldnn_convolution``), whatever PyTorch's size rule would pick;
+6. with ``merge_lh=True``, each octave conv that runs as convs computes L->H in its low
+   output's conv (``OctConvNd.merge_lh``): two convs per layer instead of three, with zeros in
+   the merged weight. For int8 (a fixed cost per conv call), not for float, where the extra
+   multiply-adds cost more than the call saved.
 
 The settings are kept with the result (``record_of(frozen).frozen``; for a model octify did not
 convert, ``frozen.meta["octify.freeze"]``, with the shapes of the inputs its sums were found
@@ -43,7 +47,7 @@ from ..record import attach_record, find_record, recorded_inputs
 from ..nn.onednn import OneDNNConv3d
 from ..utils.choices import CONV3D_KERNELS, MEMORY_FORMATS
 from ..utils.inputs import default_inputs, describe, normalize_inputs
-from ..utils.validate import check_choice, check_module
+from ..utils.validate import check_bool, check_choice, check_module
 from .fold import as_graph_module, fold_graph
 from .inplace import plain_sums_in_place
 from .kernel_choice import choose_matmul
@@ -58,6 +62,7 @@ FREEZE_META = "octify.freeze"  # gm.meta key of a frozen plain model's settings 
 def freeze(
     model: nn.Module, *, fold_bn: bool = True, memory_format: str = "channels_last",
     matmul_1x1: Union[bool, str, Sequence[str]] = "auto", example_inputs: Any = None, inplace: bool = False, conv3d: str = "torch",
+    merge_lh: bool = False,
 ) -> fx.GraphModule:
     """The inference form of ``model`` (see the module docstring): batch norms folded, fused
     low weights stored once, channels-last weights, 1x1 octave convs as matrix products where
@@ -72,7 +77,8 @@ def freeze(
     ``model`` is a converted model (or a plain one, traced with torch.fx first, so that a
     benchmark can give the original the same treatment) in eval mode. It is copied unless
     ``inplace=True``. ``conv3d="onednn"`` sends every 3-D conv to oneDNN (item 5 above; video
-    models on a CPU, eager mode). The result computes the same function (float rounding aside) and keeps
+    models on a CPU, eager mode); ``merge_lh=True`` merges each octave conv's L->H path into its
+    low output's conv (item 6; README's int8 flow). The result computes the same function (float rounding aside) and keeps
     the conversion record, whose ``fused`` lists the (conv, batch norm) pairs folded.
 
     >>> import torch, torchvision, octify
@@ -87,6 +93,7 @@ def freeze(
     check_module(model, "octify.freeze: model")
     check_choice(memory_format, "octify.freeze: memory_format", MEMORY_FORMATS)
     check_choice(conv3d, "octify.freeze: conv3d", CONV3D_KERNELS)
+    check_bool(merge_lh, "octify.freeze: merge_lh")
     names = _matmul_names(matmul_1x1)
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
     if training:
@@ -120,11 +127,15 @@ def freeze(
         _use_matmul(gm, names)
     elif matmul_1x1 == "auto" and channels_last and any(isinstance(m, OctConv2d) and m.pointwise for m in gm.modules()):
         choose_matmul(gm, inputs)
+    if merge_lh:  # after the kernel choice: layers that run as matrix products keep their three paths
+        for m in gm.modules():
+            if isinstance(m, OctConvNd):
+                m.merge_lh()
     narrow_outputs(gm)
     if record is None:
         plain_sums_in_place(gm, inputs)
     settings = {
-        "fold_bn": bool(fold_bn), "memory_format": memory_format, "conv3d": conv3d,
+        "fold_bn": bool(fold_bn), "memory_format": memory_format, "conv3d": conv3d, "merge_lh": merge_lh,
         "matmul_1x1": [name for name, m in gm.named_modules() if isinstance(m, OctConvNd) and getattr(m, "_matmul", False)],
     }
     if record is not None:

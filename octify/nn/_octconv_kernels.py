@@ -14,7 +14,7 @@ from torch.utils.flop_counter import flop_registry, register_flop_formula
 from ._resample import add_upsampled, downsample, pick, reorder, upsample_to
 from .onednn import onednn_applies
 
-__all__ = ["fuse_low", "Kernels"]
+__all__ = ["fuse_low", "like_format", "Kernels"]
 
 # Shape-dependent helpers stay one call when torch.fx traces a converted model again.
 torch.fx.wrap("add_upsampled")
@@ -31,9 +31,14 @@ def fuse_low(weights: List[Optional[Tensor]]) -> List[Optional[Tensor]]:
     w_hl, w_ll = weights[2], weights[3]
     out = list(weights)
     if w_hl is not None and w_ll is not None:
-        fmt = torch.channels_last if w_hl.dim() == 4 and w_hl.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        out[4] = torch.cat([w_hl, w_ll], 1).contiguous(memory_format=fmt)
+        out[4] = like_format(torch.cat([w_hl, w_ll], 1), w_hl)
     return out
+
+
+def like_format(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` (a weight made from ``like``) in ``like``'s memory format: channels-last stays so."""
+    fmt = torch.channels_last if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return t.contiguous(memory_format=fmt)
 
 
 def _pixels(x: Tensor) -> Tensor:
@@ -147,6 +152,15 @@ class Kernels:
         yh: Optional[Tensor] = None
         yl: Optional[Tensor] = None
         w_hh, w_lh, w_hl, w_ll, w_low, b_h, b_l = weights[0], weights[1], weights[2], weights[3], weights[4], weights[5], weights[6]
+        w_lowres = weights[7]
+        if w_lowres is not None and w_hh is not None and xh is not None and xl is not None:
+            # merge_lh: [L->H | H->L + L->L] as one conv over [pooled high | low], then the L->H
+            # part upsampled into the H->H output. Both outputs are channel slices of one buffer.
+            yh = self._conv(xh, w_hh, b_h, stride, 1)
+            out = self._conv(torch.cat([downsample(xh, self.octave, self._axes), xl], 1), w_lowres, weights[8], stride, 1)
+            c = w_hh.shape[0]
+            yh = add_upsampled(yh, out.narrow(1, 0, c), self.octave, True)
+            return yh, out.narrow(1, c, out.shape[1] - c)
         if w_hh is not None and xh is not None:
             yh = self._conv(xh, w_hh, b_h, stride, g)
         if w_lh is not None and xl_lh is not None:

@@ -143,8 +143,7 @@ class PathWeights:
                 if p is not None:
                     for rows, dst, cols in self._blocks(out_idx, in_idx):
                         p[dst] = _take(_take(weight, 0, rows), 1, cols)
-        for name, idx in (("bias_h", pout.high), ("bias_l", pout.low)):
-            b = getattr(self, name)
+        for b, idx in ((self.bias_h, pout.high), (self._low_bias(), pout.low)):
             if b is not None and bias is not None:
                 b.copy_(bias[list(idx)])
 
@@ -172,7 +171,15 @@ class PathWeights:
         fused = getattr(self, "weight_low", None)
         if fused is not None:
             out["hl"], out["ll"] = fused[:, : self.ih], fused[:, self.ih :]
+        merged = getattr(self, "weight_lowres", None)  # [[0, lh], [hl, ll]] (merge_lh)
+        if merged is not None:
+            out["lh"], out["hl"], out["ll"] = merged[: self.oh, self.ih :], merged[self.oh :, : self.ih], merged[self.oh :, self.ih :]
         return out
+
+    def _low_bias(self) -> Optional[Tensor]:
+        """The low output's bias, also where the merged low conv holds it (after zeros for L->H)."""
+        merged = getattr(self, "bias_lowres", None)
+        return merged[self.oh :] if merged is not None else self.bias_l
 
     @torch.no_grad()
     def to_dense_weight(self) -> Tuple[Tensor, Optional[Tensor]]:
@@ -199,8 +206,7 @@ class PathWeights:
                         block = weight[rows]
                         block[:, cols] = p[src]
                         weight[rows] = block
-        for name, idx in (("bias_h", pout.high), ("bias_l", pout.low)):
-            b = getattr(self, name)
+        for b, idx in ((self.bias_h, pout.high), (self._low_bias(), pout.low)):
             if b is not None and bias is not None:
                 bias[list(idx)] = b
         return weight, bias

@@ -160,6 +160,9 @@ class OctConvNd(PathWeights, Kernels, InferenceForms, nn.Module):
         # ``octify.freeze`` stores their [hl | ll] weight once (``weight_low``).
         self._fuses_low = not self.depthwise and groups == 1 and not self._pointwise
         self.register_parameter("weight_low", None)
+        # ``octify.freeze(merge_lh=True)`` computes L->H in that conv too (``merge_lh``).
+        self.register_parameter("weight_lowres", None)
+        self.register_parameter("bias_lowres", None)
         self._derive()
 
     def _spatial(self, value: Any, what: str, minimum: int = 1) -> Tuple[int, ...]:
@@ -196,6 +199,8 @@ class OctConvNd(PathWeights, Kernels, InferenceForms, nn.Module):
             self._derive()
         # Layers saved by octify 0.1.0 predate the inference forms.
         self._parameters.setdefault("weight_low", None)
+        self._parameters.setdefault("weight_lowres", None)
+        self._parameters.setdefault("bias_lowres", None)
         self.__dict__.setdefault("_matmul", False)
         self.__dict__.setdefault("_onednn", False)
         if "_n_hl" not in self.__dict__:
@@ -340,8 +345,10 @@ class OctConvNd(PathWeights, Kernels, InferenceForms, nn.Module):
     def path_tensors(self) -> List[Optional[Tensor]]:
         """The dense paths' tensors as :meth:`forward_with` takes them: hh, lh, hl, ll, the fused
         [hl | ll] weight (``weight_low``, set by ``octify.freeze``; hl and ll are then None),
-        bias_h, bias_l."""
-        return [self.weight_hh, self.weight_lh, self.weight_hl, self.weight_ll, self.weight_low, self.bias_h, self.bias_l]
+        bias_h, bias_l, and the merged low-resolution conv's weight and bias (``weight_lowres``,
+        ``bias_lowres``: :meth:`merge_lh`; lh, hl, ll, the fused weight and bias_l are then None)."""
+        return [self.weight_hh, self.weight_lh, self.weight_hl, self.weight_ll, self.weight_low, self.bias_h, self.bias_l,
+                self.weight_lowres, self.bias_lowres]
 
     def forward_with(self, x: OctaveInput, weights: List[Optional[Tensor]]) -> OctaveOutput:
         """The layer's output computed with ``weights`` (laid out as :meth:`path_tensors`) instead of its own."""

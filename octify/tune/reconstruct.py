@@ -52,7 +52,7 @@ def fits(layer: nn.Module) -> bool:
     with its four path weights (not frozen) and its stride in the convs."""
     return (
         isinstance(layer, OctConv2d) and not layer.depthwise and layer.groups == 1 and layer.padding_mode == "zeros"
-        and not layer._pool and layer.weight_low is None
+        and not layer._pool and layer.weight_low is None and layer.weight_lowres is None
     )
 
 
