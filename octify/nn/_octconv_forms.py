@@ -57,8 +57,8 @@ class InferenceForms:
         """Compute L->H with H->L and L->L in one conv over the low-resolution inputs [pooled high |
         low]: its weight (``weight_lowres``) is [[0, lh], [hl, ll]], zeros where the pooled high
         input would feed L->H, and its output [L->H | low output] (bias ``bias_lowres``: zeros,
-        then ``bias_l``). The layer then runs two convs instead of three, for a quarter more of
-        L->H's multiply-adds in zeros (the layer: 2/1.75, 14% more, at alpha 0.5): it pays where
+        then ``bias_l``). The layer then runs two convs instead of three, for the multiply-adds
+        of a zero block as large as H->L (at alpha 0.5 the layer does 14% more): it pays where
         each conv call has a large fixed cost, as int8 convs have at batch 1. ``weight_lh``,
         ``weight_hl``, ``weight_ll``, ``weight_low`` and ``bias_l`` become None (the state dict
         changes accordingly); a no-op on layers that cannot (:attr:`can_merge_lh`)."""
