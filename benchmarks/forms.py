@@ -3,7 +3,7 @@ freezing, and README's int8 flow (torchao's PT2E, X86InductorQuantizer, then com
 way). ``latency.py --deploy``, ``profile_ops.py`` and ``quantize.py`` all measure these.
 
     fast = compiled(octify.freeze(model), x)                       # one warm-up call on x included
-    q = int8(octify.freeze(model, matmul_1x1=False, merge_lh=True), calibration)   # compiled, warmed up on calibration[0]
+    q = int8(for_int8(converted), calibration)                      # compiled, warmed up on calibration[0]
 """
 
 from __future__ import annotations
@@ -12,6 +12,14 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+import octify
+
+
+def for_int8(model: nn.Module) -> torch.fx.GraphModule:
+    """README's int8 flow's freeze: 1x1 octave convs kept as convs (the quantizer annotates convs,
+    not matrix products), and each layer's L->H merged into its low conv (two int8 convs per layer)."""
+    return octify.freeze(model, matmul_1x1=False, merge_lh=True)
 
 
 def compiled(model: nn.Module, x: torch.Tensor) -> Callable:

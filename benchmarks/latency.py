@@ -40,7 +40,7 @@ import torchvision
 from torch import nn
 
 import octify
-from forms import compiled, int8
+from forms import compiled, for_int8, int8
 from result_table import ResultTable
 from timing import alternate, time_one
 
@@ -162,7 +162,7 @@ def deploy_table(args: argparse.Namespace) -> None:
                 # 1x1 octave convs as convs: inductor fuses bias, activation and sum into them as oneDNN post-ops
                 a_fn, b_fn = compiled(plain, x224), compiled(octify.freeze(conv, matmul_1x1=False), x224)
             elif kind == "int8":
-                a_fn, b_fn = int8(model, calibration), int8(octify.freeze(conv, matmul_1x1=False, merge_lh=True), calibration)
+                a_fn, b_fn = int8(model, calibration), int8(for_int8(conv), calibration)
             else:
                 a_fn, b_fn = plain, octave
             for threads, batch in ((2, 1), (2, 8), (1, 1)) if kind == "eager" else ((2, 1), (2, 8)):

@@ -36,7 +36,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import octify  # noqa: E402
-from forms import compiled, int8  # noqa: E402
+from forms import compiled, for_int8, int8  # noqa: E402
 from result_table import ResultTable  # noqa: E402
 
 CONVOLUTIONS = {"aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::slow_conv3d_forward", "aten::_mkldnn_convolution",
@@ -143,7 +143,7 @@ def sides(form: str, model, converted, x: torch.Tensor) -> dict:
     if form == "compiled":
         return {"plain": compiled(octify.freeze(model), x), "octave": compiled(octify.freeze(converted, matmul_1x1=False), x)}
     calibration = [torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(4)]
-    return {"plain": int8(model, calibration), "octave": int8(octify.freeze(converted, matmul_1x1=False, merge_lh=True), calibration)}
+    return {"plain": int8(model, calibration), "octave": int8(for_int8(converted), calibration)}
 
 
 def main() -> None:

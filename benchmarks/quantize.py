@@ -54,7 +54,7 @@ import torchvision
 from torch import nn
 
 import octify
-from forms import compiled, quantize
+from forms import compiled, for_int8, quantize
 from result_table import ResultTable
 
 A, QD = torch.ops.aten, torch.ops.quantized_decomposed
@@ -156,7 +156,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
         warnings.simplefilter("ignore")
         oct_model = octify.convert(model, alpha=args.alpha, example_inputs=x).eval()
         fp32 = {"orig": octify.freeze(model), "oct": octify.freeze(oct_model)}
-        to_quantize = {"orig": model, "oct": octify.freeze(oct_model, matmul_1x1=False, merge_lh=True)}
+        to_quantize = {"orig": model, "oct": for_int8(oct_model)}
         row = {}
         int8 = {}
         for k in ("orig", "oct"):

@@ -190,7 +190,7 @@ def _rebuild(recipe: dict, model: nn.Module, p: Path, rules: Any, leaf_modules: 
     """The saved model's structure, made from ``model``: the conversion replayed, then the freeze."""
     from .convert import rebuild
     from .errors import ConversionError
-    from .fx.freeze import freeze
+    from .fx.freeze import SETTINGS, freeze
     from .record import ConversionRecord, attach_record
 
     record, settings = recipe.get("record"), recipe.get("freeze")
@@ -203,7 +203,7 @@ def _rebuild(recipe: dict, model: nn.Module, p: Path, rules: Any, leaf_modules: 
     try:
         out = rebuild(model, record, rules=rules, leaf_modules=leaf_modules) if record is not None else copy.deepcopy(model)
         if settings is not None:
-            settings = {k: v for k, v in settings.items() if k in ("fold_bn", "memory_format", "conv3d", "matmul_1x1", "merge_lh")}
+            settings = {k: v for k, v in settings.items() if k in SETTINGS}
             out = freeze(out.eval(), inplace=True, example_inputs=inputs, **settings)
     except (ValueError, ConversionError) as e:
         text = " ".join(str(e).split()).rstrip(".")

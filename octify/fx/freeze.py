@@ -54,9 +54,10 @@ from .kernel_choice import choose_matmul
 from .layout import contiguous_before_layout_reads, to_channels_last
 from .narrow import narrow_outputs
 
-__all__ = ["freeze", "FREEZE_META"]
+__all__ = ["freeze", "FREEZE_META", "SETTINGS"]
 
 FREEZE_META = "octify.freeze"  # gm.meta key of a frozen plain model's settings (a converted one keeps them in its record)
+SETTINGS = ("fold_bn", "memory_format", "conv3d", "merge_lh", "matmul_1x1")  # the arguments kept with the result, which octify.load replays
 
 
 def freeze(
