@@ -40,7 +40,7 @@ import torchvision
 from torch import nn
 
 import octify
-from forms import compiled, for_int8, int8
+from forms import TARGETS, compiled, for_int8, int8
 from result_table import ResultTable
 from timing import alternate, time_one
 
@@ -147,8 +147,6 @@ def deploy_table(args: argparse.Namespace) -> None:
     """One row per deployment setting and model (see the module docstring), each measured twice."""
     table = ResultTable("latency-deploy", ["setting", "model", "best plain ms", "octave ms", "ratio (run 1 / run 2)", "MACs ratio",
                                            "target"], "--::::-")
-    targets = {("eager", 2, 1): 0.75, ("eager", 2, 8): 0.62, ("eager", 1, 1): 0.65, ("compiled", 2, 1): 0.70,
-               ("compiled", 2, 8): 0.62, ("int8", 2, 1): 0.80, ("int8", 2, 8): 0.80}
     labels = {"eager": "eager (octify.freeze)", "compiled": "torch.compile, inductor freezing", "int8": "int8 (torchao PT2E, inductor)"}
     met = []
     for name in args.models:
@@ -171,7 +169,7 @@ def deploy_table(args: argparse.Namespace) -> None:
                 if kind == "eager":  # freeze times its 1x1 kernels on the batch and threads it will run with
                     b_fn = octify.freeze(conv, example_inputs=x)
                 a, b, ratios, worst = _twice(a_fn, b_fn, x, args.iters)
-                target = targets[(kind, threads, batch)]
+                target = TARGETS[(kind, threads, batch)]
                 met.append(worst <= target)
                 table.row(f"{labels[kind]}, {threads} thread{'s' if threads > 1 else ''}, batch {batch}", name, f"{a:.1f}", f"{b:.1f}",
                           ratios, f"{ratio_macs:.2f}", f"<= {target:.2f}")

@@ -76,9 +76,23 @@ def test_the_profile_sorts_each_kernel_into_its_column():
     # oneDNN calls, a generated kernel, and the wrappers whose time is outside any kernel.
     assert [profile_ops.kind(k) for k in (
         "aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "mkldnn::_convolution_pointwise_", "onednn::qconv2d_pointwise",
-        "aten::addmm", "mkl::_mkl_linear", "onednn::qlinear_pointwise", "graph_2_cpp_fused_add_avg_pool2d_cat_permute_relu_view_9",
+        "aten::addmm", "aten::addmm_", "mkl::_mkl_linear", "onednn::qlinear_pointwise", "graph_2_cpp_fused_add_avg_pool2d_cat_permute_relu_view_9",
         "aten::add", "quantized::max_pool2d", "aten::conv2d", "## Call CompiledFxGraph None ##", "TorchDynamo Cache Lookup",
-    )] == ["conv", "conv", "conv", "conv", "mm", "mm", "mm", "generated", "other", "other", "other", None, None]
+    )] == ["conv", "conv", "conv", "conv", "mm", "mm", "mm", "mm", "generated", "other", "other", "other", None, None]
+
+
+def test_the_profile_note_bounds_the_ratio_by_the_convolutions_and_products():
+    import profile_ops
+
+    # Plain: 80 ms of convs and products, 20 of the rest; octave: 50 and 35. Had the octave model
+    # only its kernels beyond the plain model's rest: (50 + 20) / (80 + 20).
+    got = {"plain": {"conv": 70.0, "mm": 10.0, "generated": 0.0, "other": 15.0, "host": 5.0},
+           "octave": {"conv": 40.0, "mm": 10.0, "generated": 5.0, "other": 20.0, "host": 10.0}}
+    assert round(profile_ops.bound(got), 6) == 0.7
+    assert profile_ops.note("resnet50", 8, "eager", got, 0.536, 0.62) == (
+        "resnet50, batch 8, eager: the octave model's convolutions and products take 0.62x the plain model's for 0.54x the "
+        "MACs; everything else 35.0 ms against 20.0; with the plain model's everything else, the ratio would be 0.70 (target 0.62).")
+    assert profile_ops.note("resnet50", 4, "eager", got, 0.536, None).endswith("the ratio would be 0.70.")
 
 
 def test_the_profile_of_a_small_model_finds_its_conv_and_its_product():
