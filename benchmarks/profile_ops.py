@@ -89,20 +89,25 @@ def breakdown(model, x: torch.Tensor, forwards: int) -> dict:
     return out
 
 
+def _split(got: dict) -> tuple[dict, dict]:
+    """Each side's ms (``got``: both sides' :func:`breakdown`) in convolutions and products, and in everything else."""
+    kernels = {s: got[s]["conv"] + got[s]["mm"] for s in got}
+    rest = {s: got[s]["generated"] + got[s]["other"] + got[s]["host"] for s in got}
+    return kernels, rest
+
+
 def bound(got: dict) -> float:
     """The octave / plain ratio if the octave model paid only for its own convolutions and
     products and everything else cost what the plain model's does (``got``: both sides'
     :func:`breakdown`)."""
-    kernels = {s: got[s]["conv"] + got[s]["mm"] for s in got}
-    rest = got["plain"]["generated"] + got["plain"]["other"] + got["plain"]["host"]
-    return (kernels["octave"] + rest) / (kernels["plain"] + rest)
+    kernels, rest = _split(got)
+    return (kernels["octave"] + rest["plain"]) / (kernels["plain"] + rest["plain"])
 
 
 def note(name: str, batch: int, form: str, got: dict, macs: float, target: float | None) -> str:
     """The line under the table for one model, batch and form: convolutions and products against
     the MACs, the rest in ms, and the :func:`bound` against the setting's target."""
-    kernels = {s: got[s]["conv"] + got[s]["mm"] for s in got}
-    rest = {s: got[s]["generated"] + got[s]["other"] + got[s]["host"] for s in got}
+    kernels, rest = _split(got)
     versus = "" if target is None else f" (target {target:.2f})"
     return (f"{name}, batch {batch}, {form}: the octave model's convolutions and products take "
             f"{kernels['octave'] / kernels['plain']:.2f}x the plain model's for {macs:.2f}x the MACs; everything else "

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if hasattr(ctypes, "CDLL") else None
 
@@ -54,6 +56,18 @@ def pytest_runtest_teardown(item, nextitem):
     if trim is not None:
         trim(0)
     _collected_at[0] = _rss()
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops run inside it, by overload packet name (``counts["convolution"]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
 
 
 def rel_err(got: Tensor, want: Tensor) -> float:

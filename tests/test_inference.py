@@ -13,7 +13,7 @@ from torch import nn
 import octify
 from octify import OctBatchNorm2d, OctConv2d
 
-from conftest import randomize_bn, rel_err
+from conftest import OpCounter, randomize_bn, rel_err
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "regnet_y_400mf"])
@@ -144,23 +144,10 @@ def test_converted_model_compiles_without_graph_breaks() -> None:
 
 
 # -- conv -> batch norm pairs run as one conv in inference ------------------------------------------
-class _AtenCounter(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts the aten ops a forward runs (by overload packet name)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: dict[str, int] = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        name = func.overloadpacket.__name__
-        self.ops[name] = self.ops.get(name, 0) + 1
-        return func(*args, **(kwargs or {}))
-
-
 def _bn_ops(model: nn.Module, x: torch.Tensor) -> int:
-    with _AtenCounter() as counter:
+    with OpCounter() as counter:
         model(x)
-    return sum(n for op, n in counter.ops.items() if "batch_norm" in op)
+    return sum(n for op, n in counter.counts.items() if "batch_norm" in op)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnext50_32x4d", "mobilenet_v2"])

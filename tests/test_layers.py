@@ -14,7 +14,6 @@ from typing import List, Tuple, Union
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 from octify.nn import OctaveDual, OctaveMerge, OctaveSplit, OctBatchNorm2d, OctConv1d, OctConv2d, OctConv3d, Partition
 from octify.nn.partition import low_channels
 
-from conftest import randomize_bn, rel_err
+from conftest import OpCounter, randomize_bn, rel_err
 
 HYPO = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -980,16 +979,6 @@ def test_an_in_place_weight_update_is_seen_at_once_in_every_mode():
         assert torch.allclose(a, b, atol=1e-6)
 
 
-class _OpNames(torch.utils._python_dispatch.TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: set = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        self.names.add(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("alpha", [(0.5, 0.5), (0.0, 0.5), (0.5, 0.0), (1.0, 0.5), (0.5, 1.0), (0.25, 0.75)])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("stride,mode", [(1, "conv"), (2, "pool")])
@@ -1003,12 +992,12 @@ def test_pointwise_inference_runs_as_matrix_products_with_the_same_result(alpha,
     want = layer(x)  # the convolution paths
     assert layer.runs_as_matmul is False
     layer.use_matmul()
-    with _OpNames() as ops:
+    with OpCounter() as ops:
         got = layer(x)
-    assert "convolution" not in ops.names and ops.names & {"mm", "addmm"}
+    assert "convolution" not in ops.counts and ops.counts.keys() & {"mm", "addmm"}
     # In place only the accumulation of one product onto another the layer just made (no view,
     # nothing the caller sees): exporters see plain products.
-    assert {name for name in ops.names if name.endswith("_")} <= {"addmm_"}
+    assert {name for name in ops.counts if name.endswith("_")} <= {"addmm_"}
     if layer.weight_hh is not None:
         (got[0] if isinstance(got, tuple) else got).sum().backward()  # and autograd goes through them
         assert layer.weight_hh.grad is not None
@@ -1064,16 +1053,6 @@ def test_the_upsample_add_into_a_fresh_high_map_writes_it_in_place_where_it_can(
     assert torch.equal(high, got if in_place else before)
 
 
-class _ConvCount(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.n = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.n += func is torch.ops.aten.convolution.default
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize(
     "cls,size,kw",
     [
@@ -1095,9 +1074,9 @@ def test_merge_lh_runs_two_convs_for_the_same_outputs(cls, size, kw):
     xh, xl = torch.randn(2, 4, *size), torch.randn(2, 4, *low)
     counts, outs = [], []
     for m in (layer, merged):
-        with torch.no_grad(), _ConvCount() as c:
+        with torch.no_grad(), OpCounter() as c:
             outs.append(m((xh, xl)))
-        counts.append(c.n)
+        counts.append(c.counts["convolution"])
     assert counts == [3, 2]
     for a, b in zip(*outs):
         assert a.shape == b.shape and rel_err(b, a) <= 1e-6
